@@ -1,0 +1,387 @@
+"""``llmops``: every catalog operation from a terminal, for people and for scripts.
+
+Each command calls the same service function the window does. ``--json``
+prints machine-readable output on stdout; progress goes to stderr. Exit codes:
+0 ok, 1 failure, 2 usage, 3 not found, 4 conflict (duplicate, has dependents),
+5 invalid input, 6 disk full, 7 catalog unusable, 130 cancelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from llmops_desktop import __version__
+from llmops_desktop.errors import CancelledError, LLMOpsError, error_from_name
+
+
+def _human_size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def _params(n: Any) -> str:
+    if not isinstance(n, int):
+        return ""
+    for div, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= div:
+            return f"{n / div:.1f}{suffix}"
+    return str(n)
+
+
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def _open_catalog(args: argparse.Namespace):
+    from llmops_desktop.catalog import Catalog
+    from llmops_desktop.jobs.runner import recover
+    from llmops_desktop.paths import Home
+
+    catalog = Catalog.open(Home.resolve(args.home))
+    recover(catalog)
+    return catalog
+
+
+# ---- running a job with a progress bar ---------------------------------------------------------
+
+def run_job_in_terminal(catalog, kind: str, params: dict[str, Any], *, quiet: bool) -> dict[str, Any]:
+    """Start a job, draw its progress on stderr, return its result or raise its error."""
+    from rich.console import Console
+    from rich.progress import (BarColumn, DownloadColumn, Progress as Bar, TextColumn,
+                               TimeRemainingColumn, TransferSpeedColumn)
+
+    from llmops_desktop.jobs import runner
+    from llmops_desktop.jobs.events import Error, Log, Progress, Result
+
+    console = Console(stderr=True)
+    run = runner.start(catalog, kind, params)
+    result: dict[str, Any] | None = None
+    error: Error | None = None
+    show = not quiet and console.is_terminal
+    bar = Bar(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+              TransferSpeedColumn(), TimeRemainingColumn(), console=console, disable=not show,
+              transient=True)
+    try:
+        with bar:
+            task = bar.add_task(f"job #{run.job_id} {kind}", total=None)
+            for event in run.events():
+                if isinstance(event, Progress):
+                    bar.update(task, completed=event.done, total=event.total or None,
+                               description=(event.message or kind)[:48])
+                elif isinstance(event, Log) and not quiet:
+                    if event.level in ("warning", "error") or not show:
+                        console.print(f"[dim]{event.level}:[/dim] {event.message}",
+                                      highlight=False)
+                elif isinstance(event, Result):
+                    result = event.data
+                elif isinstance(event, Error):
+                    error = event
+    except KeyboardInterrupt:
+        console.print(f"cancelling job #{run.job_id} …")
+        run.cancel()
+        raise CancelledError("Cancelled by the user.") from None
+    job = run.wait()
+    if error is not None:
+        raise error_from_name(error.error_type, error.message)
+    if result is None:
+        raise error_from_name("JobError", job.error or f"job #{job.id} ended {job.state.value}")
+    return result
+
+
+# ---- commands ----------------------------------------------------------------------------------
+
+def cmd_list(args: argparse.Namespace) -> int:
+    catalog = _open_catalog(args)
+    artifacts = catalog.artifacts()
+    if args.filter:
+        needle = args.filter.lower()
+        artifacts = [a for a in artifacts if needle in " ".join(
+            [a.ref, a.kind, str(a.metadata.get("architecture", "")),
+             str(a.metadata.get("quantization", "")), *a.tags]).lower()]
+    if args.json:
+        _print_json([a.to_json() for a in artifacts])
+        return 0
+    if not artifacts:
+        print("The catalog is empty. Try 'llmops demo' or 'llmops import PATH'.")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None)
+    for col in ("ID", "Model", "Ver", "Kind", "Architecture", "Quant/dtype", "Params", "Size",
+                "Parent", "Tags"):
+        table.add_column(col)
+    for a in artifacts:
+        md = a.metadata
+        table.add_row(str(a.id), a.model_name, str(a.version), a.kind,
+                      str(md.get("architecture", "")),
+                      str(md.get("quantization") or md.get("dtype") or ""),
+                      _params(md.get("parameters")), _human_size(a.size_bytes),
+                      str(a.parent_id or ""), ", ".join(a.tags))
+    Console().print(table)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    catalog = _open_catalog(args)
+    a = catalog.resolve(args.artifact)
+    files = catalog.files(a.id)
+    ancestors = catalog.ancestors(a.id)
+    descendants = catalog.descendants(a.id)
+    audit = catalog.audit_entries(artifact_id=a.id)
+    if args.json:
+        _print_json({**a.to_json(), "files": [f.__dict__ for f in files],
+                     "ancestors": [x.to_json() for x in ancestors],
+                     "descendants": [x.to_json() for x in descendants],
+                     "audit": [e.__dict__ for e in audit]})
+        return 0
+    print(f"{a.ref}  (artifact #{a.id}, {a.kind}, {a.state.value})")
+    print(f"  path:     {a.path}  [{a.storage}]")
+    print(f"  size:     {_human_size(a.size_bytes)} in {len(files)} files")
+    print(f"  source:   {a.source}")
+    print(f"  created:  {a.created_at}")
+    if a.license:
+        print(f"  license:  {a.license}")
+    if a.description:
+        print(f"  about:    {a.description[:200]}")
+    if a.tags:
+        print(f"  tags:     {', '.join(a.tags)}")
+    for key, value in a.metadata.items():
+        print(f"  {key + ':':<22}{value}")
+    print("  lineage:")
+    for x in reversed(ancestors):
+        print(f"    {x.ref} (#{x.id}, {x.kind})")
+    print(f"    * {a.ref} (#{a.id})")
+    for x in descendants:
+        print(f"      └ {x.ref} (#{x.id}, {x.kind}, from #{x.parent_id})")
+    print("  files:")
+    for f in files:
+        print(f"    {f.sha256}  {_human_size(f.size):>9}  {f.relpath}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    catalog = _open_catalog(args)
+    params = {"path": os.path.abspath(os.path.expanduser(args.path))
+              if os.path.exists(os.path.expanduser(args.path)) else args.path,
+              "name": args.name, "mode": args.mode, "allow_pickle": args.allow_pickle or None,
+              "tags": args.tag or []}
+    result = run_job_in_terminal(catalog, "import", params, quiet=args.json)
+    artifact = catalog.artifact(result["artifact_id"])
+    if args.json:
+        _print_json(artifact.to_json())
+    else:
+        print(f"imported {artifact.ref} (artifact #{artifact.id}, "
+              f"{_human_size(artifact.size_bytes)}) -> {artifact.path}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    catalog = _open_catalog(args)
+    result = run_job_in_terminal(catalog, "demo", {"seed": args.seed}, quiet=args.json)
+    artifact = catalog.artifact(result["artifact_id"])
+    if args.json:
+        _print_json({**artifact.to_json(), "existing": bool(result.get("existing"))})
+    else:
+        verb = "already had" if result.get("existing") else "made"
+        print(f"{verb} demo model {artifact.ref} (artifact #{artifact.id}) at {artifact.path}")
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    catalog = _open_catalog(args)
+    artifact = catalog.resolve(args.artifact)
+    removed = catalog.remove_artifact(artifact.id, cascade=args.cascade)
+    if args.json:
+        _print_json({"removed": [a.to_json() for a in removed]})
+    else:
+        for a in removed:
+            kept = " (files left in place: referenced)" if a.storage == "reference" else ""
+            print(f"removed {a.ref} (artifact #{a.id}){kept}")
+    return 0
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    catalog = _open_catalog(args)
+    artifact = catalog.resolve(args.artifact)
+    if args.remove:
+        tags = catalog.set_tags(artifact.id, remove=args.tags)
+    else:
+        tags = catalog.set_tags(artifact.id, add=args.tags)
+    if args.json:
+        _print_json({"artifact_id": artifact.id, "tags": list(tags)})
+    else:
+        print(f"{artifact.ref}: {', '.join(tags) or '(no tags)'}")
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from llmops_desktop.jobs import runner
+
+    catalog = _open_catalog(args)
+    if args.action == "cancel":
+        job = runner.cancel(catalog, _need_id(args))
+        if args.json:
+            _print_json(job.to_json())
+        else:
+            print(f"job #{job.id}: {job.state.value}")
+        return 0
+    if args.action in ("show", "log"):
+        job = catalog.job(_need_id(args))
+        if args.action == "log":
+            if job.log_path and job.log_path.exists():
+                sys.stdout.write(job.log_path.read_text(encoding="utf-8", errors="replace"))
+            return 0
+        if args.json:
+            _print_json(job.to_json())
+        else:
+            for key, value in job.to_json().items():
+                print(f"{key + ':':<12}{value}")
+        return 0
+    jobs = catalog.jobs(limit=args.limit)
+    if args.json:
+        _print_json([j.to_json() for j in jobs])
+        return 0
+    if not jobs:
+        print("No jobs yet.")
+    for j in jobs:
+        pct = f"{j.progress * 100:5.1f}%" if j.progress is not None else "      "
+        detail = j.error or j.message
+        print(f"#{j.id:<5} {j.kind:<10} {j.state.value:<12} {pct}  {j.created_at[:19]}  {detail[:80]}")
+    return 0
+
+
+def _need_id(args: argparse.Namespace) -> int:
+    if args.job_id is None:
+        raise SystemExit(f"llmops jobs {args.action}: give a job id")
+    return args.job_id
+
+
+def cmd_hf_cache(args: argparse.Namespace) -> int:
+    from llmops_desktop.hfcache import default_cache_dir, scan_hf_cache
+    from llmops_desktop.paths import Home
+    from llmops_desktop.settings import load_settings
+
+    settings = load_settings(Home.resolve(args.home).settings_path)
+    cache = default_cache_dir(args.cache_dir or settings.hf_cache_dir)
+    models = scan_hf_cache(cache)
+    if args.json:
+        _print_json({"cache_dir": str(cache), "models": [
+            {**m.__dict__, "snapshot": str(m.snapshot), "refs": list(m.refs)} for m in models]})
+        return 0
+    if not models:
+        print(f"No models in the Hugging Face cache at {cache}.")
+    for m in models:
+        refs = f" ({', '.join(m.refs)})" if m.refs else ""
+        print(f"{m.repo_id:<48} {m.revision[:10]}{refs:<10} {_human_size(m.size_bytes):>9}  "
+              f"{m.files} files")
+    return 0
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    from llmops_desktop.paths import Home
+    from llmops_desktop.settings import Settings, load_settings, save_settings
+
+    home = Home.resolve(args.home)
+    settings = load_settings(home.settings_path)
+    if args.key and args.value is not None:
+        try:
+            settings = settings.updated(**{args.key: args.value})
+        except ValueError as exc:
+            from llmops_desktop.errors import InvalidInputError
+
+            raise InvalidInputError(str(exc)) from None
+        save_settings(home.settings_path, settings)
+    if args.json:
+        _print_json({"home": str(home.root), **settings.to_dict()})
+        return 0
+    print(f"{'home':<18}{home.root}")
+    for info in Settings.field_info():
+        if args.key and info["name"] != args.key:
+            continue
+        print(f"{info['name']:<18}{getattr(settings, info['name'])!s:<12} {info['description']}")
+    return 0
+
+
+# ---- parser ------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    from llmops_desktop.settings import Settings
+
+    help_of = {i["name"]: i["description"] for i in Settings.field_info()}
+    p = argparse.ArgumentParser(prog="llmops", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="Exit codes: 0 ok, 1 failure, 2 usage, 3 not found, "
+                                       "4 conflict, 5 invalid input, 6 disk full, 7 catalog "
+                                       "unusable, 130 cancelled.")
+    p.add_argument("--version", action="version", version=f"llmops {__version__}")
+    p.add_argument("--home", help="data home (default: $LLMOPS_HOME or the user data folder)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn, help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+        sp.set_defaults(fn=fn)
+        return sp
+
+    sp = add("list", cmd_list, "list the artifacts in the catalog")
+    sp.add_argument("--filter", help="show only artifacts whose name, kind or tags contain this")
+    sp = add("show", cmd_show, "show an artifact: metadata, files with sha256, lineage")
+    sp.add_argument("artifact", help="artifact id, model name (latest version) or NAME@VERSION")
+    sp = add("import", cmd_import, "import a model folder, a .gguf file or an HF cache entry")
+    sp.add_argument("path", help="a folder, a .gguf file, or a repo id in the Hugging Face cache")
+    sp.add_argument("--name", help="model name in the catalog (default: from the source)")
+    sp.add_argument("--mode", choices=("copy", "hardlink", "reference"),
+                    help=help_of["import_mode"])
+    sp.add_argument("--allow-pickle", action="store_true", help=help_of["allow_pickle"])
+    sp.add_argument("--tag", action="append", help="tag the new artifact (repeatable)")
+    sp = add("rm", cmd_rm, "remove an artifact and its stored files")
+    sp.add_argument("artifact")
+    sp.add_argument("--cascade", action="store_true",
+                    help="also remove every artifact derived from it")
+    sp = add("tag", cmd_tag, "add tags to an artifact (or remove them with --remove)")
+    sp.add_argument("artifact")
+    sp.add_argument("tags", nargs="+")
+    sp.add_argument("--remove", action="store_true")
+    sp = add("jobs", cmd_jobs, "list jobs; 'jobs show|log|cancel ID'")
+    sp.add_argument("action", nargs="?", default="list", choices=("list", "show", "log", "cancel"))
+    sp.add_argument("job_id", nargs="?", type=int)
+    sp.add_argument("--limit", type=int, default=50)
+    sp = add("demo", cmd_demo, "make a tiny random-weight Llama and import it (seconds, offline)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp = add("hf-cache", cmd_hf_cache, "list the models in the Hugging Face cache")
+    sp.add_argument("--cache-dir", help=help_of["hf_cache_dir"])
+    sp = add("settings", cmd_settings, "show settings, or 'settings KEY VALUE' to change one")
+    sp.add_argument("key", nargs="?")
+    sp.add_argument("value", nargs="?")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.fn(args) or 0)
+    except LLMOpsError as exc:
+        if getattr(args, "json", False):
+            _print_json({"error": type(exc).__name__, "message": str(exc)})
+        print(f"llmops: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("llmops: cancelled", file=sys.stderr)
+        return CancelledError.exit_code
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Readers that validate weight files and pull metadata out of them."""

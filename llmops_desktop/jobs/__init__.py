@@ -1,0 +1,1 @@
+"""Long work as child processes that speak JSON lines."""

@@ -1,0 +1,81 @@
+"""The events long work yields, and their one-JSON-object-per-line wire form.
+
+A task is a generator of these events. The child process prints each as one
+JSON line on stdout; the CLI and the window parse them back with
+:func:`parse_event`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Union
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: float
+    total: float | None = None
+    unit: str = ""
+    message: str = ""
+    type: str = field(default="progress", init=False)
+
+    @property
+    def fraction(self) -> float | None:
+        if not self.total:
+            return None
+        return max(0.0, min(1.0, self.done / self.total))
+
+
+@dataclass(frozen=True)
+class Log:
+    message: str
+    level: str = "info"
+    type: str = field(default="log", init=False)
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    value: float
+    step: float | None = None
+    type: str = field(default="metric", init=False)
+
+
+@dataclass(frozen=True)
+class Result:
+    data: dict[str, Any]
+    type: str = field(default="result", init=False)
+
+
+@dataclass(frozen=True)
+class Error:
+    error_type: str
+    message: str
+    type: str = field(default="error", init=False)
+
+
+Event = Union[Progress, Log, Metric, Result, Error]
+_TYPES: dict[str, type] = {"progress": Progress, "log": Log, "metric": Metric,
+                           "result": Result, "error": Error}
+
+
+def event_to_line(event: Event) -> str:
+    return json.dumps(asdict(event), separators=(",", ":"), default=str)
+
+
+def parse_event(line: str | bytes) -> Event | None:
+    """An event from one line; None for a line that is not one (stray prints)."""
+    try:
+        data = json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    cls = _TYPES.get(data.pop("type", None))
+    if cls is None:
+        return None
+    try:
+        return cls(**data)
+    except TypeError:
+        return None

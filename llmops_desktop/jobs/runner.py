@@ -1,0 +1,217 @@
+"""Start, watch, cancel and recover job child processes.
+
+The CLI and the window share every step here: :func:`submit` makes the row,
+:func:`spawn` starts the child, :func:`reap` settles a child that died without
+saying how it ended, :func:`cancel` stops one, :func:`recover` runs at start-up.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from llmops_desktop.catalog import Catalog, Job, JobState
+from llmops_desktop.errors import JobNotFoundError
+from llmops_desktop.jobs.events import Event, parse_event
+from llmops_desktop.paths import Home
+
+CANCEL_GRACE_S = 10.0
+
+
+def submit(catalog: Catalog, kind: str, params: dict[str, Any]) -> Job:
+    from llmops_desktop.jobs.tasks import TASK_MODULES
+
+    if kind not in TASK_MODULES:
+        raise ValueError(f"Unknown job kind {kind!r}")
+    return catalog.create_job(kind, params)
+
+
+def child_command(job_id: int) -> list[str]:
+    return [sys.executable, "-m", "llmops_desktop.jobs.child", str(job_id)]
+
+
+def child_env(home: Home, *, offline: bool = True) -> dict[str, str]:
+    """The child's environment: our home, unbuffered output, and offline switches."""
+    env = dict(os.environ)
+    env["LLMOPS_HOME"] = str(home.root)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    env["HF_HUB_DISABLE_UPDATE_CHECK"] = "1"
+    env["DO_NOT_TRACK"] = "1"
+    if offline:
+        env["HF_HUB_OFFLINE"] = "1"
+        env["TRANSFORMERS_OFFLINE"] = "1"
+    return env
+
+
+def spawn(catalog: Catalog, job: Job) -> subprocess.Popen[bytes]:
+    from llmops_desktop.settings import load_settings
+
+    offline = load_settings(catalog.home.settings_path).offline
+    return subprocess.Popen(
+        child_command(job.id), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL, env=child_env(catalog.home, offline=offline),
+        start_new_session=True)
+
+
+@dataclass
+class JobRun:
+    """A job started by this process: iterate it for its events."""
+
+    catalog: Catalog
+    job_id: int
+    process: subprocess.Popen[bytes]
+
+    def events(self) -> Iterator[Event]:
+        assert self.process.stdout is not None
+        for raw in self.process.stdout:
+            event = parse_event(raw)
+            if event is not None:
+                yield event
+        self.wait()
+
+    def wait(self) -> Job:
+        code = self.process.wait()
+        return reap(self.catalog, self.job_id, code)
+
+    def cancel(self) -> None:
+        cancel(self.catalog, self.job_id)
+
+
+def start(catalog: Catalog, kind: str, params: dict[str, Any]) -> JobRun:
+    job = submit(catalog, kind, params)
+    return JobRun(catalog, job.id, spawn(catalog, job))
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "its process is gone"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"its process was killed ({name})"
+    return f"its process exited with code {code} without reporting a result"
+
+
+def reap(catalog: Catalog, job_id: int, exit_code: int | None) -> Job:
+    """Called when a child has exited: settle a job the child could not finish itself."""
+    job = catalog.job(job_id)
+    if not job.state.finished:
+        catalog.finish_job(job_id, JobState.INTERRUPTED,
+                           error=f"The job stopped unexpectedly: {describe_exit(exit_code)}. "
+                                 "Nothing half-done was kept; start it again.")
+        shutil.rmtree(catalog.home.job_staging_dir(job_id), ignore_errors=True)
+        job = catalog.job(job_id)
+    return job
+
+
+def process_alive(job: Job) -> bool:
+    """Whether the job's own child still runs (a recycled pid does not count)."""
+    if not job.pid:
+        return False
+    try:
+        import psutil
+
+        proc = psutil.Process(job.pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        if job.pid_started is not None and abs(proc.create_time() - job.pid_started) > 1.0:
+            return False
+        return True
+    except Exception:  # noqa: BLE001 - NoSuchProcess, AccessDenied, no psutil
+        return False
+
+
+def cancel(catalog: Catalog, job_id: int, *, grace_s: float = CANCEL_GRACE_S) -> Job:
+    """Ask the job's process group to stop (SIGTERM), then SIGKILL after ``grace_s``."""
+    job = catalog.job(job_id)
+    if job.state.finished:
+        return job
+    if job.state is JobState.QUEUED and not job.pid:
+        catalog.finish_job(job_id, JobState.CANCELLED, error="Cancelled before it started.")
+        return catalog.job(job_id)
+    if job.pid and process_alive(job):
+        _signal_group(job.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and process_alive(catalog.job(job_id)):
+            if catalog.job(job_id).state.finished:
+                break
+            time.sleep(0.05)
+        if process_alive(catalog.job(job_id)) and not catalog.job(job_id).state.finished:
+            _signal_group(job.pid, signal.SIGKILL)
+    job = catalog.job(job_id)
+    if not job.state.finished:
+        catalog.finish_job(job_id, JobState.CANCELLED, error="Cancelled by the user.")
+        shutil.rmtree(catalog.home.job_staging_dir(job_id), ignore_errors=True)
+        job = catalog.job(job_id)
+    return job
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+STALE_QUEUED_S = 120.0
+
+
+def recover(catalog: Catalog) -> list[Job]:
+    """At start-up: mark jobs whose process is gone as interrupted; clear stray staging.
+
+    Returns the jobs it marked. Staging folders of jobs that are not running are
+    removed, so a killed import never leaves partial files in the store.
+    """
+    marked: list[Job] = []
+    now = time.time()
+    for job in catalog.jobs(states=[JobState.QUEUED, JobState.RUNNING], limit=10_000):
+        if job.state is JobState.RUNNING and process_alive(job):
+            continue
+        if job.state is JobState.QUEUED and not job.pid:
+            created = _parse_ts(job.created_at)
+            if created is not None and now - created < STALE_QUEUED_S:
+                continue  # another process is about to start it
+        catalog.finish_job(job.id, JobState.INTERRUPTED,
+                           error="The app or the job's process stopped before the job finished.")
+        marked.append(catalog.job(job.id))
+    live = {j.id for j in catalog.jobs(states=[JobState.QUEUED, JobState.RUNNING], limit=10_000)}
+    staging = catalog.home.staging_dir
+    if staging.is_dir():
+        for entry in staging.iterdir():
+            name = entry.name
+            if name.startswith("job-") and name[4:].isdigit() and int(name[4:]) in live:
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+    return marked
+
+
+def _parse_ts(text: str) -> float | None:
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+            tzinfo=timezone.utc).timestamp()
+    except ValueError:
+        return None
+
+
+def job_or_none(catalog: Catalog, job_id: int) -> Job | None:
+    try:
+        return catalog.job(job_id)
+    except JobNotFoundError:
+        return None
