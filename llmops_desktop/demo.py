@@ -65,7 +65,16 @@ def train_tokenizer(workdir: Path, *, seed: int = 0, vocab_size: int = 512) -> P
         split_digits=True, character_coverage=1.0, hard_vocab_limit=False,
         unk_id=0, bos_id=1, eos_id=2, pad_id=-1, num_threads=1,
         minloglevel=2)
-    return prefix.with_suffix(".model")
+    model_file = prefix.with_suffix(".model")
+    # The model records the training paths; drop them so the same seed gives the same bytes.
+    from sentencepiece import sentencepiece_model_pb2
+
+    proto = sentencepiece_model_pb2.ModelProto()
+    proto.ParseFromString(model_file.read_bytes())
+    proto.trainer_spec.ClearField("input")
+    proto.trainer_spec.model_prefix = "demo"
+    model_file.write_bytes(proto.SerializeToString())
+    return model_file
 
 
 def make_demo_model(dest: Path, *, seed: int = 0, hidden_size: int = 64,

@@ -1,0 +1,225 @@
+"""The details pane of the Models page: overview, files with hashes, lineage, history."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QFont, QGuiApplication
+from PySide6.QtWidgets import (
+    QFormLayout, QHeaderView, QLabel, QScrollArea, QTabWidget, QTreeWidget, QTreeWidgetItem,
+    QVBoxLayout, QWidget,
+)
+
+from llmops_desktop.catalog import Artifact, Catalog
+from llmops_desktop.errors import NotFoundError
+from llmops_desktop.qt.formatting import human_count, human_size, local_time
+
+# Metadata keys shown first, with friendly labels; the rest follow as they are.
+_META_LABELS = {
+    "architecture": "Architecture", "parameters": "Parameters", "context_length": "Context length",
+    "dtype": "Weights dtype", "quantization": "Quantization", "file_type": "File type",
+    "has_chat_template": "Chat template", "vocab_size": "Vocabulary", "hidden_size": "Hidden size",
+    "num_layers": "Layers", "format": "Format", "base_model": "Base model",
+}
+
+
+def _meta_text(key: str, value: Any) -> str:
+    if key == "parameters" and isinstance(value, (int, float)):
+        return f"{human_count(value)} ({int(value):,})"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value)
+
+
+class DetailsPane(QWidget):
+    """Shows one artifact; empty when nothing is selected."""
+
+    sig_artifact_activated = Signal(int)
+    """The user double-clicked another artifact in the lineage tree (artifact id)."""
+
+    def __init__(self, catalog: Catalog, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.catalog = catalog
+        self.artifact: Artifact | None = None
+        self.title = QLabel()
+        font = self.title.font()
+        font.setPointSizeF(font.pointSizeF() * 1.35)
+        font.setBold(True)
+        self.title.setFont(font)
+        self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.subtitle = QLabel()
+        self.subtitle.setWordWrap(True)
+        self.tabs = QTabWidget()
+        self.overview = QWidget()
+        self.form = QFormLayout(self.overview)
+        self.form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.overview)
+        self.files_table = self._tree(["File", "Size", "SHA-256"])
+        self.lineage_tree = self._tree(["Artifact", "Kind", "Created"])
+        self.lineage_tree.itemDoubleClicked.connect(self._on_lineage_double_clicked)
+        self.history = self._tree(["When", "Action", "User", "Details"])
+        self.tabs.addTab(scroll, "Overview")
+        self.tabs.addTab(self.files_table, "Files")
+        self.tabs.addTab(self.lineage_tree, "Lineage")
+        self.tabs.addTab(self.history, "History")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 0, 0, 0)
+        layout.addWidget(self.title)
+        layout.addWidget(self.subtitle)
+        layout.addWidget(self.tabs, 1)
+        self.show_artifact(None)
+
+    @staticmethod
+    def _tree(headers: list[str]) -> QTreeWidget:
+        tree = QTreeWidget()
+        tree.setHeaderLabels(headers)
+        tree.setRootIsDecorated(len(headers) == 3 and headers[0] == "Artifact")
+        tree.setAlternatingRowColors(True)
+        tree.setUniformRowHeights(True)
+        tree.header().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        tree.header().setStretchLastSection(True)
+        return tree
+
+    def show_artifact(self, artifact_id: int | None) -> None:
+        """Fill the pane for ``artifact_id`` (None or a removed one: an empty pane)."""
+        self.artifact = None
+        if artifact_id is not None:
+            try:
+                self.artifact = self.catalog.artifact(artifact_id)
+            except NotFoundError:
+                self.artifact = None
+        a = self.artifact
+        self.tabs.setEnabled(a is not None)
+        if a is None:
+            self.title.setText("No model selected")
+            self.subtitle.setText("Select a model in the table to see its details.")
+            for tree in (self.files_table, self.lineage_tree, self.history):
+                tree.clear()
+            self._fill_form([])
+            return
+        self.title.setText(a.display_name)
+        self.subtitle.setText(a.description or f"{a.kind.upper()} artifact #{a.id}")
+        self._fill_overview(a)
+        self._fill_files(a)
+        self._fill_lineage(a)
+        self._fill_history(a)
+
+    # ---- tabs -----------------------------------------------------------------------------
+
+    def _fill_form(self, rows: list[tuple[str, str]]) -> None:
+        while self.form.rowCount():
+            self.form.removeRow(0)
+        for label, value in rows:
+            field = QLabel(value)
+            field.setWordWrap(True)
+            field.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            self.form.addRow(f"{label}:", field)
+
+    def _fill_overview(self, a: Artifact) -> None:
+        rows = [("Reference", a.ref), ("Kind", a.kind), ("Storage", a.storage),
+                ("Path", str(a.path)), ("Size", f"{human_size(a.size_bytes)} "
+                                                 f"({a.size_bytes:,} bytes)"),
+                ("Created", local_time(a.created_at)), ("Source", a.source or "—"),
+                ("License", a.license or "—"), ("Tags", ", ".join(a.tags) or "—")]
+        if a.parent_id is not None:
+            rows.append(("Parent", f"#{a.parent_id}"))
+        if a.job_id is not None:
+            rows.append(("Made by job", f"#{a.job_id}"))
+        meta = dict(a.metadata)
+        for key, label in _META_LABELS.items():
+            if key in meta:
+                rows.append((label, _meta_text(key, meta.pop(key))))
+        for key in sorted(meta):
+            rows.append((key.replace("_", " ").capitalize(), _meta_text(key, meta[key])))
+        self._fill_form(rows)
+
+    def _fill_files(self, a: Artifact) -> None:
+        self.files_table.clear()
+        mono = QFont("monospace")
+        mono.setStyleHint(QFont.StyleHint.Monospace)
+        for f in self.catalog.files(a.id):
+            item = QTreeWidgetItem([f.relpath, human_size(f.size), f.sha256])
+            item.setToolTip(1, f"{f.size:,} bytes")
+            item.setFont(2, mono)
+            item.setTextAlignment(1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            self.files_table.addTopLevelItem(item)
+
+    def file_hashes(self) -> dict[str, str]:
+        """relpath -> sha256 as shown in the Files tab."""
+        out = {}
+        for i in range(self.files_table.topLevelItemCount()):
+            item = self.files_table.topLevelItem(i)
+            out[item.text(0)] = item.text(2)
+        return out
+
+    def _lineage_item(self, a: Artifact, current: bool) -> QTreeWidgetItem:
+        item = QTreeWidgetItem([f"#{a.id} {a.ref}", a.kind, local_time(a.created_at)])
+        item.setData(0, Qt.ItemDataRole.UserRole, a.id)
+        if current:
+            font = item.font(0)
+            font.setBold(True)
+            item.setFont(0, font)
+        return item
+
+    def _fill_lineage(self, a: Artifact) -> None:
+        tree = self.lineage_tree
+        tree.clear()
+        parent: QTreeWidgetItem | None = None
+        for ancestor in reversed(self.catalog.ancestors(a.id)):
+            item = self._lineage_item(ancestor, False)
+            self._attach(tree, parent, item)
+            parent = item
+        me = self._lineage_item(a, True)
+        self._attach(tree, parent, me)
+        stack = [(a.id, me)]
+        while stack:
+            artifact_id, node = stack.pop()
+            for child in self.catalog.children(artifact_id):
+                item = self._lineage_item(child, False)
+                node.addChild(item)
+                stack.append((child.id, item))
+        tree.expandAll()
+        tree.setCurrentItem(me)
+
+    @staticmethod
+    def _attach(tree: QTreeWidget, parent: QTreeWidgetItem | None, item: QTreeWidgetItem) -> None:
+        if parent is None:
+            tree.addTopLevelItem(item)
+        else:
+            parent.addChild(item)
+
+    def _fill_history(self, a: Artifact) -> None:
+        self.history.clear()
+        for entry in self.catalog.audit_entries(artifact_id=a.id, limit=100):
+            details = ", ".join(f"{k}={v}" for k, v in entry.details.items())
+            self.history.addTopLevelItem(QTreeWidgetItem(
+                [local_time(entry.ts), entry.action, f"{entry.user}@{entry.host}", details]))
+
+    def lineage_texts(self) -> list[str]:
+        """Every item of the lineage tree, depth first (for tests and the tour)."""
+        out: list[str] = []
+
+        def walk(item: QTreeWidgetItem) -> None:
+            out.append(item.text(0))
+            for i in range(item.childCount()):
+                walk(item.child(i))
+
+        for i in range(self.lineage_tree.topLevelItemCount()):
+            walk(self.lineage_tree.topLevelItem(i))
+        return out
+
+    def copy_hash(self) -> None:
+        item = self.files_table.currentItem()
+        if item is not None:
+            QGuiApplication.clipboard().setText(item.text(2))
+
+    def _on_lineage_double_clicked(self, item: QTreeWidgetItem, column: int) -> None:
+        artifact_id = item.data(0, Qt.ItemDataRole.UserRole)
+        if isinstance(artifact_id, int) and (self.artifact is None or artifact_id != self.artifact.id):
+            self.sig_artifact_activated.emit(artifact_id)

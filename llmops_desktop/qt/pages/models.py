@@ -1,0 +1,364 @@
+"""The Models page: the catalog as a filterable, sortable table with a details pane.
+
+An empty catalog shows the welcome instead. The table is re-read (in a thread,
+with its own catalog connection) whenever a job finishes; filtering and sorting
+never touch the database.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSettings, Qt, QUrl, Signal
+from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication, QKeySequence
+from PySide6.QtWidgets import (
+    QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QInputDialog, QLabel, QLineEdit,
+    QMenu, QMessageBox, QSplitter, QStackedWidget, QTableView, QToolButton, QVBoxLayout, QWidget,
+)
+
+from llmops_desktop.catalog import Artifact, Catalog
+from llmops_desktop.qt.artifact_model import ArtifactFilterProxy, ArtifactTableModel, Roles
+from llmops_desktop.qt.context import AppContext, Page, icon
+from llmops_desktop.qt.pages.model_details import DetailsPane
+from llmops_desktop.qt.pages.welcome import WelcomeWidget
+from llmops_desktop.qt.workers import run_in_thread
+
+_KINDS = [("All kinds", ""), ("Hugging Face", "hf"), ("GGUF", "gguf"), ("LoRA adapter", "lora")]
+_FILLING_JOBS = {"import", "demo"}
+
+
+class ModelsPage(Page):
+    """Browse, search and manage the catalog's artifacts."""
+
+    page_id = "models"
+    title = "Models"
+    icon_name = "models"
+    tooltip = "The catalog: every model and artifact, with details and lineage"
+
+    sig_reloaded = Signal()
+    """The table was re-read from the catalog."""
+    sig_selection_changed = Signal(object)
+    """The selected artifact changed (an Artifact, or None)."""
+
+    def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
+        super().__init__(ctx, parent)
+        self.model = ArtifactTableModel(self)
+        self.proxy = ArtifactFilterProxy(self)
+        self.proxy.setSourceModel(self.model)
+        self._reloading = False
+        self._reload_again = False
+        self.welcome = WelcomeWidget()
+        self.welcome.sig_import_clicked.connect(ctx.events.sig_import_requested)
+        self.welcome.sig_demo_clicked.connect(ctx.events.sig_demo_requested)
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.welcome)
+        self.stack.addWidget(self._build_browser())
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.stack)
+        self._build_actions()
+        ctx.jobs.sig_job_finished.connect(self._on_job_finished)
+        ctx.jobs.sig_job_progress.connect(self._on_job_progress)
+        self.model.set_artifacts(ctx.catalog.artifacts())
+        self._after_reload()
+
+    # ---- building -------------------------------------------------------------------------
+
+    def _build_browser(self) -> QWidget:
+        self.filter_edit = QLineEdit()
+        self.filter_edit.setPlaceholderText("Filter by name, kind, architecture, tag, path…")
+        self.filter_edit.setClearButtonEnabled(True)
+        self.filter_edit.textChanged.connect(self._on_filter_changed)
+        self.kind_combo = QComboBox()
+        for label, kind in _KINDS:
+            self.kind_combo.addItem(label, kind)
+        self.kind_combo.currentIndexChanged.connect(self._on_kind_changed)
+        self.count_label = QLabel()
+        self.import_button = QToolButton()
+        self.import_button.setText("Import")
+        self.import_button.setIcon(icon("import"))
+        self.import_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.import_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        menu = QMenu(self.import_button)
+        events = self.ctx.events
+        menu.addAction(icon("folder"), "Model folder…",
+                       lambda: events.sig_import_requested.emit("folder"))
+        menu.addAction(icon("file"), "GGUF file…", lambda: events.sig_import_requested.emit("file"))
+        menu.addAction(icon("hf-cache"), "From Hugging Face cache…",
+                       lambda: events.sig_import_requested.emit("hf-cache"))
+        menu.addSeparator()
+        menu.addAction(icon("demo"), "Demo model", events.sig_demo_requested.emit)
+        self.import_button.setMenu(menu)
+        top = QHBoxLayout()
+        top.addWidget(self.filter_edit, 1)
+        top.addWidget(self.kind_combo)
+        top.addWidget(self.count_label)
+        top.addSpacing(12)
+        top.addWidget(self.import_button)
+
+        self.table = QTableView()
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(-1, Qt.SortOrder.AscendingOrder)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setAlternatingRowColors(True)
+        self.table.setShowGrid(False)
+        self.table.setWordWrap(False)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._on_context_menu)
+        vheader = self.table.verticalHeader()
+        vheader.hide()
+        vheader.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        vheader.setDefaultSectionSize(self.fontMetrics().height() + 8)
+        hheader = self.table.horizontalHeader()
+        hheader.setStretchLastSection(True)
+        hheader.setSectionsMovable(True)
+        for column, width in enumerate((44, 190, 40, 52, 150, 64, 100, 80, 110, 130)):
+            self.table.setColumnWidth(column, width)
+        self.table.selectionModel().currentRowChanged.connect(self._on_current_changed)
+        self.table.doubleClicked.connect(lambda _: self.details.tabs.setCurrentIndex(1))
+
+        self.details = DetailsPane(self.ctx.catalog)
+        self.details.sig_artifact_activated.connect(self.select_artifact)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(self.table)
+        self.splitter.addWidget(self.details)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
+        self.splitter.setChildrenCollapsible(False)
+        browser = QWidget()
+        layout = QVBoxLayout(browser)
+        layout.setContentsMargins(8, 8, 8, 8)
+        layout.addLayout(top)
+        layout.addWidget(self.splitter, 1)
+        return browser
+
+    def _action(self, icon_name: str, text: str, slot: object, shortcut: str = "") -> QAction:
+        action = QAction(icon(icon_name), text, self)
+        if shortcut:
+            action.setShortcut(QKeySequence(shortcut))
+        action.triggered.connect(slot)
+        return action
+
+    def _build_actions(self) -> None:
+        self.act_copy_path = self._action("copy", "Copy path", self.copy_path, "Ctrl+Shift+C")
+        self.act_open_folder = self._action("folder", "Open folder", self.open_folder)
+        self.act_tag = self._action("tag", "Tag…", self.edit_tags, "Ctrl+T")
+        self.act_remove = self._action("remove", "Remove…", self.remove_selected,
+                                       QKeySequence(QKeySequence.StandardKey.Delete).toString())
+        # Delete must not fire while typing in the filter: only when the table has focus.
+        self.act_remove.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.table.addAction(self.act_remove)
+        self.act_show_job = self._action("jobs", "Show job", self.show_job)
+        self.model_actions = [self.act_copy_path, self.act_open_folder, self.act_tag,
+                              self.act_remove, self.act_show_job]
+        self._update_actions()
+
+    # ---- public ---------------------------------------------------------------------------
+
+    def selected_artifact(self) -> Artifact | None:
+        index = self.table.selectionModel().currentIndex()
+        if not index.isValid() or not self.table.selectionModel().isRowSelected(index.row()):
+            return None
+        return index.data(Roles.ARTIFACT)
+
+    def select_artifact(self, artifact_id: int) -> bool:
+        """Select a row by artifact id (clearing a filter that hides it); False if absent."""
+        row = self.model.row_of(artifact_id)
+        if row is None:
+            return False
+        index = self.proxy.mapFromSource(self.model.index(row, 0))
+        if not index.isValid():
+            self.filter_edit.clear()
+            self.kind_combo.setCurrentIndex(0)
+            index = self.proxy.mapFromSource(self.model.index(row, 0))
+        flags = (QItemSelectionModel.SelectionFlag.ClearAndSelect
+                 | QItemSelectionModel.SelectionFlag.Rows)
+        self.table.selectionModel().setCurrentIndex(index, flags)
+        self.table.scrollTo(index)
+        return True
+
+    def focus_filter(self) -> None:
+        self.filter_edit.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        self.filter_edit.selectAll()
+
+    def refresh(self) -> None:
+        self.reload()
+
+    def reload(self) -> None:
+        """Re-read the artifacts in a thread; ``sig_reloaded`` when the table shows them."""
+        if self._reloading:
+            self._reload_again = True
+            return
+        self._reloading = True
+        home = self.ctx.home
+
+        def read() -> list[Artifact]:
+            with Catalog.open(home) as cat:
+                return cat.artifacts()
+
+        run_in_thread(read, self._on_loaded, self._on_load_failed, receiver=self)
+
+    def save_state(self, state: QSettings) -> None:
+        state.setValue("models/splitter", self.splitter.saveState())
+        state.setValue("models/header", self.table.horizontalHeader().saveState())
+
+    def restore_state(self, state: QSettings) -> None:
+        if (value := state.value("models/splitter")) is not None:
+            self.splitter.restoreState(value)
+        if (value := state.value("models/header")) is not None:
+            self.table.horizontalHeader().restoreState(value)
+
+    # ---- slots ----------------------------------------------------------------------------
+
+    def _on_loaded(self, artifacts: list[Artifact]) -> None:
+        self._reloading = False
+        current = self.selected_artifact()
+        self.model.set_artifacts(artifacts)
+        self._after_reload()
+        if current is not None:
+            self.select_artifact(current.id)
+        self.sig_reloaded.emit()
+        if self._reload_again:
+            self._reload_again = False
+            self.reload()
+
+    def _on_load_failed(self, exc: BaseException) -> None:
+        self._reloading = False
+        self.ctx.events.sig_error.emit(f"The catalog could not be read: {exc}")
+
+    def _after_reload(self) -> None:
+        empty = self.model.rowCount() == 0
+        self.stack.setCurrentIndex(0 if empty else 1)
+        if not empty and not self.table.selectionModel().hasSelection():
+            self.table.selectRow(0)
+        self._update_count()
+        self._update_actions()
+
+    def _update_count(self) -> None:
+        shown, total = self.proxy.rowCount(), self.model.rowCount()
+        self.count_label.setText(f"{total} artifacts" if shown == total
+                                 else f"{shown} of {total} shown")
+
+    def _update_actions(self) -> None:
+        a = self.selected_artifact()
+        for action in self.model_actions:
+            action.setEnabled(a is not None)
+        self.act_show_job.setEnabled(a is not None and a.job_id is not None)
+
+    def _on_filter_changed(self, text: str) -> None:
+        self.proxy.set_filter_text(text)
+        self._update_count()
+
+    def _on_kind_changed(self, index: int) -> None:
+        self.proxy.set_kind(self.kind_combo.itemData(index) or "")
+        self._update_count()
+
+    def _on_current_changed(self, current: QModelIndex, previous: QModelIndex) -> None:
+        a = current.data(Roles.ARTIFACT) if current.isValid() else None
+        self.details.show_artifact(a.id if a else None)
+        self._update_actions()
+        self.sig_selection_changed.emit(a)
+
+    def _on_job_finished(self, job_id: int, state: str) -> None:
+        self.welcome.clear_busy("" if state == "succeeded" else f"Job #{job_id} {state}.")
+        self.reload()
+
+    def _on_job_progress(self, job_id: int, fraction: object, message: str) -> None:
+        if self.stack.currentIndex() == 0:
+            self.welcome.show_busy(message or "working…",
+                                   fraction if isinstance(fraction, float) else None)
+
+    def _on_context_menu(self, pos: object) -> None:
+        index = self.table.indexAt(pos)
+        if not index.isValid():
+            return
+        self.table.selectRow(index.row())
+        menu = QMenu(self)
+        for action in self.model_actions:
+            if action is self.act_remove:
+                menu.addSeparator()
+            menu.addAction(action)
+        menu.popup(self.table.viewport().mapToGlobal(pos))
+
+    # ---- actions --------------------------------------------------------------------------
+
+    def copy_path(self) -> None:
+        if (a := self.selected_artifact()) is not None:
+            QGuiApplication.clipboard().setText(str(a.path))
+            self.ctx.events.sig_info.emit(f"Copied {a.path}")
+
+    def open_folder(self) -> None:
+        if (a := self.selected_artifact()) is None:
+            return
+        folder = a.path if a.path.is_dir() else a.path.parent
+        if not folder.exists():
+            self.ctx.events.sig_error.emit(f"{folder} does not exist any more.")
+            return
+        if not QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder))) and sys.platform == "linux":
+            subprocess.Popen(["xdg-open", str(folder)], start_new_session=True)  # noqa: S603
+
+    def edit_tags(self) -> None:
+        if (a := self.selected_artifact()) is None:
+            return
+        text, ok = QInputDialog.getText(
+            self, "Tags", f"Tags of {a.ref}, separated by commas:", QLineEdit.EchoMode.Normal,
+            ", ".join(a.tags))
+        if not ok:
+            return
+        wanted = {t.strip() for t in text.split(",") if t.strip()}
+        self.ctx.catalog.set_tags(a.id, add=sorted(wanted - set(a.tags)),
+                                  remove=sorted(set(a.tags) - wanted))
+        self.reload()
+
+    def remove_selected(self) -> None:
+        if (a := self.selected_artifact()) is None:
+            return
+        dependents = self.ctx.catalog.descendants(a.id)
+        box = QMessageBox(QMessageBox.Icon.Warning, "Remove artifact",
+                          f"Remove {a.ref} (#{a.id}) from the catalog?", parent=self)
+        where = ("Its files in the store are deleted." if a.storage != "reference"
+                 else "It references files in place; the originals are not touched.")
+        cascade = None
+        if dependents:
+            names = "\n".join(f"  #{d.id} {d.ref}" for d in dependents[:8])
+            box.setInformativeText(f"{len(dependents)} artifact(s) derive from it:\n{names}\n\n"
+                                   f"{where}")
+            cascade = box.addButton(f"Remove all {len(dependents) + 1}",
+                                    QMessageBox.ButtonRole.DestructiveRole)
+        else:
+            box.setInformativeText(where)
+            box.addButton("Remove", QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        clicked = box.clickedButton()
+        if clicked is None or box.buttonRole(clicked) != QMessageBox.ButtonRole.DestructiveRole:
+            return
+        self.remove_artifact(a.id, cascade=clicked is cascade)
+
+    def remove_artifact(self, artifact_id: int, *, cascade: bool = False) -> None:
+        """Remove in a thread (deleting big files takes a while); reload when done."""
+        home = self.ctx.home
+
+        def work() -> list[Artifact]:
+            with Catalog.open(home) as cat:
+                return cat.remove_artifact(artifact_id, cascade=cascade)
+
+        def done(removed: list[Artifact]) -> None:
+            self.ctx.events.sig_info.emit(
+                "Removed " + ", ".join(a.ref for a in removed))
+            self.reload()
+
+        run_in_thread(work, done, lambda e: self.ctx.events.sig_error.emit(str(e)),
+                      receiver=self)
+
+    def show_job(self) -> None:
+        if (a := self.selected_artifact()) is not None and a.job_id is not None:
+            self.ctx.events.sig_show_job_requested.emit(a.job_id)
+
+
+def artifact_folder(a: Artifact) -> Path:
+    return a.path if a.path.is_dir() else a.path.parent
