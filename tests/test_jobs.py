@@ -128,3 +128,16 @@ def test_a_job_outlives_its_reader(catalog, demo_model_dir) -> None:
 def test_cancel_a_queued_job_that_never_started(catalog) -> None:
     job = runner.submit(catalog, "import", {"path": "/x"})
     assert runner.cancel(catalog, job.id).state is JobState.CANCELLED
+
+
+def test_recover_removes_a_store_folder_no_artifact_names(catalog, demo_model_dir) -> None:
+    """Killed between the rename into the store and the commit: the folder is swept."""
+    from importing import run_import
+
+    event, _ = run_import(catalog, demo_model_dir)
+    kept = catalog.artifact(event.data["artifact_id"]).path
+    orphan = catalog.home.models_dir / "demo-tiny-llama-0123456789ab"
+    orphan.mkdir()
+    (orphan / "model.safetensors").write_bytes(b"half")
+    runner.recover(catalog)
+    assert not orphan.exists() and kept.exists()

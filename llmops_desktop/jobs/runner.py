@@ -8,6 +8,7 @@ saying how it ended, :func:`cancel` stops one, :func:`recover` runs at start-up.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -189,6 +190,8 @@ def recover(catalog: Catalog) -> list[Job]:
                            error="The app or the job's process stopped before the job finished.")
         marked.append(catalog.job(job.id))
     live = {j.id for j in catalog.jobs(states=[JobState.QUEUED, JobState.RUNNING], limit=10_000)}
+    if not live:
+        _remove_unregistered_store_folders(catalog)
     staging = catalog.home.staging_dir
     if staging.is_dir():
         for entry in staging.iterdir():
@@ -200,6 +203,25 @@ def recover(catalog: Catalog) -> list[Job]:
             else:
                 entry.unlink(missing_ok=True)
     return marked
+
+
+_STORE_NAME = re.compile(r".+-[0-9a-f]{12}$")
+
+
+def _remove_unregistered_store_folders(catalog: Catalog) -> None:
+    """A job killed between renaming its folder into the store and committing leaves a
+    folder no artifact names; remove such folders (only ones named as the store names
+    them, and only while no job runs)."""
+    models = catalog.home.models_dir
+    used = set()
+    for path in catalog.store_paths():
+        try:
+            used.add(path.relative_to(models).parts[0])
+        except (ValueError, IndexError):
+            continue
+    for entry in models.iterdir():
+        if entry.is_dir() and _STORE_NAME.match(entry.name) and entry.name not in used:
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def _parse_ts(text: str) -> float | None:

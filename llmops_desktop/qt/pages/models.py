@@ -294,7 +294,7 @@ class ModelsPage(Page):
     def open_folder(self) -> None:
         if (a := self.selected_artifact()) is None:
             return
-        folder = a.path if a.path.is_dir() else a.path.parent
+        folder = artifact_folder(a)
         if not folder.exists():
             self.ctx.events.sig_error.emit(f"{folder} does not exist any more.")
             return
