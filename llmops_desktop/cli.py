@@ -3,7 +3,8 @@
 Each command calls the same service function the window does. ``--json``
 prints machine-readable output on stdout; progress goes to stderr. Exit codes:
 0 ok, 1 failure, 2 usage, 3 not found, 4 conflict (duplicate, has dependents),
-5 invalid input, 6 disk full, 7 catalog unusable, 130 cancelled.
+5 invalid input, 6 disk full, 7 catalog unusable, 8 offline, 9 refused credentials,
+10 network failure, 130 cancelled.
 """
 
 from __future__ import annotations
@@ -312,6 +313,124 @@ def cmd_settings(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hub_client(args: argparse.Namespace):
+    from llmops_desktop.acquire.hub import HubClient
+    from llmops_desktop.paths import Home
+    from llmops_desktop.secrets import get_secret
+    from llmops_desktop.settings import load_settings
+
+    home = Home.resolve(args.home)
+    settings = load_settings(home.settings_path)
+    if settings.proxy:
+        for var in ("HTTPS_PROXY", "HTTP_PROXY"):
+            os.environ[var] = settings.proxy
+    return HubClient(args.endpoint or settings.hf_endpoint, get_secret(home, "hf_token"),
+                     offline=settings.offline)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    client = _hub_client(args)
+    found = client.search(args.query, author=args.author, limit=args.limit)
+    if args.json:
+        _print_json([m.__dict__ for m in found])
+        return 0
+    if not found:
+        print(f"Nothing matches {args.query!r} at {client.endpoint}.")
+    for m in found:
+        print(f"{m.repo_id:<56} {m.last_modified[:10]}  "
+              f"{'' if m.downloads is None else f'{m.downloads:,} downloads'}")
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from llmops_desktop.acquire.download import (discard_download, download_key,
+                                                 list_partial_downloads)
+    from llmops_desktop.acquire.hub import summary_to_json
+    from llmops_desktop.paths import Home
+
+    home = Home.resolve(args.home)
+    if args.partial:
+        partial = list_partial_downloads(home)
+        if args.json:
+            _print_json([{**p.__dict__, "folder": str(p.folder)} for p in partial])
+        elif not partial:
+            print("No paused or interrupted downloads.")
+        for p in partial:
+            print(f"{p.repo_id}@{p.commit[:10]}  {_human_size(p.bytes_on_disk)} of "
+                  f"{_human_size(p.total_bytes)}  ({p.endpoint})")
+        return 0
+    if not args.repo_id:
+        raise SystemExit("llmops download: give a repo id (or --partial)")
+    client = _hub_client(args)
+    if args.list or args.discard:
+        snapshot = client.snapshot(args.repo_id, args.revision)
+        if args.discard:
+            gone = discard_download(home, download_key(client.endpoint, args.repo_id,
+                                                       snapshot.commit))
+            print("discarded the partial download" if gone else "no partial download to discard")
+            return 0
+        chosen = {f.path for f in snapshot.select(args.include or (), args.exclude or ())}
+        if args.json:
+            _print_json(summary_to_json(snapshot) | {"selected": sorted(chosen)})
+            return 0
+        print(f"{snapshot.repo_id}@{snapshot.revision} = {snapshot.commit}  {snapshot.license}")
+        for f in snapshot.files:
+            mark = "*" if f.path in chosen else " "
+            print(f" {mark} {_human_size(f.size or 0):>9}  {f.path}")
+        return 0
+    catalog = _open_catalog(args)
+    params = {"repo_id": args.repo_id, "revision": args.revision,
+              "include": args.include or [], "exclude": args.exclude or [], "name": args.name,
+              "endpoint": client.endpoint}
+    try:
+        result = run_job_in_terminal(catalog, "download", params, quiet=args.json)
+    except CancelledError:
+        print("paused: what arrived is kept; run the same command again to resume, or add "
+              "--discard to throw it away.", file=sys.stderr)
+        raise
+    artifact = catalog.artifact(result["artifact_id"])
+    if args.json:
+        _print_json(artifact.to_json())
+    else:
+        print(f"downloaded {artifact.ref} (artifact #{artifact.id}, {_human_size(artifact.size_bytes)}, "
+              f"commit {result['commit'][:10]}) -> {artifact.path}")
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    import getpass
+
+    from llmops_desktop.paths import Home
+    from llmops_desktop.secrets import mask, set_secret
+
+    home = Home.resolve(args.home)
+    name = f"{args.which}_token"
+    if args.clear:
+        set_secret(home, name, "")
+        print(f"{args.which} token cleared")
+        return 0
+    value = (getpass.getpass(f"{args.which} token: ") if sys.stdin.isatty()
+             else sys.stdin.readline())
+    set_secret(home, name, value)
+    print(f"{args.which} token saved ({mask(value.strip())}), readable by you only")
+    return 0
+
+
+def cmd_mirror(args: argparse.Namespace) -> int:
+    from llmops_desktop.mirror.run import serve
+    from llmops_desktop.paths import Home
+    from llmops_desktop.secrets import get_secret
+    from llmops_desktop.settings import load_settings
+
+    home = Home.resolve(args.home)
+    settings = load_settings(home.settings_path)
+    host = args.host or settings.mirror_host
+    port = args.port or settings.mirror_port
+    token = args.token or get_secret(home, "mirror_token") or None
+    serve(home, host=host, port=port, token=token)
+    return 0
+
+
 # ---- parser ------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -322,7 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Exit codes: 0 ok, 1 failure, 2 usage, 3 not found, "
                                        "4 conflict, 5 invalid input, 6 disk full, 7 catalog "
-                                       "unusable, 130 cancelled.")
+                                       "unusable, 8 offline, 9 refused credentials, 10 network "
+                                       "failure, 130 cancelled.")
     p.add_argument("--version", action="version", version=f"llmops {__version__}")
     p.add_argument("--home", help="data home (default: $LLMOPS_HOME or the user data folder)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -360,6 +480,33 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     sp = add("hf-cache", cmd_hf_cache, "list the models in the Hugging Face cache")
     sp.add_argument("--cache-dir", help=help_of["hf_cache_dir"])
+    sp = add("search", cmd_search, "search the hub's (or mirror's) models")
+    sp.add_argument("query", nargs="?", default="")
+    sp.add_argument("--author")
+    sp.add_argument("--limit", type=int, default=30)
+    sp.add_argument("--endpoint", help=help_of["hf_endpoint"])
+    sp = add("download", cmd_download,
+             "download a repo (or some of its files) from the hub or a mirror; resumable")
+    sp.add_argument("repo_id", nargs="?", help="namespace/name")
+    sp.add_argument("--revision", default="main", help="branch, tag or commit (default: main)")
+    sp.add_argument("--include", action="append", metavar="GLOB",
+                    help="only files matching this glob (repeatable), e.g. '*Q4_K_M.gguf'")
+    sp.add_argument("--exclude", action="append", metavar="GLOB", help="skip files matching")
+    sp.add_argument("--name", help="model name in the catalog (default: the repo id)")
+    sp.add_argument("--endpoint", help=help_of["hf_endpoint"])
+    sp.add_argument("--list", action="store_true", help="list the repo's files; download nothing")
+    sp.add_argument("--partial", action="store_true", help="list paused/interrupted downloads")
+    sp.add_argument("--discard", action="store_true",
+                    help="delete what a paused download already fetched")
+    sp = add("token", cmd_token, "save a token (read from the terminal or stdin), or --clear it")
+    sp.add_argument("which", choices=("hf", "mirror"))
+    sp.add_argument("--clear", action="store_true")
+    sp = add("mirror", cmd_mirror, "serve the catalog to colleagues as a Hugging Face mirror")
+    sp.add_argument("action", choices=("serve",))
+    sp.add_argument("--host", help=help_of["mirror_host"])
+    sp.add_argument("--port", type=int, help=help_of["mirror_port"])
+    sp.add_argument("--token", help="token clients must send (default: the saved mirror "
+                                    "token or LLMOPS_MIRROR_TOKEN); required off 127.0.0.1")
     sp = add("settings", cmd_settings, "show settings, or 'settings KEY VALUE' to change one")
     sp.add_argument("key", nargs="?")
     sp.add_argument("value", nargs="?")

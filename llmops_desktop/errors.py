@@ -82,6 +82,26 @@ class CatalogError(LLMOpsError):
     exit_code = 7
 
 
+class AuthError(LLMOpsError, PermissionError):
+    """The server refused our credentials (401/403): a gated repo or a bad token."""
+
+    exit_code = 9
+
+
+class NetworkError(LLMOpsError, ConnectionError):
+    """The server could not be reached, or closed the connection too often."""
+
+    exit_code = 10
+
+
+class NotAHubError(InvalidInputError):
+    """The endpoint answers, but not as a Hugging Face hub does."""
+
+
+class ChecksumError(CorruptFileError):
+    """A downloaded file's size or sha256 is not what the hub said."""
+
+
 class JobError(LLMOpsError, RuntimeError):
     """A job failed in its child process; the message is the child's."""
 
@@ -104,7 +124,8 @@ ERROR_TYPES: dict[str, type[LLMOpsError]] = {
         LLMOpsError, NotFoundError, ArtifactNotFoundError, JobNotFoundError, ConflictError,
         DuplicateArtifactError, HasDependentsError, InvalidInputError, EmptySourceError,
         NoWeightsError, CorruptFileError, PickleRefusedError, UnreadableFileError,
-        DiskFullError, CatalogError, JobError, CancelledError, OfflineModeError,
+        DiskFullError, CatalogError, JobError, CancelledError, OfflineModeError, AuthError,
+        NetworkError, NotAHubError, ChecksumError,
     ]
 }
 

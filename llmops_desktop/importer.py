@@ -305,7 +305,7 @@ def _copy_and_hash(src: Path, dst: Path | None, counter: _Counter, rel: str,
 def import_model(
     catalog: Catalog, source: ImportSource, *, mode: str = "copy", staging: Path,
     job_id: int | None = None, tags: Sequence[str] = (), parent_id: int | None = None,
-    params: dict[str, Any] | None = None, move: bool = False,
+    params: dict[str, Any] | None = None, move: bool = False, action: str = "import",
 ) -> Iterator[Event]:
     """Hash, store and register ``source``; yields progress, ends with a Result.
 
@@ -393,7 +393,7 @@ def import_model(
                     path=artifact_path, files=files, parent_id=parent_id, job_id=job_id,
                     params={"mode": mode, **(params or {})}, metadata=metadata,
                     source=source.source, description=source.description,
-                    license=source.license, tags=tags)
+                    license=source.license, tags=tags, action=action)
                 if storage != "reference":
                     if final_root.exists():
                         shutil.rmtree(final_root)  # a leftover of a crash; not in the catalog

@@ -48,6 +48,11 @@ class Home:
         return self.models_dir / ".staging"
 
     @property
+    def downloads_dir(self) -> Path:
+        """Partial downloads, kept across restarts so they resume instead of starting over."""
+        return self.root / "downloads"
+
+    @property
     def datasets_dir(self) -> Path:
         return self.root / "datasets"
 
@@ -71,6 +76,6 @@ class Home:
         return self.staging_dir / f"job-{job_id}"
 
     def ensure(self) -> None:
-        for d in (self.root, self.models_dir, self.staging_dir, self.datasets_dir,
+        for d in (self.root, self.models_dir, self.staging_dir, self.downloads_dir, self.datasets_dir,
                   self.runs_dir, self.logs_dir):
             d.mkdir(parents=True, exist_ok=True)

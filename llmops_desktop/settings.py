@@ -50,6 +50,21 @@ class Settings:
         False, "Accept PyTorch pickle checkpoints (.bin, .pt, .pth, .ckpt). Loading a pickle "
         "can run any code its author put in it; keep this off unless you trust the source.",
         label="Allow pickle checkpoints", group="Import")
+    hf_endpoint: str = setting(
+        "https://huggingface.co", "The Hugging Face hub or HF-compatible mirror to download "
+        "from (the same as HF_ENDPOINT). A colleague's 'llmops mirror serve' is "
+        "http://HOST:PORT.", label="Hub endpoint", group="Network")
+    proxy: str = setting(
+        "", "HTTP(S) proxy for downloads, such as http://proxy.example:3128. Empty: the "
+        "system's HTTPS_PROXY / HTTP_PROXY, if any.",
+        label="Proxy", group="Network")
+    mirror_host: str = setting(
+        "127.0.0.1", "Address the team mirror listens on. Anything but 127.0.0.1 makes the "
+        "catalog reachable from the network and needs a mirror token.", label="Mirror address",
+        group="Team mirror")
+    mirror_port: int = setting(
+        8790, "Port of the team mirror.", label="Mirror port", minimum=1, maximum=65535,
+        group="Team mirror")
     hf_cache_dir: str = setting(
         "", "The Hugging Face cache to list models from. Empty: $HF_HUB_CACHE, "
         "$HF_HOME/hub, or ~/.cache/huggingface/hub.", label="Hugging Face cache", group="Import")

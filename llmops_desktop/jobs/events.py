@@ -18,6 +18,7 @@ class Progress:
     total: float | None = None
     unit: str = ""
     message: str = ""
+    detail: dict[str, Any] | None = None  # e.g. the file in flight: {"file", "done", "total"}
     type: str = field(default="progress", init=False)
 
     @property

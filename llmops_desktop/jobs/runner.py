@@ -23,6 +23,7 @@ from llmops_desktop.catalog import Catalog, Job, JobState
 from llmops_desktop.errors import JobNotFoundError
 from llmops_desktop.jobs.events import Event, parse_event
 from llmops_desktop.paths import Home
+from llmops_desktop.settings import Settings, load_settings
 
 CANCEL_GRACE_S = 10.0
 
@@ -39,14 +40,21 @@ def child_command(job_id: int) -> list[str]:
     return [sys.executable, "-m", "llmops_desktop.jobs.child", str(job_id)]
 
 
-def child_env(home: Home, *, offline: bool = True) -> dict[str, str]:
-    """The child's environment: our home, unbuffered output, and offline switches."""
+def child_env(home: Home, settings: Settings | None = None) -> dict[str, str]:
+    """The child's environment: our home, unbuffered output, offline switches, proxy."""
+    settings = settings or load_settings(home.settings_path)
+    offline = settings.offline
     env = dict(os.environ)
+    if settings.proxy:
+        for var in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+            env[var] = settings.proxy
     env["LLMOPS_HOME"] = str(home.root)
     env["PYTHONUNBUFFERED"] = "1"
     env["HF_HUB_DISABLE_TELEMETRY"] = "1"
     env["HF_HUB_DISABLE_UPDATE_CHECK"] = "1"
     env["DO_NOT_TRACK"] = "1"
+    env["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # the job reports its own progress
+    env["TQDM_DISABLE"] = "1"
     if offline:
         env["HF_HUB_OFFLINE"] = "1"
         env["TRANSFORMERS_OFFLINE"] = "1"
@@ -54,13 +62,14 @@ def child_env(home: Home, *, offline: bool = True) -> dict[str, str]:
 
 
 def spawn(catalog: Catalog, job: Job) -> subprocess.Popen[bytes]:
-    from llmops_desktop.settings import load_settings
-
-    offline = load_settings(catalog.home.settings_path).offline
-    return subprocess.Popen(
-        child_command(job.id), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL, env=child_env(catalog.home, offline=offline),
-        start_new_session=True)
+    """Start the job's child; its stderr (warnings, a crash before it could report) goes
+    to the job's log file."""
+    assert job.log_path is not None
+    job.log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(job.log_path, "ab") as log:
+        return subprocess.Popen(
+            child_command(job.id), stdout=subprocess.PIPE, stderr=log,
+            stdin=subprocess.DEVNULL, env=child_env(catalog.home), start_new_session=True)
 
 
 @dataclass

@@ -26,6 +26,7 @@ _REGISTRY: dict[str, TaskFn] = {}
 TASK_MODULES: dict[str, str] = {
     "import": "llmops_desktop.importer",
     "demo": "llmops_desktop.demo",
+    "download": "llmops_desktop.acquire.download",
 }
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 from PySide6.QtCore import QObject, QSettings, Signal
-from PySide6.QtGui import QIcon
+from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import QWidget
 
 from llmops_desktop.catalog import Catalog
@@ -23,10 +23,30 @@ if TYPE_CHECKING:
     from llmops_desktop.qt.job_controller import JobController
 
 
+_ICON_COLOR = "#4f86e0"
+_icons: dict[str, QIcon] = {}
+
+
 def icon(name: str) -> QIcon:
-    """An icon from resources/icons (empty if it is missing)."""
+    """An icon from resources/icons (empty if missing); white when drawn on a selection."""
+    cached = _icons.get(name)
+    if cached is not None:
+        return cached
     path = icon_path(name)
-    return QIcon(str(path)) if path.is_file() else QIcon()
+    result = QIcon()
+    if path.is_file():
+        result.addFile(str(path))
+        svg = path.read_bytes()
+        if _ICON_COLOR.encode() in svg:
+            white = svg.replace(_ICON_COLOR.encode(), b"#ffffff")
+            for size in (16, 22, 24, 32):
+                pixmap = QPixmap()
+                pixmap.loadFromData(white.replace(b'width="24" height="24"',
+                                                  f'width="{size}" height="{size}"'.encode()),
+                                    "SVG")
+                result.addPixmap(pixmap, QIcon.Mode.Selected)
+    _icons[name] = result
+    return result
 
 
 class AppEvents(QObject):

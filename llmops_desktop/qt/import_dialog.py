@@ -14,7 +14,7 @@ from typing import Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QButtonGroup, QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout,
-    QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPushButton, QRadioButton, QStackedWidget,
+    QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPushButton, QRadioButton, QSizePolicy, QStackedWidget,
     QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget,
 )
 
@@ -26,6 +26,11 @@ from llmops_desktop.qt.workers import run_in_thread
 from llmops_desktop.settings import Settings
 
 SOURCES = [("folder", "Model folder"), ("file", "GGUF file"), ("hf-cache", "Hugging Face cache")]
+SOURCE_HINTS = {
+    "folder": "A Hugging Face model folder (config.json with .safetensors weights) or a LoRA "
+              "adapter folder (adapter_config.json).",
+    "file": "A single llama.cpp .gguf file.",
+}
 MODE_HELP = {
     "copy": "Copy the files into the store (safe; needs the space)",
     "hardlink": "Hard-link the files (same disk only; no extra space)",
@@ -89,11 +94,16 @@ class ImportDialog(QDialog):
         self.path_edit.textChanged.connect(lambda _: self.error_label.setText(""))
         browse = QPushButton(icon("folder"), "Browse…")
         browse.clicked.connect(self._on_browse_clicked)
+        self.path_hint = QLabel()
+        self.path_hint.setWordWrap(True)
         path_page = QWidget()
-        path_row = QHBoxLayout(path_page)
-        path_row.setContentsMargins(0, 0, 0, 0)
+        path_layout = QVBoxLayout(path_page)
+        path_layout.setContentsMargins(0, 0, 0, 0)
+        path_row = QHBoxLayout()
         path_row.addWidget(self.path_edit, 1)
         path_row.addWidget(browse)
+        path_layout.addLayout(path_row)
+        path_layout.addWidget(self.path_hint)
 
         self.cache_tree = QTreeWidget()
         self.cache_tree.setHeaderLabels(["Repository", "Revision", "Size", "Files"])
@@ -199,8 +209,16 @@ class ImportDialog(QDialog):
     def _on_source_toggled(self, button_id: int, checked: bool) -> None:
         if not checked:
             return
-        is_cache = SOURCES[button_id][0] == "hf-cache"
+        kind = SOURCES[button_id][0]
+        is_cache = kind == "hf-cache"
+        self.path_hint.setText(SOURCE_HINTS.get(kind, ""))
+        # Only the shown page counts for the dialog's size (no blank space for the list).
+        for i in range(self.source_stack.count()):
+            policy = (QSizePolicy.Policy.Preferred if i == int(is_cache)
+                      else QSizePolicy.Policy.Ignored)
+            self.source_stack.widget(i).setSizePolicy(policy, policy)
         self.source_stack.setCurrentIndex(1 if is_cache else 0)
+        self.adjustSize()
         self.error_label.setText("")
         if is_cache and not self._scanned:
             self._scanned = True

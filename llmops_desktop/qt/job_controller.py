@@ -9,13 +9,14 @@ Cancelling can block for the SIGTERM grace period, so it runs in a thread.
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import threading
 from typing import Any
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
-from llmops_desktop.catalog import Catalog, Job, JobState
+from llmops_desktop.catalog import Catalog, Job
 from llmops_desktop.jobs import runner
 from llmops_desktop.jobs.events import Error, Log, Progress, Result, parse_event
 from llmops_desktop.paths import Home
@@ -25,14 +26,30 @@ POLL_MS = 1000
 
 
 class _ReaderSignals(QObject):
-    """Bridge from a reader thread to the GUI thread (owned by Python, never by a parent)."""
+    """Bridge from reader threads to the GUI thread.
 
-    sig_progress = Signal(int, object, str)
-    """Job id, fraction done (or None) and a message, from the child's stdout."""
-    sig_log = Signal(int, str)
-    """Job id and one log line."""
-    sig_exited = Signal(int, int)
-    """Job id and the child's exit code."""
+    One for the whole process, made on the GUI thread and never destroyed: a QObject
+    freed by a reader thread (its last reference) would be destroyed outside its thread.
+    Each controller listens for its own ``owner`` number.
+    """
+
+    sig_progress = Signal(int, int, object, str)
+    """Owner, job id, fraction done (or None) and a message, from the child's stdout."""
+    sig_log = Signal(int, int, str)
+    """Owner, job id and one log line."""
+    sig_exited = Signal(int, int, int)
+    """Owner, job id and the child's exit code."""
+
+
+_bridge: _ReaderSignals | None = None
+_owners = itertools.count(1)
+
+
+def _reader_bridge() -> _ReaderSignals:
+    global _bridge
+    if _bridge is None:
+        _bridge = _ReaderSignals()
+    return _bridge
 
 
 class JobController(QObject):
@@ -63,10 +80,11 @@ class JobController(QObject):
         self._seen_unfinished: set[int] = set()
         self._active = -1
         self._cancelling: set[int] = set()
-        self._signals = _ReaderSignals()
+        self._owner = next(_owners)
+        self._signals = _reader_bridge()
         queued = Qt.ConnectionType.QueuedConnection
         self._signals.sig_progress.connect(self._on_child_progress, queued)
-        self._signals.sig_log.connect(self.sig_job_log, queued)
+        self._signals.sig_log.connect(self._on_child_log, queued)
         self._signals.sig_exited.connect(self._on_child_exited, queued)
         self._timer = QTimer(self)
         self._timer.setInterval(POLL_MS)
@@ -97,7 +115,8 @@ class JobController(QObject):
         job = runner.submit(self.catalog, kind, params)
         process = runner.spawn(self.catalog, job)
         self._owned[job.id] = process
-        thread = threading.Thread(target=_read_child, args=(self._signals, job.id, process),
+        thread = threading.Thread(target=_read_child,
+                                  args=(self._signals, self._owner, job.id, process),
                                   daemon=True, name=f"llmops-job-{job.id}")
         thread.start()
         self.sig_job_started.emit(job.id)
@@ -152,11 +171,20 @@ class JobController(QObject):
 
     # ---- slots ----------------------------------------------------------------------------
 
-    def _on_child_progress(self, job_id: int, fraction: object, message: str) -> None:
+    def _on_child_progress(self, owner: int, job_id: int, fraction: object,
+                           message: str) -> None:
+        if owner != self._owner:
+            return
         self._live[job_id] = (fraction if isinstance(fraction, float) else None, message)
         self.sig_job_progress.emit(job_id, fraction, message)
 
-    def _on_child_exited(self, job_id: int, code: int) -> None:
+    def _on_child_log(self, owner: int, job_id: int, line: str) -> None:
+        if owner == self._owner:
+            self.sig_job_log.emit(job_id, line)
+
+    def _on_child_exited(self, owner: int, job_id: int, code: int) -> None:
+        if owner != self._owner:
+            return
         self._owned.pop(job_id, None)
         try:
             job = runner.reap(self.catalog, job_id, code)
@@ -168,21 +196,22 @@ class JobController(QObject):
             self.sig_job_finished.emit(job.id, job.state.value)
 
 
-def _read_child(signals: _ReaderSignals, job_id: int, process: subprocess.Popen[bytes]) -> None:
+def _read_child(signals: _ReaderSignals, owner: int, job_id: int,
+                process: subprocess.Popen[bytes]) -> None:
     """Reader thread: one child's stdout lines become signals; then its exit code."""
     assert process.stdout is not None
     try:
         for raw in process.stdout:
             event = parse_event(raw)
             if isinstance(event, Progress):
-                signals.sig_progress.emit(job_id, event.fraction, event.message)
+                signals.sig_progress.emit(owner, job_id, event.fraction, event.message)
             elif isinstance(event, Log):
-                signals.sig_log.emit(job_id, event.message)
+                signals.sig_log.emit(owner, job_id, event.message)
             elif isinstance(event, Error):
-                signals.sig_log.emit(job_id, f"{event.error_type}: {event.message}")
+                signals.sig_log.emit(owner, job_id, f"{event.error_type}: {event.message}")
             elif isinstance(event, Result):
-                signals.sig_log.emit(job_id, f"result: {event.data}")
+                signals.sig_log.emit(owner, job_id, f"result: {event.data}")
     finally:
         code = process.wait()
         process.stdout.close()
-        signals.sig_exited.emit(job_id, code)
+        signals.sig_exited.emit(owner, job_id, code)

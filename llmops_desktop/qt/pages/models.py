@@ -240,7 +240,8 @@ class ModelsPage(Page):
 
     def _update_count(self) -> None:
         shown, total = self.proxy.rowCount(), self.model.rowCount()
-        self.count_label.setText(f"{total} artifacts" if shown == total
+        noun = "artifact" if total == 1 else "artifacts"
+        self.count_label.setText(f"{total} {noun}" if shown == total
                                  else f"{shown} of {total} shown")
 
     def _update_actions(self) -> None:
@@ -278,6 +279,7 @@ class ModelsPage(Page):
             return
         self.table.selectRow(index.row())
         menu = QMenu(self)
+        menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         for action in self.model_actions:
             if action is self.act_remove:
                 menu.addSeparator()

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import Qt, QUrl, Signal
-from PySide6.QtGui import QDesktopServices
+from PySide6.QtCore import QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QPalette
 from PySide6.QtWidgets import (
     QCheckBox, QComboBox, QDialogButtonBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
     QLabel, QLineEdit, QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget,
@@ -28,8 +28,22 @@ def _help_label(text: str) -> QLabel:
     font = label.font()
     font.setPointSizeF(font.pointSizeF() * 0.9)
     label.setFont(font)
-    label.setEnabled(False)  # the palette's muted text colour, light or dark
+    # The palette's muted text colour, so it reads on a light or a dark theme.
+    muted = label.palette().color(QPalette.ColorRole.PlaceholderText)
+    label.setStyleSheet(f"color: {muted.name()};")
     return label
+
+
+def _with_help(field: QWidget | QHBoxLayout, text: str) -> QVBoxLayout:
+    column = QVBoxLayout()
+    column.setSpacing(2)
+    if isinstance(field, QWidget):
+        column.addWidget(field)
+    else:
+        column.addLayout(field)
+    column.addWidget(_help_label(text))
+    column.addSpacing(6)
+    return column
 
 
 class SettingsPage(Page):
@@ -95,10 +109,9 @@ class SettingsPage(Page):
         row = QHBoxLayout()
         row.addWidget(self.home_edit, 1)
         row.addWidget(open_button)
-        form.addRow("Data home:", row)
-        form.addRow("", _help_label(
-            "Catalog, model store, datasets and logs live here. It is chosen when the app "
-            "starts: the LLMOPS_HOME environment variable or --home PATH, else your user "
+        form.addRow("Data home:", _with_help(
+            row, "Catalog, model store, datasets and logs live here. It is chosen when the "
+            "app starts: the LLMOPS_HOME environment variable or --home PATH, else your user "
             "data folder."))
         return box
 
@@ -120,6 +133,8 @@ class SettingsPage(Page):
         else:
             editor = QLineEdit()
             editor.setClearButtonEnabled(True)
+            if any(word in name for word in ("token", "secret", "password", "api_key")):
+                editor.setEchoMode(QLineEdit.EchoMode.PasswordEchoOnEdit)
             editor.textChanged.connect(self._on_edited)
         editor.setObjectName(f"setting_{name}")
         description = info["description"] + (" (takes effect after a restart)"
@@ -134,8 +149,7 @@ class SettingsPage(Page):
             field.addWidget(editor, 1)
             field.addWidget(browse)
         label = "" if typ is bool else f"{info['label']}:"
-        form.addRow(label, field)
-        form.addRow("", _help_label(description))
+        form.addRow(label, _with_help(field, description))
 
     # ---- values ---------------------------------------------------------------------------
 

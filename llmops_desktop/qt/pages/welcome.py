@@ -77,8 +77,10 @@ class WelcomeWidget(QWidget):
         button.setIconSize(QSize(48, 48))
         button.setText(f"{title}\n\n{text}")
         button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextUnderIcon)
-        button.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
-        button.setFixedSize(250, 170)
+        button.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+        button.setMinimumWidth(170)
+        button.setMaximumWidth(240)
+        button.setFixedHeight(170)
         button.setAutoRaise(False)
         return button
 

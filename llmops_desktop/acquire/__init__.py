@@ -1,0 +1,1 @@
+"""Bring models in from a Hugging Face hub or an HF-compatible mirror."""

@@ -1,0 +1,365 @@
+"""Resumable, verified downloads from a hub or a mirror, as a job.
+
+Partial files live in ``<home>/downloads/<key>/`` (not in the job's staging
+folder) so a dropped connection, a pause, a killed job or a closed app
+continues with an HTTP Range request from the last byte on disk, across
+restarts. Every file's size and sha256 (the hub's LFS metadata; the git blob
+sha1 for small files) is checked before it is renamed from ``.part``; only when
+every file is verified does the folder enter the catalog, through the same
+import path as a local folder, by renaming.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import shutil
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from http.client import HTTPException
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from llmops_desktop.acquire.hub import HubClient, RemoteFile, RepoSnapshot, summary_to_json
+from llmops_desktop.errors import (
+    AuthError, ChecksumError, DiskFullError, DuplicateArtifactError, InvalidInputError,
+    NetworkError, NotFoundError,
+)
+from llmops_desktop.hashing import content_digest
+from llmops_desktop.jobs.events import Event, Log, Progress, Result
+from llmops_desktop.jobs.tasks import JobContext, register_task
+from llmops_desktop.paths import Home
+
+CHUNK = 1024 * 1024
+MAX_RETRIES = 5
+TIMEOUT_S = 30
+MANIFEST = "download.json"
+
+
+def download_key(endpoint: str, repo_id: str, commit: str) -> str:
+    return hashlib.sha256(f"{endpoint.rstrip('/')}\n{repo_id}\n{commit}".encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class PartialDownload:
+    """A download that stopped before the end; resumable."""
+
+    key: str
+    folder: Path
+    endpoint: str
+    repo_id: str
+    revision: str
+    commit: str
+    include: tuple[str, ...]
+    exclude: tuple[str, ...]
+    name: str | None
+    bytes_on_disk: int
+    total_bytes: int
+
+
+def list_partial_downloads(home: Home) -> list[PartialDownload]:
+    out = []
+    root = home.downloads_dir
+    if not root.is_dir():
+        return out
+    for folder in sorted(root.iterdir()):
+        try:
+            m = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        on_disk = sum(p.stat().st_size for p in folder.rglob("*")
+                      if p.is_file() and p.name != MANIFEST)
+        out.append(PartialDownload(
+            key=folder.name, folder=folder, endpoint=m["endpoint"], repo_id=m["repo_id"],
+            revision=m["revision"], commit=m["commit"], include=tuple(m.get("include", ())),
+            exclude=tuple(m.get("exclude", ())), name=m.get("name"), bytes_on_disk=on_disk,
+            total_bytes=sum(f.get("size") or 0 for f in m["files"])))
+    return out
+
+
+def discard_download(home: Home, key: str) -> bool:
+    """Delete a partial download's files (cancel, as opposed to pause)."""
+    folder = home.downloads_dir / key
+    if folder.is_dir() and folder.parent == home.downloads_dir:
+        shutil.rmtree(folder)
+        return True
+    return False
+
+
+class _DropAuthOnRedirect(urllib.request.HTTPRedirectHandler):
+    """Follow a hub's redirect to its file store, without sending the token elsewhere."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and urlsplit(newurl).netloc != urlsplit(req.full_url).netloc:
+            new.remove_header("Authorization")
+        return new
+
+
+def _opener(proxy: str) -> urllib.request.OpenerDirector:
+    handlers: list[Any] = [_DropAuthOnRedirect()]
+    if proxy:
+        handlers.append(urllib.request.ProxyHandler({"http": proxy, "https": proxy}))
+    return urllib.request.build_opener(*handlers)
+
+
+class _Hashers:
+    def __init__(self, want_git: bool, size: int | None) -> None:
+        self.sha256 = hashlib.sha256()
+        self.git = hashlib.sha1(f"blob {size}\0".encode()) if want_git and size is not None else None
+
+    def update(self, data: memoryview | bytes) -> None:
+        self.sha256.update(data)
+        if self.git is not None:
+            self.git.update(data)
+
+
+def _hash_existing(path: Path, hashers: _Hashers) -> int:
+    n = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK * 8):
+            hashers.update(chunk)
+            n += len(chunk)
+    return n
+
+
+class _Transfer:
+    """Moves one file's bytes into ``<folder>/<path>.part`` and verifies them."""
+
+    def __init__(self, client: HubClient, snapshot: RepoSnapshot, folder: Path, proxy: str,
+                 counter: list[int], total: int, index: int, count: int) -> None:
+        self.client, self.snapshot, self.folder = client, snapshot, folder
+        self.opener = _opener(proxy)
+        self.counter, self.total, self.index, self.count = counter, total, index, count
+        self.fetched = 0  # bytes received over the network in this run
+
+    def run(self, f: RemoteFile) -> Iterator[Event]:
+        final = self.folder / f.path
+        part = final.with_name(final.name + ".part")
+        if final.exists():  # verified and renamed in an earlier run
+            self.counter[0] += final.stat().st_size
+            return
+        part.parent.mkdir(parents=True, exist_ok=True)
+        hashers = _Hashers(want_git=f.sha256 is None and bool(f.git_oid), size=f.size)
+        offset = 0
+        if part.exists():
+            if f.size is not None and part.stat().st_size > f.size:
+                part.unlink()
+            else:
+                offset = _hash_existing(part, hashers)
+                if offset:
+                    yield Log(f"resuming {f.path} at byte {offset:,}")
+        self.counter[0] += offset
+        url = self.client.file_url(self.snapshot.repo_id, self.snapshot.commit, f.path)
+        failures = 0
+        while f.size is None or offset < f.size:
+            headers = {"User-Agent": "llmops-desktop", "Accept-Encoding": "identity",
+                       **self.client.auth_headers()}
+            if offset:
+                headers["Range"] = f"bytes={offset}-"
+            try:
+                resp = self.opener.open(urllib.request.Request(url, headers=headers),
+                                        timeout=TIMEOUT_S)
+            except urllib.error.HTTPError as exc:
+                if exc.code == 416 and f.size is not None and offset >= f.size:
+                    break
+                raise self._http_error(exc, f) from None
+            except (urllib.error.URLError, OSError, HTTPException) as exc:
+                failures = yield from self._retry(failures, f, exc)
+                continue
+            with resp:
+                if offset and resp.status != 206:  # the server ignored Range: start over
+                    yield Log(f"{urlsplit(url).netloc} ignored the Range request; "
+                              f"fetching {f.path} from the start", level="warning")
+                    self.counter[0] -= offset
+                    offset = 0
+                    hashers = _Hashers(want_git=hashers.git is not None, size=f.size)
+                    part.unlink(missing_ok=True)
+                try:
+                    offset = yield from self._stream(resp, part, offset, hashers, f)
+                except (OSError, HTTPException) as exc:
+                    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                        raise DiskFullError(
+                            f"The disk filled up while downloading {f.path}. Free some space "
+                            "and download again: it resumes where it stopped.") from None
+                    failures = yield from self._retry(failures, f, exc)
+                    continue
+            if f.size is None:
+                break
+            failures = 0
+        self._verify(f, part, hashers)
+        part.rename(final)
+        yield Log(f"verified {f.path} ({final.stat().st_size:,} bytes)")
+
+    def _stream(self, resp, part: Path, offset: int, hashers: _Hashers,
+                f: RemoteFile) -> Iterator[Event]:
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        with open(part, "r+b" if offset else "wb", buffering=0) as out:
+            out.seek(offset)
+            while True:
+                n = resp.readinto(buf)
+                if not n:
+                    break
+                chunk = view[:n]
+                written = 0
+                while written < n:
+                    written += out.write(chunk[written:])
+                hashers.update(chunk)
+                offset += n
+                self.fetched += n
+                self.counter[0] += n
+                yield Progress(self.counter[0], self.total, "bytes", f.path,
+                               detail={"file": f.path, "done": offset, "total": f.size,
+                                       "index": self.index, "count": self.count})
+        if f.size is not None and offset < f.size:
+            raise HTTPException(f"connection closed at byte {offset:,} of {f.size:,}")
+        return offset
+
+    def _retry(self, failures: int, f: RemoteFile, exc: BaseException) -> Iterator[Event]:
+        failures += 1
+        if failures > MAX_RETRIES:
+            raise NetworkError(
+                f"Downloading {f.path} failed {MAX_RETRIES} times in a row ({exc}). What "
+                "arrived is kept: run the same download again to resume.") from None
+        wait = min(2 ** (failures - 1), 15)
+        yield Log(f"{f.path}: {exc}; retrying in {wait}s ({failures}/{MAX_RETRIES})",
+                  level="warning")
+        time.sleep(wait)
+        return failures
+
+    def _http_error(self, exc: urllib.error.HTTPError, f: RemoteFile) -> Exception:
+        if exc.code in (401, 403):
+            return AuthError(f"The server refused {f.path} ({exc.code}): the repo is gated or "
+                             "the token is missing or wrong. Set the token in Settings or HF_TOKEN.")
+        if exc.code == 404:
+            return NotFoundError(f"{f.path} is listed by the hub but its file is missing (404).")
+        return NetworkError(f"The server answered {exc.code} {exc.reason} for {f.path}.")
+
+    def _verify(self, f: RemoteFile, part: Path, hashers: _Hashers) -> None:
+        size = part.stat().st_size
+        problem = None
+        if f.size is not None and size != f.size:
+            problem = f"its size is {size:,} bytes, the hub says {f.size:,}"
+        elif f.sha256 and hashers.sha256.hexdigest() != f.sha256.lower():
+            problem = f"its sha256 is {hashers.sha256.hexdigest()}, the hub says {f.sha256}"
+        elif hashers.git is not None and f.git_oid and hashers.git.hexdigest() != f.git_oid:
+            problem = f"its git hash is {hashers.git.hexdigest()}, the hub says {f.git_oid}"
+        if problem:
+            part.unlink(missing_ok=True)
+            raise ChecksumError(f"{f.path} arrived damaged: {problem}. The bad copy was "
+                                "deleted; download again.")
+
+
+def _write_manifest(folder: Path, client: HubClient, snapshot: RepoSnapshot,
+                    files: Sequence[RemoteFile], include: Sequence[str], exclude: Sequence[str],
+                    name: str | None) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    data = {"endpoint": client.endpoint, "repo_id": snapshot.repo_id,
+            "revision": snapshot.revision, "commit": snapshot.commit, "include": list(include),
+            "exclude": list(exclude), "name": name, "files": [f.__dict__ for f in files],
+            "started_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    tmp = folder / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    tmp.replace(folder / MANIFEST)
+
+
+def _free_space_check(folder: Path, needed: int) -> None:
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise DiskFullError(f"Not enough disk space: {needed / 1e9:.2f} GB still to download, "
+                            f"{free / 1e9:.2f} GB free at {folder}. Free some space first.")
+
+
+def download(ctx: JobContext, client: HubClient, repo_id: str, revision: str = "main",
+             include: Sequence[str] = (), exclude: Sequence[str] = (), name: str | None = None,
+             proxy: str = "") -> Iterator[Event]:
+    """Download the chosen files of a repo, verify them, and register the artifact."""
+    yield Progress(0, None, "bytes", f"asking {client.endpoint} about {repo_id}@{revision}")
+    snapshot = client.snapshot(repo_id, revision)
+    files = snapshot.select(include, exclude)
+    if not files:
+        raise InvalidInputError(
+            f"No file of {repo_id}@{snapshot.commit[:10]} matches the include/exclude patterns. "
+            f"It has: {', '.join(f.path for f in snapshot.files[:10])}")
+    if all(f.sha256 for f in files):
+        existing = ctx.catalog.find_by_digest(content_digest((f.path, f.sha256) for f in files))
+        if existing is not None:
+            raise DuplicateArtifactError(
+                f"These files are already in the catalog as {existing.ref} (artifact "
+                f"#{existing.id}); nothing was downloaded.", existing_id=existing.id)
+    folder = ctx.home.downloads_dir / download_key(client.endpoint, repo_id, snapshot.commit)
+    _write_manifest(folder, client, snapshot, files, include, exclude, name)
+    total = sum(f.size or 0 for f in files)
+    on_disk = sum((folder / f.path).stat().st_size if (folder / f.path).exists() else
+                  (folder / (f.path + ".part")).stat().st_size
+                  if (folder / (f.path + ".part")).exists() else 0 for f in files)
+    _free_space_check(folder, total - on_disk)
+    yield Log(f"{repo_id}@{snapshot.commit[:10]}: {len(files)} files, {total / 1e6:.1f} MB"
+              + (f", {on_disk / 1e6:.1f} MB already here" if on_disk else ""))
+    counter = [0]
+    fetched = 0
+    started = time.monotonic()
+    for i, f in enumerate(files):
+        transfer = _Transfer(client, snapshot, folder, proxy, counter, total, i, len(files))
+        yield from transfer.run(f)
+        fetched += transfer.fetched
+    seconds = max(time.monotonic() - started, 1e-9)
+    yield Progress(total, total, "bytes", "verified")
+    yield Log(f"fetched {fetched:,} bytes in {seconds:.2f} s ({fetched / seconds / 1e6:.0f} MB/s)")
+    yield from _register(ctx, client, snapshot, folder, files, name, fetched, seconds)
+
+
+def _register(ctx: JobContext, client: HubClient, snapshot: RepoSnapshot, folder: Path,
+              files: Sequence[RemoteFile], name: str | None, fetched: int,
+              seconds: float) -> Iterator[Event]:
+    from llmops_desktop.importer import ImportSource, import_model, inspect_source
+
+    (folder / MANIFEST).rename(ctx.staging_dir / MANIFEST)  # keep it out of the artifact
+    ggufs = [f.path for f in files if f.path.lower().endswith(".gguf")]
+    has_config = any(f.path in ("config.json", "adapter_config.json") for f in files)
+    target = folder / ggufs[0] if len(ggufs) == 1 and not has_config else folder
+    try:
+        source = inspect_source(target, name=name or snapshot.repo_id, allow_pickle=True)
+    except Exception:
+        (ctx.staging_dir / MANIFEST).rename(folder / MANIFEST)
+        raise
+    metadata = {**source.metadata, "endpoint": client.endpoint, "repo_id": snapshot.repo_id,
+                "revision": snapshot.revision, "commit": snapshot.commit,
+                "downloaded_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "download": summary_to_json(snapshot) | {"files": [f.path for f in files]}}
+    source = ImportSource(**{**source.__dict__, "metadata": metadata,
+                             "source": f"hub:{client.endpoint}/{snapshot.repo_id}@{snapshot.commit}",
+                             "license": source.license or snapshot.license})
+    result: dict[str, Any] = {}
+    for event in import_model(ctx.catalog, source, staging=ctx.staging_dir / "import",
+                              job_id=ctx.job_id, move=True, action="download",
+                              params={"repo_id": snapshot.repo_id, "revision": snapshot.revision,
+                                      "endpoint": client.endpoint}):
+        if isinstance(event, Result):
+            result = event.data
+            continue
+        yield event
+    shutil.rmtree(folder, ignore_errors=True)
+    yield Result({**result, "commit": snapshot.commit, "fetched_bytes": fetched,
+                  "download_seconds": round(seconds, 3)})
+
+
+@register_task("download")
+def download_task(ctx: JobContext, repo_id: str, revision: str = "main",
+                  include: Sequence[str] = (), exclude: Sequence[str] = (),
+                  name: str | None = None, endpoint: str | None = None) -> Iterator[Event]:
+    from llmops_desktop.secrets import get_secret
+
+    client = HubClient(endpoint or ctx.settings.hf_endpoint, get_secret(ctx.home, "hf_token"),
+                       offline=ctx.settings.offline)
+    socket.setdefaulttimeout(TIMEOUT_S)
+    yield from download(ctx, client, repo_id, revision, include, exclude, name,
+                        proxy=ctx.settings.proxy)

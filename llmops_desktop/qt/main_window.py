@@ -1,0 +1,328 @@
+"""The main window: a sidebar of pages, menus with shortcuts, a status bar of jobs.
+
+Adding a page is one line: append its class to :data:`PAGES`. It gets a sidebar
+entry, a Ctrl+<n> shortcut, a View menu item and its saved state.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, QSize, Qt
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QHBoxLayout, QListWidget, QListWidgetItem, QMainWindow, QMessageBox, QStackedWidget,
+    QVBoxLayout, QWidget,
+)
+
+from llmops_desktop.catalog import Catalog
+from llmops_desktop.jobs import runner
+from llmops_desktop.paths import Home
+from llmops_desktop.qt.about import show_about
+from llmops_desktop.qt.context import AppContext, AppEvents, Page, icon
+from llmops_desktop.qt.import_dialog import ImportDialog, ImportRequest, check_request
+from llmops_desktop.qt.job_controller import JobController
+from llmops_desktop.qt.pages.jobs import JobsPage
+from llmops_desktop.qt.pages.models import ModelsPage
+from llmops_desktop.qt.pages.settings import SettingsPage
+from llmops_desktop.qt.widgets import JobsStatusButton, MessageBanner
+from llmops_desktop.qt.workers import run_in_thread
+from llmops_desktop.settings import load_settings
+
+PAGES: list[type[Page]] = [ModelsPage, JobsPage, SettingsPage]
+MODEL_SUFFIXES = (".gguf",)
+
+
+def droppable_paths(urls: list) -> list[Path]:
+    """Local folders and .gguf files among dropped URLs."""
+    out = []
+    for url in urls:
+        if url.isLocalFile():
+            path = Path(url.toLocalFile())
+            if path.is_dir() or path.suffix.lower() in MODEL_SUFFIXES:
+                out.append(path)
+    return out
+
+
+class MainWindow(QMainWindow):
+    """One window over one data home."""
+
+    def __init__(self, home: Home | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.home = home or Home.resolve()
+        catalog = Catalog.open(self.home)
+        runner.recover(catalog)
+        jobs = JobController(self.home, catalog, self)
+        self.ctx = AppContext(self.home, catalog, jobs, AppEvents(self),
+                              load_settings(self.home.settings_path))
+        self._started: dict[int, str] = {}  # job id -> what this window started it for
+        self._select_after_reload: int | None = None
+        self.setWindowTitle("LLMOps Desktop")
+        self.setWindowIcon(icon("app"))
+        self.setAcceptDrops(True)
+        self.state = QSettings(str(self.home.gui_state_path), QSettings.Format.IniFormat)
+
+        self.sidebar = QListWidget()
+        self.sidebar.setIconSize(QSize(22, 22))
+        self.sidebar.setFixedWidth(168)
+        self.sidebar.setSpacing(2)
+        self.sidebar.setFrameShape(QListWidget.Shape.NoFrame)
+        self.stack = QStackedWidget()
+        self.pages: dict[str, Page] = {}
+        for page_cls in PAGES:
+            page = page_cls(self.ctx)
+            self.pages[page.page_id] = page
+            self.stack.addWidget(page)
+            item = QListWidgetItem(icon(page.icon_name), page.title)
+            item.setToolTip(page.tooltip)
+            item.setSizeHint(QSize(150, 36))
+            self.sidebar.addItem(item)
+        self.sidebar.currentRowChanged.connect(self._on_page_changed)
+        self.banner = MessageBanner()
+        right = QVBoxLayout()
+        right.setContentsMargins(0, 4, 4, 0)
+        right.addWidget(self.banner)
+        right.addWidget(self.stack, 1)
+        central = QWidget()
+        layout = QHBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.sidebar)
+        layout.addLayout(right, 1)
+        self.setCentralWidget(central)
+
+        self.jobs_status = JobsStatusButton()
+        self.jobs_status.sig_clicked.connect(lambda: self.show_page("jobs"))
+        self.statusBar().addPermanentWidget(self.jobs_status)
+        self._build_menus()
+
+        events = self.ctx.events
+        events.sig_import_requested.connect(self.open_import_dialog)
+        events.sig_demo_requested.connect(self.start_demo)
+        events.sig_show_job_requested.connect(self.show_job)
+        events.sig_error.connect(self.banner.show_error)
+        events.sig_info.connect(lambda text: self.statusBar().showMessage(text, 5000))
+        jobs.sig_job_finished.connect(self._on_job_finished)
+        jobs.sig_job_progress.connect(self._on_job_progress)
+        jobs.sig_active_changed.connect(lambda _: self._update_jobs_status())
+        jobs.sig_jobs_changed.connect(self._update_jobs_status)
+        self.models_page.sig_reloaded.connect(self._on_models_reloaded)
+        self._update_jobs_status()
+        self._restore_state()
+
+    @property
+    def models_page(self) -> ModelsPage:
+        page = self.pages["models"]
+        assert isinstance(page, ModelsPage)
+        return page
+
+    # ---- menus ----------------------------------------------------------------------------
+
+    def _act(self, icon_name: str, text: str, slot: object, shortcut: object = None) -> QAction:
+        action = QAction(icon(icon_name), text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        action.triggered.connect(slot)
+        return action
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        self.act_import_file = self._act("file", "Import GGUF &file…",
+                                         lambda: self.open_import_dialog("file"), "Ctrl+O")
+        self.act_import_folder = self._act("folder", "Import model f&older…",
+                                           lambda: self.open_import_dialog("folder"),
+                                           "Ctrl+Shift+O")
+        self.act_import_cache = self._act("hf-cache", "Import from &Hugging Face cache…",
+                                          lambda: self.open_import_dialog("hf-cache"),
+                                          "Ctrl+Shift+H")
+        self.act_demo = self._act("demo", "Make &demo model", self.start_demo, "Ctrl+Shift+D")
+        self.act_quit = self._act("quit", "&Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.act_quit.setShortcut(QKeySequence("Ctrl+Q"))
+        for action in (self.act_import_file, self.act_import_folder, self.act_import_cache,
+                       self.act_demo):
+            file_menu.addAction(action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.act_quit)
+
+        model_menu = bar.addMenu("&Model")
+        self.act_find = self._act("search", "&Find…", self.focus_filter, "Ctrl+F")
+        model_menu.addAction(self.act_find)
+        model_menu.addSeparator()
+        for action in self.models_page.model_actions:
+            model_menu.addAction(action)
+
+        view_menu = bar.addMenu("&View")
+        self.page_actions: list[QAction] = []
+        for n, page in enumerate(self.pages.values(), start=1):
+            action = self._act(page.icon_name, page.title,
+                               lambda _=False, pid=page.page_id: self.show_page(pid),
+                               f"Ctrl+{n}" if n < 10 else None)
+            view_menu.addAction(action)
+            self.page_actions.append(action)
+        view_menu.addSeparator()
+        self.act_refresh = self._act("refresh", "&Refresh", self.refresh,
+                                     QKeySequence.StandardKey.Refresh)
+        self.act_refresh.setShortcuts([QKeySequence("F5"), QKeySequence("Ctrl+R")])
+        view_menu.addAction(self.act_refresh)
+
+        help_menu = bar.addMenu("&Help")
+        self.act_about = self._act("info", "&About LLMOps Desktop", self.show_about, "F1")
+        help_menu.addAction(self.act_about)
+        self.addActions([self.act_import_file, self.act_import_folder, self.act_import_cache,
+                         self.act_demo, self.act_quit, self.act_find, self.act_refresh,
+                         self.act_about, *self.page_actions])
+
+    # ---- pages ----------------------------------------------------------------------------
+
+    def show_page(self, page_id: str) -> Page:
+        page = self.pages[page_id]
+        self.sidebar.setCurrentRow(list(self.pages).index(page_id))
+        return page
+
+    def current_page_id(self) -> str:
+        return list(self.pages)[self.stack.currentIndex()]
+
+    def _on_page_changed(self, row: int) -> None:
+        if row < 0:
+            return
+        self.stack.setCurrentIndex(row)
+        page = self.stack.currentWidget()
+        assert isinstance(page, Page)
+        page.on_shown()
+        self.state.setValue("window/last_page", page.page_id)
+
+    def refresh(self) -> None:
+        self.ctx.jobs.poll()
+        page = self.stack.currentWidget()
+        if isinstance(page, Page):
+            page.refresh()
+
+    def focus_filter(self) -> None:
+        self.show_page("models")
+        self.models_page.stack.setCurrentIndex(1)
+        self.models_page.focus_filter()
+
+    def show_job(self, job_id: int) -> None:
+        jobs_page = self.show_page("jobs")
+        assert isinstance(jobs_page, JobsPage)
+        jobs_page.select_job(job_id)
+
+    def show_about(self) -> QMessageBox:
+        return show_about(self)
+
+    # ---- import ---------------------------------------------------------------------------
+
+    def open_import_dialog(self, source: str = "folder", path: str = "") -> ImportDialog:
+        """Open the Import dialog (window-modal, not blocking); Import starts the job."""
+        dialog = ImportDialog(self.ctx, source, path, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(lambda: self._on_import_accepted(dialog))
+        dialog.open()
+        return dialog
+
+    def _on_import_accepted(self, dialog: ImportDialog) -> None:
+        request = dialog.request()
+        if request is not None:
+            self.start_import(request)
+
+    def import_paths(self, paths: list[Path]) -> None:
+        """Import dropped paths with the default options; each is checked first."""
+        for path in paths:
+            request = ImportRequest(path=str(path))
+            settings = self.ctx.settings
+            run_in_thread(lambda r=request: check_request(r, settings),
+                          lambda _, r=request: self.start_import(r),
+                          lambda exc, p=path: self.banner.show_error(
+                              f"Cannot import {p.name}: {exc}"),
+                          receiver=self)
+
+    def start_import(self, request: ImportRequest) -> int:
+        job = self.ctx.jobs.start("import", request.job_params())
+        self._started[job.id] = f"Import of {Path(request.path).name}"
+        self.statusBar().showMessage(f"Importing {request.path} (job #{job.id})…", 5000)
+        return job.id
+
+    def start_demo(self) -> int:
+        job = self.ctx.jobs.start("demo", {"seed": 0})
+        self._started[job.id] = "The demo model"
+        self.statusBar().showMessage(f"Making the demo model (job #{job.id})…", 5000)
+        return job.id
+
+    # ---- jobs -----------------------------------------------------------------------------
+
+    def _on_job_finished(self, job_id: int, state: str) -> None:
+        what = self._started.pop(job_id, None)
+        if what is None:
+            return
+        job = self.ctx.catalog.job(job_id)
+        if state == "succeeded":
+            result = job.result or {}
+            self._select_after_reload = result.get("artifact_id")
+            self.statusBar().showMessage(f"{what} finished: {result.get('ref', '')}", 8000)
+        elif state == "cancelled":
+            self.statusBar().showMessage(f"{what} was cancelled.", 8000)
+        else:
+            self.banner.show_error(f"{what} failed: {job.error or state}")
+
+    def _on_models_reloaded(self) -> None:
+        if self._select_after_reload is not None:
+            self.models_page.select_artifact(self._select_after_reload)
+            self._select_after_reload = None
+
+    def _on_job_progress(self, job_id: int, fraction: object, message: str) -> None:
+        self._update_jobs_status()
+
+    def _update_jobs_status(self) -> None:
+        active = self.ctx.jobs.active_jobs()
+        fraction: float | None = None
+        message = ""
+        if len(active) == 1:
+            job = active[0]
+            live = self.ctx.jobs.live_progress(job.id)
+            fraction, message = live if live is not None else (job.progress, job.message)
+            message = f"{job.kind} #{job.id}" + (f" {fraction * 100:.0f}%" if fraction else "")
+        self.jobs_status.set_state(len(active), fraction, message)
+
+    # ---- drag and drop --------------------------------------------------------------------
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if event.mimeData().hasUrls() and droppable_paths(event.mimeData().urls()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event: object) -> None:
+        event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = droppable_paths(event.mimeData().urls()) if event.mimeData().hasUrls() else []
+        if not paths:
+            self.banner.show_error("Drop a model folder or a .gguf file to import it.")
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        self.import_paths(paths)
+
+    # ---- state ----------------------------------------------------------------------------
+
+    def _restore_state(self) -> None:
+        geometry = self.state.value("window/geometry")
+        if geometry is None or not self.restoreGeometry(geometry):
+            self.resize(1200, 760)
+        for page in self.pages.values():
+            page.restore_state(self.state)
+        last = self.state.value("window/last_page", "models")
+        self.show_page(last if last in self.pages else "models")
+
+    def save_state(self) -> None:
+        self.state.setValue("window/geometry", self.saveGeometry())
+        self.state.setValue("window/last_page", self.current_page_id())
+        for page in self.pages.values():
+            page.save_state(self.state)
+        self.state.sync()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.save_state()
+        self.ctx.jobs.stop()  # running jobs carry on; the next window finds them
+        super().closeEvent(event)

@@ -1,0 +1,124 @@
+"""A picture of the app: ``python -m llmops_desktop.qt.tour OUTDIR``.
+
+Starts the window on a temporary data home, shows the empty-catalog welcome,
+makes the demo model through the real "demo" job, then visits every page (and
+the Import dialog and the About box) and saves one PNG of each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+WINDOW_SIZE = (1280, 800)
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float) -> bool:
+    """Run the event loop until ``predicate()`` holds or the time is up."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    deadline = time.monotonic() + timeout_s
+    loop = QEventLoop()
+    timer = QTimer()
+    timer.setInterval(50)
+    timer.timeout.connect(lambda: loop.quit() if predicate() or time.monotonic() > deadline
+                          else None)
+    timer.start()
+    if not predicate():
+        loop.exec()
+    timer.stop()
+    return predicate()
+
+
+def settle(seconds: float = 0.3) -> None:
+    end = time.monotonic() + seconds
+    wait_until(lambda: time.monotonic() >= end, seconds + 1)
+
+
+def run_tour(outdir: Path, home_root: Path) -> list[Path]:
+    os.environ["LLMOPS_HOME"] = str(home_root)
+    from llmops_desktop.paths import Home
+    from llmops_desktop.qt.app import create_application
+    from llmops_desktop.qt.main_window import MainWindow
+
+    create_application()
+    window = MainWindow(Home.resolve(home_root))
+    window.resize(*WINDOW_SIZE)
+    window.show()
+    outdir.mkdir(parents=True, exist_ok=True)
+    shots: list[Path] = []
+
+    def shoot(name: str, widget: object = window) -> None:
+        settle()
+        path = outdir / f"{len(shots) + 1:02d}-{name}.png"
+        widget.grab().save(str(path))  # type: ignore[attr-defined]
+        shots.append(path)
+        print(path)
+
+    shoot("welcome")
+    finished: dict[int, str] = {}
+    window.ctx.jobs.sig_job_finished.connect(lambda jid, state: finished.__setitem__(jid, state))
+    job_id = window.start_demo()
+    settle(1.5)
+    shoot("welcome-making-demo")
+    if not wait_until(lambda: job_id in finished, 180):
+        raise SystemExit("the demo job did not finish in 3 minutes")
+    if finished[job_id] != "succeeded":
+        raise SystemExit(f"the demo job {finished[job_id]}: {window.ctx.catalog.job(job_id).error}")
+    page = window.models_page
+    wait_until(lambda: page.model.rowCount() > 0, 30)
+    page.select_artifact(page.model.artifact_at(0).id)
+    window.show_page("models")
+    shoot("models")
+    page.details.tabs.setCurrentIndex(1)
+    shoot("models-files")
+    page.details.tabs.setCurrentIndex(2)
+    shoot("models-lineage")
+    page.details.tabs.setCurrentIndex(0)
+
+    dialog = window.open_import_dialog("folder", str(Path.home() / "models" / "my-model"))
+    shoot("import-dialog", dialog)
+    dialog.reject()
+
+    jobs_page = window.show_page("jobs")
+    jobs_page.select_job(job_id)  # type: ignore[attr-defined]
+    wait_until(lambda: "succeeded" in jobs_page.log_view.toPlainText(), 5)  # type: ignore[attr-defined]
+    shoot("jobs")
+    window.show_page("settings")
+    shoot("settings")
+    box = window.show_about()
+    shoot("about", box)
+    box.accept()
+    window.show_page("models")
+    window.close()
+    return shots
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m llmops_desktop.qt.tour",
+                                     description="Save one screenshot per page of the app.")
+    parser.add_argument("outdir", type=Path)
+    parser.add_argument("--keep-home", action="store_true",
+                        help="keep the temporary data home and print where it is")
+    args = parser.parse_args(argv)
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    home_root = Path(tempfile.mkdtemp(prefix="llmops-tour-"))
+    try:
+        run_tour(args.outdir, home_root)
+    finally:
+        if args.keep_home:
+            print(f"data home kept at {home_root}")
+        else:
+            shutil.rmtree(home_root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
