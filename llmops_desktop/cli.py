@@ -319,11 +319,14 @@ def _hub_client(args: argparse.Namespace):
     from llmops_desktop.secrets import get_secret
     from llmops_desktop.settings import load_settings
 
+    from llmops_desktop.jobs.runner import child_env
+
     home = Home.resolve(args.home)
     settings = load_settings(home.settings_path)
-    if settings.proxy:
-        for var in ("HTTPS_PROXY", "HTTP_PROXY"):
-            os.environ[var] = settings.proxy
+    # This process talks to the hub itself (search, --list): same environment as a job's.
+    env = child_env(home, settings)
+    os.environ.clear()
+    os.environ.update(env)
     return HubClient(args.endpoint or settings.hf_endpoint, get_secret(home, "hf_token"),
                      offline=settings.offline)
 

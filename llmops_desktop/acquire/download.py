@@ -139,6 +139,7 @@ class _Transfer:
         self.opener = _opener(proxy)
         self.counter, self.total, self.index, self.count = counter, total, index, count
         self.fetched = 0  # bytes received over the network in this run
+        self.offset = 0  # bytes of the current file on disk (and hashed)
 
     def run(self, f: RemoteFile) -> Iterator[Event]:
         final = self.folder / f.path
@@ -182,15 +183,18 @@ class _Transfer:
                     offset = 0
                     hashers = _Hashers(want_git=hashers.git is not None, size=f.size)
                     part.unlink(missing_ok=True)
+                self.offset = offset
                 try:
-                    offset = yield from self._stream(resp, part, offset, hashers, f)
+                    yield from self._stream(resp, part, hashers, f)
                 except (OSError, HTTPException) as exc:
+                    offset = self.offset  # what arrived before the failure is kept
                     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
                         raise DiskFullError(
                             f"The disk filled up while downloading {f.path}. Free some space "
                             "and download again: it resumes where it stopped.") from None
                     failures = yield from self._retry(failures, f, exc)
                     continue
+                offset = self.offset
             if f.size is None:
                 break
             failures = 0
@@ -198,8 +202,10 @@ class _Transfer:
         part.rename(final)
         yield Log(f"verified {f.path} ({final.stat().st_size:,} bytes)")
 
-    def _stream(self, resp, part: Path, offset: int, hashers: _Hashers,
-                f: RemoteFile) -> Iterator[Event]:
+    def _stream(self, resp, part: Path, hashers: _Hashers, f: RemoteFile) -> Iterator[Event]:
+        """Append the response body from ``self.offset``; ``self.offset`` always equals the
+        bytes on disk and hashed, even when the connection breaks mid-way."""
+        offset = self.offset
         buf = bytearray(CHUNK)
         view = memoryview(buf)
         with open(part, "r+b" if offset else "wb", buffering=0) as out:
@@ -214,6 +220,7 @@ class _Transfer:
                     written += out.write(chunk[written:])
                 hashers.update(chunk)
                 offset += n
+                self.offset = offset
                 self.fetched += n
                 self.counter[0] += n
                 yield Progress(self.counter[0], self.total, "bytes", f.path,
@@ -221,7 +228,6 @@ class _Transfer:
                                        "index": self.index, "count": self.count})
         if f.size is not None and offset < f.size:
             raise HTTPException(f"connection closed at byte {offset:,} of {f.size:,}")
-        return offset
 
     def _retry(self, failures: int, f: RemoteFile, exc: BaseException) -> Iterator[Event]:
         failures += 1

@@ -20,8 +20,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from llmops_desktop.catalog.records import (
     Artifact, ArtifactFile, ArtifactState, AuditEntry, Job, JobState, Model,
 )
@@ -77,8 +75,19 @@ class Catalog:
             raise CatalogError(
                 f"The catalog at {home.catalog_path} cannot be opened ({exc}). Restore it from "
                 "a backup or move it aside; the files under models/ are untouched.") from exc
-        self.db = sqlite_utils.Database(conn)
         self.conn = conn
+        self._db: Any = None
+
+    @property
+    def db(self) -> Any:
+        """The same connection as a ``sqlite_utils.Database``, for introspection and ad-hoc
+        queries. Loaded on first use: importing sqlite-utils costs ~0.3 s of start-up,
+        so the hot paths below use the connection directly."""
+        if self._db is None:
+            import sqlite_utils
+
+            self._db = sqlite_utils.Database(self.conn)
+        return self._db
 
     @classmethod
     def open(cls, home: Home | str | os.PathLike[str] | None = None) -> Catalog:
@@ -108,7 +117,9 @@ class Catalog:
         self.conn.execute("COMMIT")
 
     def _rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
-        return list(self.db.query(sql, params))
+        cur = self.conn.execute(sql, params)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
 
     # ---- models ---------------------------------------------------------------------------
 

@@ -55,9 +55,13 @@ def child_env(home: Home, settings: Settings | None = None) -> dict[str, str]:
     env["DO_NOT_TRACK"] = "1"
     env["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # the job reports its own progress
     env["TQDM_DISABLE"] = "1"
-    if offline:
-        env["HF_HUB_OFFLINE"] = "1"
-        env["TRANSFORMERS_OFFLINE"] = "1"
+    # The Offline setting decides, whatever the shell had: on, the hub client refuses
+    # every request; off, downloads work even where HF_HUB_OFFLINE=1 was exported.
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if offline:
+            env[var] = "1"
+        else:
+            env.pop(var, None)
     return env
 
 

@@ -41,6 +41,14 @@ COLUMNS: list[tuple[str, str]] = [
 ]
 NUMERIC_COLUMNS = {0, 2, 5, 7}
 
+_DISPLAY = int(Qt.ItemDataRole.DisplayRole.value)
+_TOOLTIP = int(Qt.ItemDataRole.ToolTipRole.value)
+_ALIGN = int(Qt.ItemDataRole.TextAlignmentRole.value)
+_SORT_KEY, _ARTIFACT_ID, _ARTIFACT = (int(Roles.SORT_KEY), int(Roles.ARTIFACT_ID),
+                                      int(Roles.ARTIFACT))
+_ANSWERED = frozenset({_TOOLTIP, _ALIGN, _SORT_KEY, _ARTIFACT_ID, _ARTIFACT})
+_RIGHT = int((Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter).value)
+
 
 def _row_texts(a: Artifact) -> tuple[list[str], list[Any]]:
     meta = a.metadata
@@ -131,23 +139,25 @@ class ArtifactTableModel(QAbstractTableModel):
     def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(COLUMNS)
 
-    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid():
+    def data(self, index: Index, role: int = _DISPLAY) -> Any:
+        # Called for every visible cell and every role on each repaint: plain int
+        # comparisons (Qt's enum objects compare slowly from Python), common case first.
+        if role == _DISPLAY:
+            return self._texts[index.row()][index.column()]
+        if role not in _ANSWERED or not index.isValid():
             return None
         row, col = index.row(), index.column()
-        if role == Qt.ItemDataRole.DisplayRole:
-            return self._texts[row][col]
-        if role == Roles.SORT_KEY:
+        if role == _ALIGN:
+            return _RIGHT if col in NUMERIC_COLUMNS else None
+        if role == _SORT_KEY:
             return self._keys[row][col]
-        if role == Roles.ARTIFACT_ID:
+        if role == _ARTIFACT_ID:
             return self._artifacts[row].id
-        if role == Roles.ARTIFACT:
+        if role == _ARTIFACT:
             return self._artifacts[row]
-        if role == Qt.ItemDataRole.ToolTipRole and col == 1:
+        if role == _TOOLTIP and col == 1:
             a = self._artifacts[row]
             return f"{a.ref}\n{a.path}"
-        if role == Qt.ItemDataRole.TextAlignmentRole and col in NUMERIC_COLUMNS:
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
 
     def headerData(self, section: int, orientation: Qt.Orientation,

@@ -7,7 +7,6 @@ import gc
 import json
 import struct
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -171,16 +170,12 @@ def test_filter_and_sort_through_proxy(qtbot, window, catalog):
     page.table.sortByColumn(7, Qt.SortOrder.AscendingOrder)
     assert table_texts(page) == ["beta", "gamma", "alpha"]
 
-    # 10,000 artifacts: a filter keystroke re-maps without a database query.
+    # 10,000 artifacts: filtering is right at scale (its speed: tests/bench/bench_gui.py).
     page.model.set_artifacts(_fake_artifacts(10_000))
     page.filter_edit.clear()
-    timings = []
     for text in ("m", "mo", "model-1", "model-12", "model-1", "", "tag3"):
-        start = time.perf_counter()
         page.proxy.set_filter_text(text)
-        timings.append(time.perf_counter() - start)
     assert page.proxy.rowCount() == sum(1 for i in range(1, 10_001) if i % 7 == 3)
-    assert max(timings) < 0.05, timings
 
 
 def _big_model_folder(root: Path, size: int) -> Path:

@@ -1,0 +1,190 @@
+"""Run the mirror: bind, refuse unsafe binds, serve until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable
+from typing import IO
+
+import uvicorn
+
+from llmops_desktop.errors import ConflictError, InvalidInputError
+from llmops_desktop.mirror.server import create_app
+from llmops_desktop.paths import Home
+from llmops_desktop.secrets import get_secret
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8790
+log = logging.getLogger("llmops_desktop.mirror")
+
+
+def is_loopback(host: str) -> bool:
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_token(token: str) -> str:
+    token = token.strip()
+    if token and not all(33 <= ord(c) < 127 for c in token):
+        raise InvalidInputError(
+            "The mirror token must be printable ASCII without spaces (it travels in an HTTP "
+            "header). Pick another one, e.g. from 'python -c \"import secrets; "
+            "print(secrets.token_urlsafe(24))\"'.")
+    return token
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    if not 0 <= port <= 65535:
+        raise InvalidInputError(f"Port {port} is not a TCP port; use 1-65535 (0 picks a free one).")
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise InvalidInputError(f"Cannot listen on {host!r}: {exc.strerror}. Give an IP "
+                                "address of this machine, e.g. 127.0.0.1 or 0.0.0.0.") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConflictError(
+                f"Port {port} on {host} is in use by another program (another mirror?). Stop "
+                "it, or pick another port with --port.") from None
+        raise InvalidInputError(f"Cannot listen on {host}:{port} ({exc.strerror or exc}). Give "
+                                "an address of this machine, e.g. 127.0.0.1 or 0.0.0.0.") from None
+    sock.set_inheritable(False)
+    return sock
+
+
+def _url(sock: socket.socket, host: str) -> str:
+    port = sock.getsockname()[1]
+    shown = host.strip("[]")
+    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, telling us when the socket accepts connections."""
+
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and not self.should_exit:
+            self._on_started()
+
+
+class _Stop(Exception):
+    pass
+
+
+def _not_a_shutdown_cancel(record: logging.LogRecord) -> bool:
+    """uvicorn logs a traceback for each download it cancels on shutdown; that is expected."""
+    return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
+
+
+def serve(home: Home | str | os.PathLike[str] | None = None, host: str = DEFAULT_HOST,
+          port: int = DEFAULT_PORT, token: str | None = None, *,
+          on_ready: Callable[[str], None] | None = None) -> None:
+    """Serve the catalog's READY artifacts as a read-only hub mirror; blocks until stopped.
+
+    ``token`` defaults to the ``mirror_token`` secret (``LLMOPS_MIRROR_TOKEN``). With a
+    token, every request needs ``Authorization: Bearer <token>``. A host other than a
+    loopback address is refused without one. ``on_ready(url)`` is called once the
+    socket accepts connections (by default it is logged). Ctrl-C and SIGTERM stop it
+    cleanly (it returns). The ready line and one line per request go to the
+    ``llmops_desktop.mirror`` logger; when nothing handles that logger, to stderr.
+    """
+    home = home if isinstance(home, Home) else Home.resolve(home)
+    token = check_token(token if token else get_secret(home, "mirror_token")) or None
+    if token is None and not is_loopback(host):
+        raise InvalidInputError(
+            f"Refusing to serve the mirror on {host} without a token: anyone who can reach "
+            "this machine could read every model in the catalog. Pass --token TOKEN or set "
+            "LLMOPS_MIRROR_TOKEN (colleagues then use it as their HF token), or bind to "
+            "127.0.0.1.")
+    sock = _bind(host, port)
+    url = _url(sock, host)
+    if not is_loopback(host):
+        log.warning("serving on %s: plain HTTP, so the token and the files travel unencrypted; "
+                    "use it on a network you trust", host)
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    if _not_a_shutdown_cancel not in uvicorn_log.filters:
+        uvicorn_log.addFilter(_not_a_shutdown_cancel)
+    config = uvicorn.Config(create_app(home, token), log_config=None, access_log=False,
+                            lifespan="off", ws="none", server_header=False,
+                            timeout_graceful_shutdown=3, timeout_keep_alive=15)
+    server = _Server(config, lambda: (on_ready or _log_ready)(url))
+
+    console = None
+    if not log.hasHandlers():  # e.g. the plain CLI: show the ready line and requests
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        log.addHandler(console)
+    level = log.level
+    if not log.isEnabledFor(logging.INFO):
+        log.setLevel(logging.INFO)
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if in_main else None
+
+    def _stop(signum: int, frame: object) -> None:  # uvicorn re-raises SIGTERM after its shutdown
+        raise _Stop
+
+    if in_main:
+        signal.signal(signal.SIGTERM, _stop)
+    try:
+        server.run(sockets=[sock])
+    except (KeyboardInterrupt, _Stop):
+        pass  # uvicorn already shut down gracefully; this is its re-raised signal
+    finally:
+        sock.close()
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+        log.info("mirror stopped")
+        if console is not None:
+            log.removeHandler(console)
+        log.setLevel(level)
+
+
+def _log_ready(url: str) -> None:
+    log.info("mirror listening on %s", url)
+
+
+class JsonLineHandler(logging.Handler):
+    """Writes records as the job protocol's ``log`` events, one JSON object per line."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level = {"WARNING": "warning", "ERROR": "error", "CRITICAL": "error"}.get(
+                record.levelname, "info")
+            line = json.dumps({"type": "log", "message": self.format(record), "level": level})
+            self.acquire()
+            try:
+                self.stream.write(line + "\n")
+                self.stream.flush()
+            finally:
+                self.release()
+        except Exception:  # noqa: BLE001 - logging must not break a request
+            self.handleError(record)
