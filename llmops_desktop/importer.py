@@ -306,12 +306,15 @@ def import_model(
     catalog: Catalog, source: ImportSource, *, mode: str = "copy", staging: Path,
     job_id: int | None = None, tags: Sequence[str] = (), parent_id: int | None = None,
     params: dict[str, Any] | None = None, move: bool = False, action: str = "import",
+    known_sha256: dict[str, str] | None = None,
 ) -> Iterator[Event]:
     """Hash, store and register ``source``; yields progress, ends with a Result.
 
     ``staging`` must be a private folder inside the store's file system; it is left
     empty or removed. ``move`` renames the source files in (for sources we made
-    ourselves, like the demo model) instead of copying them.
+    ourselves, like the demo model) instead of copying them; with ``known_sha256``
+    (relpath -> sha256 that this process computed while writing the file, as a
+    download does) a moved file is not read a second time.
     """
     if mode not in MODES:
         raise InvalidInputError(f"Import mode must be one of {', '.join(MODES)}, not {mode!r}.")
@@ -357,6 +360,10 @@ def import_model(
                 hash_from, how = dst, "reference"
             else:
                 hash_from, how = src, mode
+            if move and known_sha256 and rel in known_sha256:
+                counter.done += dst.stat().st_size
+                files.append(ArtifactFile(rel, dst.stat().st_size, known_sha256[rel]))
+                continue
             sha = ""
             for event, digest in _copy_and_hash(hash_from, dst if how == "copy" else None,
                                                 counter, rel, how):

@@ -111,8 +111,10 @@ class HubClient:
         if self.offline:
             raise OfflineModeError("Offline is on, so nothing is downloaded. Turn Offline off "
                                    "in Settings (or 'llmops settings offline off') to download.")
-        from huggingface_hub import HfApi
+        from huggingface_hub import HfApi, constants
 
+        # huggingface_hub reads HF_HUB_OFFLINE once, at import; our setting decides, now.
+        constants.HF_HUB_OFFLINE = False
         return HfApi(endpoint=self.endpoint, token=self._token or False,
                      library_name=USER_AGENT)
 
