@@ -139,10 +139,16 @@ def cmd_show(args: argparse.Namespace) -> int:
     ancestors = catalog.ancestors(a.id)
     descendants = catalog.descendants(a.id)
     audit = catalog.audit_entries(artifact_id=a.id)
+    from llmops_desktop.quantize.variants import variant_table
+
+    variants = variant_table(catalog, a.id)
     if args.json:
         _print_json({**a.to_json(), "files": [f.__dict__ for f in files],
+                     "evaluations": [e.to_json() for e in catalog.evaluations(a.id)],
+                     "variants": variants,
                      "ancestors": [x.to_json() for x in ancestors],
-                     "descendants": [x.to_json() for x in descendants],
+                     "descendants": [x.to_json() | {"evaluations": [
+                         e.to_json() for e in catalog.evaluations(x.id)]} for x in descendants],
                      "audit": [e.__dict__ for e in audit]})
         return 0
     print(f"{a.ref}  (artifact #{a.id}, {a.kind}, {a.state.value})")
@@ -164,6 +170,14 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"    * {a.ref} (#{a.id})")
     for x in descendants:
         print(f"      └ {x.ref} (#{x.id}, {x.kind}, from #{x.parent_id})")
+    if len(variants) > 1:
+        print("  variants:                    type          size  bits/w  perplexity  vs this")
+        for v in variants:
+            ppl = f"{v['perplexity']:10.3f}" if v["perplexity"] is not None else " " * 10
+            delta = f"{v['perplexity_change'] * 100:+7.2f}%" if v["perplexity_change"] is not None else ""
+            bpw = f"{v['bits_per_weight']:6.2f}" if v["bits_per_weight"] else "      "
+            print(f"    {v['ref'][:28]:<28} {v['type']:<8} {_human_size(v['size_bytes']):>9} "
+                  f"{bpw}  {ppl}  {delta}")
     print("  files:")
     for f in files:
         print(f"    {f.sha256}  {_human_size(f.size):>9}  {f.relpath}")
@@ -400,6 +414,58 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from llmops_desktop.quantize.targets import BNB_MODES, GGUF_TARGETS, estimate
+    from llmops_desktop.quantize.task import plan_targets
+
+    if args.list_targets:
+        rows = [{"target": t.name, "bits_per_weight": t.bits_per_weight,
+                 "description": t.description} for t in GGUF_TARGETS.values()]
+        rows += [{"target": m, "bits_per_weight": None, "description": "bitsandbytes "
+                  "checkpoint for the torch engine"} for m in BNB_MODES]
+        if args.json:
+            _print_json(rows)
+        else:
+            for r in rows:
+                bits = f"{r['bits_per_weight']:5.2f}" if r["bits_per_weight"] else "     "
+                print(f"{r['target']:<9} {bits}  {r['description']}")
+        return 0
+    if not args.artifact or not args.to:
+        raise SystemExit("llmops quantize: give an ARTIFACT and at least one --to TARGET "
+                         "(--list-targets shows them)")
+    catalog = _open_catalog(args)
+    parent = catalog.resolve(args.artifact)
+    plan = plan_targets(parent, args.to, force=args.force)
+    if args.estimate:
+        est = {t: estimate(parent.metadata, t) for t in plan}
+        if args.json:
+            _print_json(est)
+        else:
+            for t, e in est.items():
+                print(f"{t:<9} ~{_human_size(e['size_bytes']):>9} on disk, "
+                      f"~{_human_size(e['memory_bytes']):>9} to run at {e['context']} tokens")
+        return 0
+    params = {"artifact_id": parent.id, "targets": plan, "keep_intermediate": args.keep_f16,
+              "threads": args.threads, "eval_text": os.path.abspath(args.eval_text)
+              if args.eval_text else None, "force": args.force}
+    result = run_job_in_terminal(catalog, "quantize", params, quiet=args.json)
+    made = [catalog.artifact(i) for i in result.get("artifact_ids", [])]
+    if args.json:
+        _print_json({"artifacts": [a.to_json() | {"evaluations": [
+            e.to_json() for e in catalog.evaluations(a.id)]} for a in made],
+            "perplexity": result.get("perplexity", {})})
+        return 0
+    ppl = result.get("perplexity", {})
+    base = ppl.get("parent")
+    for a in made:
+        label = str(a.params.get("target", ""))
+        figure = ppl.get(label)
+        delta = f" ({(figure / base - 1) * 100:+.2f}% vs parent)" if figure and base else ""
+        shown = f", perplexity {figure:.3f}{delta}" if figure else ""
+        print(f"made {a.ref} (artifact #{a.id}, {_human_size(a.size_bytes)}){shown}")
+    return 0
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     import getpass
 
@@ -501,6 +567,22 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--partial", action="store_true", help="list paused/interrupted downloads")
     sp.add_argument("--discard", action="store_true",
                     help="delete what a paused download already fetched")
+    sp = add("quantize", cmd_quantize,
+             "make GGUF variants (F16, Q8_0, Q4_K_M, …) or a bitsandbytes checkpoint; "
+             "perplexity of parent and child is measured")
+    sp.add_argument("artifact", nargs="?")
+    sp.add_argument("--to", action="append", metavar="TARGET",
+                    help="target type (repeatable): Q4_K_M, Q8_0, F16, bnb-nf4, …")
+    sp.add_argument("--keep-f16", action="store_true",
+                    help="keep the F16 GGUF made on the way from an HF model as an artifact")
+    sp.add_argument("--threads", type=int, help=help_of["default_threads"])
+    sp.add_argument("--eval-text", metavar="FILE",
+                    help="held-out text for perplexity (default: the one shipped with the app)")
+    sp.add_argument("--force", action="store_true",
+                    help="allow requantizing to a higher precision than the parent has")
+    sp.add_argument("--estimate", action="store_true",
+                    help="print each target's estimated size and memory; make nothing")
+    sp.add_argument("--list-targets", action="store_true", help="list the targets")
     sp = add("token", cmd_token, "save a token (read from the terminal or stdin), or --clear it")
     sp.add_argument("which", choices=("hf", "mirror"))
     sp.add_argument("--clear", action="store_true")

@@ -2,8 +2,8 @@
 
 from llmops_desktop.catalog.catalog import Catalog, utcnow
 from llmops_desktop.catalog.records import (
-    Artifact, ArtifactFile, ArtifactState, AuditEntry, Job, JobState, Model,
+    Artifact, ArtifactFile, ArtifactState, AuditEntry, Evaluation, Job, JobState, Model,
 )
 
-__all__ = ["Artifact", "ArtifactFile", "ArtifactState", "AuditEntry", "Catalog", "Job",
+__all__ = ["Artifact", "ArtifactFile", "ArtifactState", "AuditEntry", "Catalog", "Evaluation", "Job",
            "JobState", "Model", "utcnow"]

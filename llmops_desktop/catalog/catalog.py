@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from llmops_desktop.catalog.records import (
-    Artifact, ArtifactFile, ArtifactState, AuditEntry, Job, JobState, Model,
+    Artifact, ArtifactFile, ArtifactState, AuditEntry, Evaluation, Job, JobState, Model,
 )
 from llmops_desktop.catalog.schema import migrate
 from llmops_desktop.errors import (
@@ -274,6 +274,7 @@ class Catalog:
             doomed = list(reversed(dependents)) + [target]
             for a in doomed:
                 conn.execute("DELETE FROM tags WHERE artifact_id = ?", (a.id,))
+                conn.execute("DELETE FROM evaluations WHERE artifact_id = ?", (a.id,))
                 conn.execute("DELETE FROM artifact_files WHERE artifact_id = ?", (a.id,))
                 conn.execute("DELETE FROM artifacts WHERE id = ?", (a.id,))
                 self.audit("remove", artifact_id=a.id,
@@ -295,6 +296,23 @@ class Catalog:
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
+
+    # ---- evaluations ------------------------------------------------------------------------
+
+    def add_evaluation(self, artifact_id: int, metric: str, value: float, *, dataset: str = "",
+                       dataset_sha256: str = "", params: dict[str, Any] | None = None,
+                       job_id: int | None = None) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO evaluations (artifact_id, metric, value, dataset, dataset_sha256, "
+                "params, job_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (artifact_id, metric, float(value), dataset, dataset_sha256,
+                 json.dumps(params or {}), job_id, utcnow()))
+
+    def evaluations(self, artifact_id: int) -> list[Evaluation]:
+        rows = self._rows("SELECT * FROM evaluations WHERE artifact_id = ? ORDER BY id",
+                          (artifact_id,))
+        return [Evaluation(**{**r, "params": json.loads(r["params"] or "{}")}) for r in rows]
 
     # ---- tags -----------------------------------------------------------------------------
 

@@ -155,3 +155,23 @@ class AuditEntry:
     artifact_id: int | None
     job_id: int | None
     details: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One measured figure of an artifact, e.g. perplexity on a held-out text."""
+
+    id: int
+    artifact_id: int
+    metric: str
+    value: float
+    dataset: str
+    dataset_sha256: str
+    params: dict[str, Any]
+    job_id: int | None
+    created_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"metric": self.metric, "value": self.value, "dataset": self.dataset,
+                "dataset_sha256": self.dataset_sha256, "params": self.params,
+                "job_id": self.job_id, "created_at": self.created_at}

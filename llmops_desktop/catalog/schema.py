@@ -116,7 +116,25 @@ def _v2(conn: sqlite3.Connection) -> None:
                      (content_digest(files), artifact_id))
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
+def _v3(conn: sqlite3.Connection) -> None:
+    """Evaluation results (perplexity and the like), kept apart from the immutable artifact."""
+    _run_script(conn, """
+        CREATE TABLE evaluations (
+            id INTEGER PRIMARY KEY,
+            artifact_id INTEGER NOT NULL REFERENCES artifacts(id) ON DELETE CASCADE,
+            metric TEXT NOT NULL,
+            value REAL NOT NULL,
+            dataset TEXT NOT NULL DEFAULT '',
+            dataset_sha256 TEXT NOT NULL DEFAULT '',
+            params TEXT NOT NULL DEFAULT '{}',
+            job_id INTEGER REFERENCES jobs(id),
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX evaluations_artifact ON evaluations(artifact_id)
+    """)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -181,6 +181,16 @@ def gguf_summary(info: GGUFInfo) -> dict[str, Any]:
     }
     if info.context_length:
         out["context_length"] = info.context_length
+    arch = info.architecture
+    for key, label in ((f"{arch}.block_count", "num_hidden_layers"),
+                       (f"{arch}.embedding_length", "hidden_size"),
+                       (f"{arch}.attention.head_count", "num_attention_heads"),
+                       (f"{arch}.attention.head_count_kv", "num_key_value_heads")):
+        if isinstance(md.get(key), int):
+            out[label] = md[key]
+    tokens = md.get("tokenizer.ggml.tokens")
+    if isinstance(tokens, dict):
+        out["vocab_size"] = tokens.get("length")
     for key, label in (("general.name", "name"), ("general.license", "license"),
                        ("general.description", "description"),
                        ("general.quantization_version", "quantization_version"),

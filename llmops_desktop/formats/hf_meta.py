@@ -45,7 +45,8 @@ def config_summary(config: dict[str, Any]) -> dict[str, Any]:
     dtype = config.get("torch_dtype") or config.get("dtype") or text.get("torch_dtype")
     if dtype:
         out["dtype"] = str(dtype)
-    for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size"):
+    for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+                "intermediate_size", "vocab_size"):
         if isinstance(merged.get(key), int):
             out[key] = merged[key]
     if config.get("peft_type"):

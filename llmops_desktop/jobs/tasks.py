@@ -27,6 +27,7 @@ TASK_MODULES: dict[str, str] = {
     "import": "llmops_desktop.importer",
     "demo": "llmops_desktop.demo",
     "download": "llmops_desktop.acquire.download",
+    "quantize": "llmops_desktop.quantize.task",
 }
 
 

@@ -1,0 +1,1 @@
+"""Quantization: GGUF through llama.cpp, bitsandbytes for the torch engine."""
