@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -185,3 +186,21 @@ def test_full_disk_is_refused_before_writing(tmp_path, demo_model_dir, monkeypat
         assert not any(home.staging_dir.iterdir())
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_bitsandbytes_checkpoint_as_a_child_artifact(home, demo_model_dir) -> None:
+    with Catalog.open(home) as catalog:
+        base = _import(catalog, demo_model_dir, "tiny")
+    out = json.loads(llmops(home, "quantize", "tiny", "--to", "bnb-int8", "--json").stdout)
+    made = out["artifacts"][0]
+    assert made["parent_id"] == base.id and made["kind"] == "hf"
+    assert made["metadata"]["quantization"] == "bnb-int8"
+    assert made["metadata"]["parameters"] == base.metadata["parameters"]
+    config = json.loads((Path(made["path"]) / "config.json").read_text())
+    assert config["quantization_config"]["load_in_8bit"] is True
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(made["path"], device_map="cpu")
+    tok = AutoTokenizer.from_pretrained(made["path"])
+    ids = tok("The model", return_tensors="pt")["input_ids"]
+    assert model.generate(ids, max_new_tokens=3, do_sample=False).shape[1] > ids.shape[1]

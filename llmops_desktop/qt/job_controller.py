@@ -35,6 +35,8 @@ class _ReaderSignals(QObject):
 
     sig_progress = Signal(int, int, object, str)
     """Owner, job id, fraction done (or None) and a message, from the child's stdout."""
+    sig_progress_event = Signal(int, int, object)
+    """Owner, job id and the whole Progress event (bytes done/total, the file in flight)."""
     sig_log = Signal(int, int, str)
     """Owner, job id and one log line."""
     sig_exited = Signal(int, int, int)
@@ -59,6 +61,9 @@ class JobController(QObject):
     """A job was submitted and its child started (job id)."""
     sig_job_progress = Signal(int, object, str)
     """A running job reported progress: job id, fraction (or None), message."""
+    sig_job_progress_event = Signal(int, object)
+    """The same progress in full: job id and the child's Progress event (``done``,
+    ``total``, ``unit``, ``message``, ``detail`` such as a download's file in flight)."""
     sig_job_log = Signal(int, str)
     """A job this window started printed a log line."""
     sig_job_finished = Signal(int, str)
@@ -84,6 +89,7 @@ class JobController(QObject):
         self._signals = _reader_bridge()
         queued = Qt.ConnectionType.QueuedConnection
         self._signals.sig_progress.connect(self._on_child_progress, queued)
+        self._signals.sig_progress_event.connect(self._on_child_progress_event, queued)
         self._signals.sig_log.connect(self._on_child_log, queued)
         self._signals.sig_exited.connect(self._on_child_exited, queued)
         self._timer = QTimer(self)
@@ -178,6 +184,10 @@ class JobController(QObject):
         self._live[job_id] = (fraction if isinstance(fraction, float) else None, message)
         self.sig_job_progress.emit(job_id, fraction, message)
 
+    def _on_child_progress_event(self, owner: int, job_id: int, event: object) -> None:
+        if owner == self._owner:
+            self.sig_job_progress_event.emit(job_id, event)
+
     def _on_child_log(self, owner: int, job_id: int, line: str) -> None:
         if owner == self._owner:
             self.sig_job_log.emit(job_id, line)
@@ -205,6 +215,7 @@ def _read_child(signals: _ReaderSignals, owner: int, job_id: int,
             event = parse_event(raw)
             if isinstance(event, Progress):
                 signals.sig_progress.emit(owner, job_id, event.fraction, event.message)
+                signals.sig_progress_event.emit(owner, job_id, event)
             elif isinstance(event, Log):
                 signals.sig_log.emit(owner, job_id, event.message)
             elif isinstance(event, Error):

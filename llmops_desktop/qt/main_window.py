@@ -12,7 +12,7 @@ from PySide6.QtCore import QSettings, QSize, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QHBoxLayout, QListWidget, QListWidgetItem, QMainWindow, QMessageBox, QStackedWidget,
-    QVBoxLayout, QWidget,
+    QToolButton, QVBoxLayout, QWidget,
 )
 
 from llmops_desktop.catalog import Catalog
@@ -22,6 +22,7 @@ from llmops_desktop.qt.about import show_about
 from llmops_desktop.qt.context import AppContext, AppEvents, Page, icon
 from llmops_desktop.qt.import_dialog import ImportDialog, ImportRequest, check_request
 from llmops_desktop.qt.job_controller import JobController
+from llmops_desktop.qt.pages.download import DownloadPage, shareable_url
 from llmops_desktop.qt.pages.jobs import JobsPage
 from llmops_desktop.qt.pages.models import ModelsPage
 from llmops_desktop.qt.pages.settings import SettingsPage
@@ -29,7 +30,7 @@ from llmops_desktop.qt.widgets import JobsStatusButton, MessageBanner
 from llmops_desktop.qt.workers import run_in_thread
 from llmops_desktop.settings import load_settings
 
-PAGES: list[type[Page]] = [ModelsPage, JobsPage, SettingsPage]
+PAGES: list[type[Page]] = [ModelsPage, DownloadPage, JobsPage, SettingsPage]
 MODEL_SUFFIXES = (".gguf",)
 
 
@@ -93,6 +94,14 @@ class MainWindow(QMainWindow):
 
         self.jobs_status = JobsStatusButton()
         self.jobs_status.sig_clicked.connect(lambda: self.show_page("jobs"))
+        self.mirror_status = QToolButton()
+        self.mirror_status.setIcon(icon("mirror"))
+        self.mirror_status.setAutoRaise(True)
+        self.mirror_status.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.mirror_status.setToolTip("The team mirror is on; click to see its requests")
+        self.mirror_status.clicked.connect(lambda: self.show_page("download"))
+        self.mirror_status.hide()
+        self.statusBar().addPermanentWidget(self.mirror_status)
         self.statusBar().addPermanentWidget(self.jobs_status)
         self._build_menus()
 
@@ -107,6 +116,11 @@ class MainWindow(QMainWindow):
         jobs.sig_active_changed.connect(lambda _: self._update_jobs_status())
         jobs.sig_jobs_changed.connect(self._update_jobs_status)
         self.models_page.sig_reloaded.connect(self._on_models_reloaded)
+        download = self.download_page
+        download.sig_settings_requested.connect(lambda: self.show_page("settings"))
+        download.sig_show_artifact_requested.connect(self.show_artifact)
+        download.mirror.sig_state_changed.connect(lambda _: self._update_mirror_status())
+        download.mirror.sig_started.connect(lambda _: self._update_mirror_status())
         self._update_jobs_status()
         self._restore_state()
 
@@ -114,6 +128,12 @@ class MainWindow(QMainWindow):
     def models_page(self) -> ModelsPage:
         page = self.pages["models"]
         assert isinstance(page, ModelsPage)
+        return page
+
+    @property
+    def download_page(self) -> DownloadPage:
+        page = self.pages["download"]
+        assert isinstance(page, DownloadPage)
         return page
 
     # ---- menus ----------------------------------------------------------------------------
@@ -208,6 +228,13 @@ class MainWindow(QMainWindow):
         assert isinstance(jobs_page, JobsPage)
         jobs_page.select_job(job_id)
 
+    def show_artifact(self, artifact_id: int) -> None:
+        """Show an artifact on the Models page (after the table has re-read the catalog)."""
+        self.show_page("models")
+        if not self.models_page.select_artifact(artifact_id):
+            self._select_after_reload = artifact_id
+            self.models_page.reload()
+
     def show_about(self) -> QMessageBox:
         return show_about(self)
 
@@ -284,6 +311,12 @@ class MainWindow(QMainWindow):
             message = f"{job.kind} #{job.id}" + (f" {fraction * 100:.0f}%" if fraction else "")
         self.jobs_status.set_state(len(active), fraction, message)
 
+    def _update_mirror_status(self) -> None:
+        mirror = self.download_page.mirror
+        self.mirror_status.setVisible(mirror.is_running())
+        self.mirror_status.setText(f"Mirror on {shareable_url(mirror.url)}" if mirror.is_ready()
+                                   else "Mirror starting…")
+
     # ---- drag and drop --------------------------------------------------------------------
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
@@ -325,4 +358,5 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         self.save_state()
         self.ctx.jobs.stop()  # running jobs carry on; the next window finds them
+        self.download_page.mirror.stop(wait=True)  # the mirror does not outlive the app
         super().closeEvent(event)

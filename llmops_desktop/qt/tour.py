@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -95,9 +96,41 @@ def run_tour(outdir: Path, home_root: Path) -> list[Path]:
     box = window.show_about()
     shoot("about", box)
     box.accept()
+    tour_download_page(window, shoot)
     window.show_page("models")
     window.close()
     return shots
+
+
+def tour_download_page(window: object, shoot: Callable[[str], None]) -> None:
+    """The Download page offline (the default), then online against this very catalog served
+    by the page's own "Share as mirror" on a free port, with the demo repo open."""
+    from llmops_desktop.mirror.repos import repo_id_for
+    from llmops_desktop.settings import save_settings
+
+    page = window.show_page("download")  # type: ignore[attr-defined]
+    shoot("download")
+    ctx = window.ctx  # type: ignore[attr-defined]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx.settings = ctx.settings.updated(mirror_port=port)
+    page.mirror_box.toggle.click()
+    if not wait_until(lambda: page.mirror.is_ready(), 30):
+        print("the mirror did not start; skipping the online Download page")
+        page.mirror.stop(wait=True)
+        return
+    save_settings(ctx.home.settings_path, ctx.settings.updated(offline=False,
+                                                               hf_endpoint=page.mirror.url))
+    ctx.reload_settings()
+    ctx.events.sig_settings_saved.emit(ctx.settings)
+    page.search("")
+    wait_until(lambda: page.results.topLevelItemCount() > 0, 10)
+    page.results.setCurrentItem(page.results.topLevelItem(0))
+    repo_id = repo_id_for(window.models_page.model.artifact_at(0).model_name)  # type: ignore
+    wait_until(lambda: page.snapshot is not None and page.snapshot.repo_id == repo_id, 10)
+    shoot("download-repo")
+    page.mirror.stop(wait=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -112,13 +112,14 @@ class _Quantizer:
     def catalog(self) -> Catalog:
         return self.ctx.catalog
 
-    def register(self, path: Path, name: str, parent: Artifact, params: dict[str, Any]
-                 ) -> Iterator[Event]:
+    def register(self, path: Path, name: str, parent: Artifact, params: dict[str, Any],
+                 metadata: dict[str, Any] | None = None) -> Iterator[Event]:
         """Register ``path`` (a .gguf or a folder in staging) as a child of ``parent``."""
         from llmops_desktop.importer import import_model, inspect_source
 
         source = inspect_source(path, name=name, allow_pickle=False)
         source = type(source)(**{**source.__dict__, "source": f"quantize:{parent.ref}",
+                                 "metadata": {**source.metadata, **(metadata or {})},
                                  "license": source.license or parent.license,
                                  "description": source.description or parent.description})
         try:
@@ -244,8 +245,11 @@ def run_quantize(ctx: JobContext, artifact_id: int, targets: Sequence[str], *,
 
         out_dir = stage / f"{base}-{t}"
         yield from quantize_bnb(parent.path, out_dir, t)
+        # The packed 4-bit tensors hold two weights a byte: count the parent's parameters.
         yield from q.register(out_dir, f"{parent.model_name}-{t}", parent,
-                              {"target": t, "method": "bitsandbytes"})
+                              {"target": t, "method": "bitsandbytes"},
+                              metadata={"quantization": t,
+                                        "parameters": parent.metadata.get("parameters")})
     yield Result({"artifact_ids": q.made, "artifact_id": q.made[-1] if q.made else None,
                   "perplexity": q.figures})
 

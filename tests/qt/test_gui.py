@@ -73,7 +73,33 @@ def test_empty_catalog_shows_welcome_then_demo_fills_table(qtbot, window):
     wait_rows(qtbot, window, 1)
     assert page.stack.currentIndex() == 1
     assert table_texts(page) == ["demo-tiny-llama"]
-    assert "torch" not in sys.modules and "llama_cpp" not in sys.modules
+
+
+def test_window_and_demo_job_keep_heavy_libraries_out_of_the_gui_process(home):
+    """The window (in a fresh process: other tests load torch here) runs the demo job and
+    shows its model without importing torch, transformers or llama.cpp itself."""
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from PySide6.QtCore import QTimer\n"
+        "from llmops_desktop.qt.app import create_application\n"
+        "from llmops_desktop.qt.main_window import MainWindow\n"
+        "from llmops_desktop.paths import Home\n"
+        "app = create_application(); w = MainWindow(Home.resolve()); w.show()\n"
+        "w.ctx.jobs.sig_job_finished.connect(lambda *a: QTimer.singleShot(500, app.quit))\n"
+        "w.start_demo()\n"
+        "QTimer.singleShot(120_000, app.quit)\n"
+        "app.exec()\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in\n"
+        "               ('torch', 'transformers', 'llama_cpp', 'peft', 'bitsandbytes'))\n"
+        "print('rows', w.models_page.model.rowCount(), 'heavy', heavy)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=180, env={**__import__("os").environ,
+                                            "LLMOPS_HOME": str(home.root),
+                                            "QT_QPA_PLATFORM": "offscreen"})
+    assert proc.returncode == 0, proc.stderr
+    assert "rows 1 heavy []" in proc.stdout, proc.stdout + proc.stderr
 
 
 def test_import_folder_through_dialog_shows_hashes_and_lineage(qtbot, window, demo_model_dir,

@@ -13,13 +13,24 @@ from PySide6.QtCore import QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QPalette
 from PySide6.QtWidgets import (
     QCheckBox, QComboBox, QDialogButtonBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
-    QLabel, QLineEdit, QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget,
+    QLabel, QLineEdit, QPushButton, QScrollArea, QSpinBox, QToolButton, QVBoxLayout, QWidget,
 )
 
 from llmops_desktop.qt.context import AppContext, Page, icon
+from llmops_desktop.secrets import get_secret, set_secret
 from llmops_desktop.settings import Settings, load_settings, save_settings
 
 BROWSE_FIELDS = {"hf_cache_dir"}
+# Tokens: kept in <home>/secrets (mode 0600), never in settings.json; (group, label, help).
+SECRET_FIELDS = {
+    "hf_token": ("Network", "Hugging Face token",
+                 "Sent to the hub endpoint for gated and private repos. Stored apart from the "
+                 "settings, readable by you only, and kept out of logs and job parameters. "
+                 "HF_TOKEN in the environment wins over it."),
+    "mirror_token": ("Team mirror", "Mirror token",
+                     "Colleagues give it as their HF token to use your mirror; needed to share "
+                     "beyond this machine. LLMOPS_MIRROR_TOKEN in the environment wins over it."),
+}
 
 
 def _help_label(text: str) -> QLabel:
@@ -60,6 +71,10 @@ class SettingsPage(Page):
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(ctx, parent)
         self.editors: dict[str, QWidget] = {}
+        self.secret_editors: dict[str, QLineEdit] = {}
+        self._secrets: dict[str, str] = {}
+        self._shown: dict[str, Any] = {}  # the settings the editors were last loaded with
+        self._saving = False
         self._infos = {info["name"]: info for info in Settings.field_info()}
         content = QWidget()
         body = QVBoxLayout(content)
@@ -74,6 +89,10 @@ class SettingsPage(Page):
                 groups[info["group"]] = form
                 body.addWidget(box)
             self._add_field(form, info)
+        for name, (group, label, help_text) in SECRET_FIELDS.items():
+            form = groups.get(group)
+            if form is not None:
+                self._add_secret_field(form, name, label, help_text)
         body.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
@@ -94,6 +113,7 @@ class SettingsPage(Page):
         layout.setContentsMargins(8, 8, 8, 8)
         layout.addWidget(scroll, 1)
         layout.addLayout(bottom)
+        ctx.events.sig_settings_saved.connect(self._on_saved_elsewhere)
         self.load()
 
     # ---- building -------------------------------------------------------------------------
@@ -151,6 +171,25 @@ class SettingsPage(Page):
         label = "" if typ is bool else f"{info['label']}:"
         form.addRow(label, _with_help(field, description))
 
+    def _add_secret_field(self, form: QFormLayout, name: str, label: str, help_text: str) -> None:
+        editor = QLineEdit()
+        editor.setObjectName(f"secret_{name}")
+        editor.setEchoMode(QLineEdit.EchoMode.Password)
+        editor.setClearButtonEnabled(True)
+        editor.setToolTip(help_text)
+        editor.textChanged.connect(self._on_edited)
+        show = QToolButton()
+        show.setText("Show")
+        show.setCheckable(True)
+        show.setToolTip("Show or hide the token")
+        show.toggled.connect(lambda on: editor.setEchoMode(
+            QLineEdit.EchoMode.Normal if on else QLineEdit.EchoMode.Password))
+        row = QHBoxLayout()
+        row.addWidget(editor, 1)
+        row.addWidget(show)
+        self.secret_editors[name] = editor
+        form.addRow(f"{label}:", _with_help(row, help_text))
+
     # ---- values ---------------------------------------------------------------------------
 
     def values(self) -> dict[str, Any]:
@@ -181,6 +220,10 @@ class SettingsPage(Page):
     def load(self) -> None:
         """Show what is on disk."""
         self.set_values(self.ctx.reload_settings())
+        self._shown = self.ctx.settings.to_dict()
+        self._secrets = {name: get_secret(self.ctx.home, name) for name in self.secret_editors}
+        for name, editor in self.secret_editors.items():
+            editor.setText(self._secrets[name])
         self.status.setText("")
 
     def save(self) -> bool:
@@ -192,17 +235,35 @@ class SettingsPage(Page):
             return False
         try:
             save_settings(self.ctx.home.settings_path, settings)
-        except OSError as exc:
+            for name, value in self.secret_values().items():
+                if value != self._secrets.get(name, ""):
+                    set_secret(self.ctx.home, name, value)
+                    self._secrets[name] = value
+        except (OSError, ValueError) as exc:
             self.status.setText(f"Not saved: {exc}")
             return False
         self.ctx.settings = load_settings(self.ctx.home.settings_path)
+        self._shown = self.ctx.settings.to_dict()
         self.status.setText("Saved.")
-        self.ctx.events.sig_settings_saved.emit(self.ctx.settings)
+        self._saving = True
+        try:
+            self.ctx.events.sig_settings_saved.emit(self.ctx.settings)
+        finally:
+            self._saving = False
         self.sig_saved.emit(self.ctx.settings)
         return True
 
+    def secret_values(self) -> dict[str, str]:
+        return {name: editor.text().strip() for name, editor in self.secret_editors.items()}
+
     def is_modified(self) -> bool:
-        return self.values() != self.ctx.settings.to_dict()
+        return (self.values() != self._shown
+                or self.secret_values() != self._secrets)
+
+    def _on_saved_elsewhere(self, _settings: object) -> None:
+        """Another page saved settings (Download's Go online): show them unless edited here."""
+        if not self._saving and not self.is_modified():
+            self.load()
 
     def _on_edited(self, *args: object) -> None:
         self.status.setText("Unsaved changes." if self.is_modified() else "")

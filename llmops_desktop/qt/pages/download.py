@@ -1,0 +1,1057 @@
+"""The Download page: search a hub, open a repo, choose files, download them as a job.
+
+Every hub request runs in a worker thread; the download itself is a "download"
+job (a child process) whose progress events carry the bytes done and the file
+in flight; speed and time left are worked out here from successive events.
+Pause cancels the job and keeps the partial files; Resume starts the same job
+again, which continues with HTTP Range requests; Cancel also deletes the
+partial files. Downloads left paused or interrupted (by this window, an earlier
+one or the CLI) are listed with Resume and Discard. With Offline on, the page
+says so and makes no request at all. "Share as mirror" serves this catalog to
+colleagues through :class:`MirrorController`.
+"""
+
+from __future__ import annotations
+
+import glob
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QGuiApplication, QPalette
+from PySide6.QtWidgets import (
+    QFrame, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QListWidget, QMessageBox,
+    QProgressBar, QPushButton, QScrollArea, QSizePolicy, QSplitter, QToolButton, QTreeWidget,
+    QTreeWidgetItem, QVBoxLayout, QWidget,
+)
+
+from llmops_desktop.acquire.download import (
+    PartialDownload, discard_download, download_key, list_partial_downloads,
+)
+from llmops_desktop.acquire.hub import HubClient, ModelSummary, RepoSnapshot
+from llmops_desktop.qt.context import AppContext, Page, icon
+from llmops_desktop.qt.formatting import human_count, human_size, local_time
+from llmops_desktop.qt.mirror_controller import MirrorController
+from llmops_desktop.qt.workers import run_in_thread
+from llmops_desktop.secrets import get_secret, mask
+from llmops_desktop.settings import save_settings
+
+PATH_ROLE = Qt.ItemDataRole.UserRole + 1
+ERROR_COLOR = "#d9534f"
+REFRESH_MS = 250
+RATE_WINDOW_S = 5.0
+RATE_MIN_SPAN_S = 1.0
+SEARCH_LIMIT = 50
+SHOWN_REQUESTS = 50
+ACTIVE = frozenset({"starting", "downloading", "pausing", "cancelling"})
+OFFLINE_TEXT = ("<b>Offline is on.</b> The app makes no network connection at all, so it "
+                "cannot search or download. The catalog, imports and the team mirror keep "
+                "working.")
+
+
+def human_duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def shareable_url(url: str) -> str:
+    """The mirror's URL as colleagues should type it (a wildcard bind becomes this host)."""
+    from PySide6.QtNetwork import QHostInfo
+
+    for wildcard in ("//0.0.0.0:", "//[::]:"):
+        if wildcard in url:
+            return url.replace(wildcard, f"//{QHostInfo.localHostName()}:")
+    return url
+
+
+class RateMeter:
+    """Bytes per second over the last ``RATE_WINDOW_S`` (smooths bursty progress events)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._samples: deque[tuple[float, float]] = deque()
+
+    def sample(self, done: float, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        if self._samples and done < self._samples[-1][1]:
+            self._samples.clear()  # a restart from fewer bytes: measure afresh
+        self._samples.append((now, done))
+        while len(self._samples) > 2 and now - self._samples[1][0] >= RATE_WINDOW_S:
+            self._samples.popleft()
+
+    @property
+    def rate(self) -> float | None:
+        """None until the window spans ``RATE_MIN_SPAN_S``."""
+        if len(self._samples) < 2:
+            return None
+        (t0, d0), (t1, d1) = self._samples[0], self._samples[-1]
+        return (d1 - d0) / (t1 - t0) if t1 - t0 >= RATE_MIN_SPAN_S else None
+
+    def time_left(self, remaining: float) -> float | None:
+        rate = self.rate
+        return remaining / rate if rate and rate > 1 else None
+
+
+@dataclass
+class DownloadEntry:
+    """One download the page shows; ``key`` is its folder under ``<home>/downloads``."""
+
+    key: str
+    params: dict[str, Any]
+    commit: str = ""
+    state: str = "paused"  # starting downloading pausing paused cancelling done failed
+    job_id: int | None = None
+    external: bool = False  # a job this window did not start (the CLI, an earlier window)
+    done: float = 0
+    total: float | None = None
+    message: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    ref: str = ""
+    artifact_id: int | None = None
+    meter: RateMeter = field(default_factory=RateMeter)
+
+    @property
+    def title(self) -> str:
+        return str(self.params.get("repo_id", ""))
+
+
+class DownloadRow(QFrame):
+    """One download: total and per-file progress, speed, time left, and its buttons."""
+
+    sig_action = Signal(str, str)
+    """The user clicked a button: entry key and 'pause', 'resume', 'cancel', 'show' or 'clear'."""
+
+    def __init__(self, entry: DownloadEntry, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.entry = entry
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.title = QLabel()
+        font = self.title.font()
+        font.setBold(True)
+        self.title.setFont(font)
+        self.summary = QLabel()
+        self.total_bar = _bar()
+        self.total_label = QLabel()
+        self.file_label = QLabel()
+        self.file_bar = _bar()
+        self.file_bar.setMaximumHeight(8)
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.buttons: dict[str, QToolButton] = {}
+        self.file_label.setMinimumWidth(40)  # a long file name is cut, the row not widened
+        self.file_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        top = QHBoxLayout()
+        top.addWidget(self.title)
+        top.addSpacing(6)
+        top.addWidget(self.summary, 1)
+        for action, icon_name, text, tip in (
+                ("pause", "pause", "Pause", "Stop now and keep what arrived; Resume continues"),
+                ("resume", "resume", "Resume", "Continue from the bytes already on disk"),
+                ("show", "models", "Show", "Show the new artifact on the Models page"),
+                ("cancel", "cancel", "Cancel", "Stop and delete what was downloaded"),
+                ("clear", "close", "", "Remove this line")):
+            button = QToolButton()
+            button.setIcon(icon(icon_name))
+            button.setText(text)
+            button.setToolTip(tip)
+            button.setAutoRaise(True)
+            button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon if text
+                                      else Qt.ToolButtonStyle.ToolButtonIconOnly)
+            button.clicked.connect(lambda _=False, a=action: self._on_clicked(a))
+            self.buttons[action] = button
+            top.addWidget(button)
+        column = QVBoxLayout(self)
+        column.setContentsMargins(10, 6, 8, 8)
+        column.setSpacing(3)
+        column.addLayout(top)
+        for widget in (self.total_label, self.total_bar, self.file_label, self.file_bar,
+                       self.status):
+            column.addWidget(widget)
+        self.update_view()
+
+    def _on_clicked(self, action: str) -> None:
+        self.sig_action.emit(self.entry.key, action)
+
+    def update_view(self) -> None:
+        e = self.entry
+        self.title.setText(e.title)
+        files = e.params.get("include") or []
+        what = f"{len(files)} file{'s' if len(files) != 1 else ''}" if files else "all files"
+        self.summary.setText(f"@{e.commit[:10]} · {what}" if e.commit else what)
+        running = e.state in ("starting", "downloading")
+        total = e.total or 0
+        _set_fraction(self.total_bar, e.done / total if total else None, running)
+        parts = [f"{human_size(e.done)} of {human_size(total)}" if total else ""]
+        if e.external and total:
+            parts = [f"{e.done / total * 100:.0f}%"]
+        if e.state == "downloading" and total:
+            rate = e.meter.rate
+            if rate is not None:
+                parts.append(f"{human_size(rate)}/s")
+                left = e.meter.time_left(total - e.done)
+                parts.append(f"{human_duration(left)} left" if left is not None else "")
+        self.total_label.setText(" · ".join(p for p in parts if p))
+        d = e.detail
+        show_file = e.state == "downloading" and bool(d.get("file"))
+        self.file_bar.setVisible(show_file)
+        self.file_label.setVisible(show_file)
+        if show_file:
+            file_total = d.get("total") or 0
+            _set_fraction(self.file_bar, d.get("done", 0) / file_total if file_total else None,
+                          True)
+            of = f" of {human_size(file_total)}" if file_total else ""
+            self.file_label.setText(f"{d['file']} · {int(d.get('index', 0)) + 1} of "
+                                    f"{d.get('count', '?')} · {human_size(d.get('done', 0))}{of}")
+        paused = ("Paused — Resume continues where it stopped." if e.job_id is not None else
+                  "Stopped before the end (paused, or the app was closed). Resume continues it.")
+        status = {"starting": "Starting…", "downloading": "" if show_file else e.message,
+                  "pausing": "Pausing…", "cancelling": "Cancelling…", "paused": paused,
+                  "done": f"Done: in the catalog as {e.ref}." if e.ref else "Done.",
+                  "failed": f"Failed: {e.error}"}.get(e.state, "")
+        if e.external and e.state == "downloading":
+            status = f"Job #{e.job_id}, started outside this window: {e.message}"
+        self.status.setText(status)
+        self.status.setStyleSheet(f"color: {ERROR_COLOR};" if e.state == "failed" else "")
+        self.status.setVisible(bool(status))
+        visible = {
+            "pause": e.state in ("starting", "downloading"),
+            "resume": e.state in ("paused", "failed"),
+            "show": e.state == "done" and e.artifact_id is not None,
+            "cancel": e.state in ("starting", "downloading", "paused", "failed") and bool(e.commit),
+            "clear": e.state == "done" or (e.state == "failed" and not e.commit),
+        }
+        for action, button in self.buttons.items():
+            button.setVisible(visible[action])
+        self.buttons["cancel"].setText("Discard" if e.state in ("paused", "failed") else "Cancel")
+        self.buttons["cancel"].setToolTip(
+            "Delete the partial files" if e.state in ("paused", "failed")
+            else "Stop and delete what was downloaded")
+
+
+def _bar() -> QProgressBar:
+    bar = QProgressBar()
+    bar.setRange(0, 1000)
+    bar.setTextVisible(False)
+    bar.setMaximumHeight(12)
+    return bar
+
+
+def _set_fraction(bar: QProgressBar, fraction: float | None, busy: bool) -> None:
+    if fraction is None and busy:
+        bar.setRange(0, 0)
+    else:
+        bar.setRange(0, 1000)
+        bar.setValue(int((fraction or 0) * 1000))
+
+
+def _muted(text: str = "") -> QLabel:
+    label = QLabel(text)
+    label.setWordWrap(True)
+    muted = label.palette().color(QPalette.ColorRole.PlaceholderText)
+    label.setStyleSheet(f"color: {muted.name()};")
+    return label
+
+
+class MirrorBox(QGroupBox):
+    """Share this catalog as a Hugging Face mirror: toggle, URL to give out, last requests."""
+
+    def __init__(self, ctx: AppContext, mirror: MirrorController,
+                 parent: QWidget | None = None) -> None:
+        super().__init__("Share as mirror", parent)
+        self.ctx, self.mirror = ctx, mirror
+        self.toggle = QPushButton(icon("mirror"), "Start sharing")
+        self.toggle.setCheckable(True)
+        self.toggle.setToolTip("Serve this catalog's READY models read-only over the Hugging "
+                               "Face hub API, for colleagues' HF_ENDPOINT")
+        self.toggle.clicked.connect(self._on_toggle_clicked)
+        self.state_label = QLabel()
+        self.url_edit = QLineEdit()
+        self.url_edit.setReadOnly(True)
+        self.copy_button = QToolButton()
+        self.copy_button.setIcon(icon("copy"))
+        self.copy_button.setToolTip("Copy the HF_ENDPOINT line for colleagues")
+        self.copy_button.clicked.connect(self._on_copy_clicked)
+        self.error_label = QLabel()
+        self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet(f"color: {ERROR_COLOR};")
+        self.error_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.error_label.hide()
+        self.requests = QListWidget()
+        self.requests.setAlternatingRowColors(True)
+        self.note = _muted()
+        top = QHBoxLayout()
+        top.addWidget(self.toggle)
+        top.addWidget(self.state_label, 1)
+        url_row = QHBoxLayout()
+        url_row.addWidget(self.url_edit, 1)
+        url_row.addWidget(self.copy_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addLayout(url_row)
+        layout.addWidget(self.error_label)
+        layout.addWidget(self.note)
+        layout.addWidget(QLabel("Last requests:"))
+        layout.addWidget(self.requests, 1)
+        mirror.sig_started.connect(lambda _url: self.update_view())
+        mirror.sig_state_changed.connect(lambda _on: self.update_view())
+        mirror.sig_request.connect(self._on_request)
+        mirror.sig_stopped.connect(self._on_stopped)
+        self.update_view()
+
+    def update_view(self) -> None:
+        s, m = self.ctx.settings, self.mirror
+        self.toggle.setChecked(m.is_running())
+        self.toggle.setText("Stop sharing" if m.is_running() else "Start sharing")
+        if m.is_ready():
+            url = shareable_url(m.url)
+            self.state_label.setText(f"On at {url}")
+            self.url_edit.setText(f"HF_ENDPOINT={url}")
+        else:
+            self.state_label.setText("Starting…" if m.is_running() else "Off")
+            self.url_edit.setText("")
+        self.url_edit.setPlaceholderText("HF_ENDPOINT=… appears here while sharing")
+        self.copy_button.setEnabled(m.is_ready())
+        token = get_secret(self.ctx.home, "mirror_token")
+        self.note.setText(
+            f"Listens on {s.mirror_host}:{s.mirror_port}, read-only; "
+            + (f"colleagues need the mirror token ({mask(token)}) as their HF token. "
+               if token else "no token. ")
+            + "Address, port and token: Settings › Team mirror.")
+
+    def _on_toggle_clicked(self) -> None:
+        if self.mirror.is_running():
+            self.mirror.stop()
+        else:
+            self.error_label.hide()
+            self.requests.clear()
+            s = self.ctx.settings
+            self.mirror.start(s.mirror_host, s.mirror_port)
+        self.update_view()
+
+    def _on_copy_clicked(self) -> None:
+        QGuiApplication.clipboard().setText(self.url_edit.text())
+        self.ctx.events.sig_info.emit(f"Copied {self.url_edit.text()}")
+
+    def _on_request(self, line: str) -> None:
+        self.requests.addItem(line)
+        while self.requests.count() > SHOWN_REQUESTS:
+            self.requests.takeItem(0)
+        self.requests.scrollToBottom()
+
+    def _on_stopped(self, reason: str) -> None:
+        self.error_label.setText(reason)
+        self.error_label.setVisible(bool(reason))
+        self.update_view()
+
+
+def include_globs(snapshot: RepoSnapshot, chosen: list[str]) -> list[str]:
+    """The job's include patterns for exactly the chosen files (none: the whole repo)."""
+    if set(chosen) == {f.path for f in snapshot.files}:
+        return []
+    return [glob.escape(path) for path in chosen]  # '[', '*', '?' in a name stay literal
+
+
+def params_of(partial: PartialDownload) -> dict[str, Any]:
+    return {"repo_id": partial.repo_id, "revision": partial.revision,
+            "include": list(partial.include), "exclude": list(partial.exclude),
+            "name": partial.name, "endpoint": partial.endpoint}
+
+
+class DownloadPage(Page):
+    """Find a model on a hub or mirror, choose its files, download them; share the catalog."""
+
+    page_id = "download"
+    title = "Download"
+    icon_name = "download"
+    tooltip = "Search a Hugging Face hub or a mirror, choose files, download; share as a mirror"
+
+    sig_search_finished = Signal(int)
+    """A search answered: the number of models found."""
+    sig_repo_opened = Signal(str)
+    """A repo's files are listed (its id)."""
+    sig_lookup_failed = Signal(str)
+    """A search or a repo lookup failed (the message shown on the page)."""
+    sig_downloads_changed = Signal()
+    """A download changed state, or the list of downloads (also paused ones on disk) did."""
+    sig_settings_requested = Signal()
+    """The user asked for the Settings page."""
+    sig_show_artifact_requested = Signal(int)
+    """Show this artifact on the Models page."""
+
+    def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
+        super().__init__(ctx, parent)
+        self.mirror = MirrorController(ctx.home, self)
+        self.entries: dict[str, DownloadEntry] = {}
+        self.rows: dict[str, DownloadRow] = {}
+        self.snapshot: RepoSnapshot | None = None
+        self._snapshot_endpoint = ""
+        self._search_id = 0  # newest request of each kind; older answers are dropped
+        self._open_id = 0
+        self._starting = False
+        self._discarded: set[str] = set()  # keys deleted here; a late listing must not revive
+
+        self.offline_box = self._build_offline_box()
+        self.hub_label = _muted()
+        self.search_edit = QLineEdit()
+        self.search_edit.setPlaceholderText("Search models, or type a repo id such as org/name")
+        self.search_edit.setClearButtonEnabled(True)
+        self.search_edit.returnPressed.connect(self.search)
+        self.revision_edit = QLineEdit("main")
+        self.revision_edit.setToolTip("Branch, tag or commit to open")
+        self.revision_edit.setFixedWidth(110)
+        self.search_button = QPushButton(icon("search"), "Search")
+        self.search_button.clicked.connect(lambda: self.search())
+        self.open_button = QPushButton(icon("folder"), "Open repo")
+        self.open_button.setToolTip("List the files of the repo id typed on the left")
+        self.open_button.clicked.connect(lambda: self.open_repo())
+        self.error_label = QLabel()
+        self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet(f"color: {ERROR_COLOR};")
+        self.error_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.error_label.hide()
+        search_row = QHBoxLayout()
+        search_row.addWidget(self.search_edit, 1)
+        search_row.addWidget(QLabel("Revision:"))
+        search_row.addWidget(self.revision_edit)
+        search_row.addWidget(self.search_button)
+        search_row.addWidget(self.open_button)
+
+        self.browse_splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.browse_splitter.addWidget(self._build_results())
+        self.browse_splitter.addWidget(self._build_repo_panel())
+        self.browse_splitter.setStretchFactor(0, 2)
+        self.browse_splitter.setStretchFactor(1, 3)
+        self.mirror_box = MirrorBox(ctx, self.mirror)
+        self.bottom_splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.bottom_splitter.addWidget(self._build_downloads_box())
+        self.bottom_splitter.addWidget(self.mirror_box)
+        self.bottom_splitter.setStretchFactor(0, 3)
+        self.bottom_splitter.setStretchFactor(1, 2)
+        self.splitter = QSplitter(Qt.Orientation.Vertical)
+        self.splitter.addWidget(self.browse_splitter)
+        self.splitter.addWidget(self.bottom_splitter)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 8, 8, 8)
+        layout.addWidget(self.offline_box)
+        layout.addWidget(self.hub_label)
+        layout.addLayout(search_row)
+        layout.addWidget(self.error_label)
+        layout.addWidget(self.splitter, 1)
+
+        self._timer = QTimer(self)
+        self._timer.setInterval(REFRESH_MS)
+        self._timer.timeout.connect(self._on_tick)
+        ctx.jobs.sig_job_progress_event.connect(self._on_job_progress_event)
+        ctx.jobs.sig_job_finished.connect(self._on_job_finished)
+        ctx.jobs.sig_jobs_changed.connect(self._sync_external_jobs)
+        ctx.events.sig_settings_saved.connect(self._on_settings_saved)
+        self._show_repo(None)
+        self._update_online_state()
+        self._sync_external_jobs()
+        self.refresh_partials()
+
+    # ---- building -------------------------------------------------------------------------
+
+    def _build_offline_box(self) -> QFrame:
+        box = QFrame()
+        box.setObjectName("offlineBox")
+        color = self.palette().color(QPalette.ColorRole.Highlight)
+        box.setStyleSheet(f"#offlineBox {{ background: rgba({color.red()},{color.green()},"
+                          f"{color.blue()},30); border: 1px solid {color.name()}; "
+                          "border-radius: 4px; }")
+        picture = QLabel()
+        picture.setPixmap(icon("offline").pixmap(28, 28))
+        self.offline_label = QLabel(OFFLINE_TEXT)
+        self.offline_label.setWordWrap(True)
+        settings_button = QPushButton(icon("settings"), "Open Settings")
+        settings_button.clicked.connect(self.sig_settings_requested)
+        self.go_online_button = QPushButton(icon("download"), "Go online…")
+        self.go_online_button.setToolTip("Turn Offline off so this page can reach the hub")
+        self.go_online_button.clicked.connect(self._on_go_online_clicked)
+        row = QHBoxLayout(box)
+        row.setContentsMargins(10, 8, 8, 8)
+        row.addWidget(picture, 0, Qt.AlignmentFlag.AlignTop)
+        row.addWidget(self.offline_label, 1)
+        row.addWidget(settings_button)
+        row.addWidget(self.go_online_button)
+        return box
+
+    def _build_results(self) -> QWidget:
+        self.results = QTreeWidget()
+        self.results.setHeaderLabels(["Model", "Downloads", "Likes", "Updated"])
+        self.results.setRootIsDecorated(False)
+        self.results.setAlternatingRowColors(True)
+        self.results.setUniformRowHeights(True)
+        header = self.results.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for column, width in ((1, 84), (2, 56), (3, 128)):
+            self.results.setColumnWidth(column, width)
+        self.results.currentItemChanged.connect(self._on_result_changed)
+        self.results_label = _muted("Search the hub, or type a repo id and press Open repo.")
+        panel = QWidget()
+        column = QVBoxLayout(panel)
+        column.setContentsMargins(0, 0, 4, 0)
+        column.addWidget(self.results, 1)
+        column.addWidget(self.results_label)
+        return panel
+
+    def _build_repo_panel(self) -> QWidget:
+        self.repo_title = QLabel()
+        font = self.repo_title.font()
+        font.setBold(True)
+        font.setPointSizeF(font.pointSizeF() * 1.2)
+        self.repo_title.setFont(font)
+        self.repo_title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.repo_info = _muted()
+        self.files = QTreeWidget()
+        self.files.setHeaderLabels(["File", "Size"])
+        self.files.setAlternatingRowColors(True)
+        self.files.setUniformRowHeights(True)
+        header = self.files.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.files.setColumnWidth(1, 96)
+        self.files.itemChanged.connect(self._on_file_item_changed)
+        self.all_button = QPushButton("All")
+        self.all_button.clicked.connect(lambda: self.set_checked(self.file_sizes()))
+        self.none_button = QPushButton("None")
+        self.none_button.clicked.connect(lambda: self.set_checked([]))
+        self.selection_label = QLabel()
+        self.selection_label.setWordWrap(True)
+        self.name_edit = QLineEdit()
+        self.name_edit.setClearButtonEnabled(True)
+        self.name_edit.setToolTip("The model's name in the catalog")
+        self.download_button = QPushButton(icon("download"), "Download")
+        self.download_button.setDefault(True)
+        self.download_button.clicked.connect(lambda: self.start_download())
+        pick = QHBoxLayout()
+        pick.addWidget(QLabel("Select:"))
+        pick.addWidget(self.all_button)
+        pick.addWidget(self.none_button)
+        pick.addWidget(self.selection_label, 1)
+        go = QHBoxLayout()
+        go.addWidget(QLabel("Name:"))
+        go.addWidget(self.name_edit, 1)
+        go.addWidget(self.download_button)
+        panel = QWidget()
+        column = QVBoxLayout(panel)
+        column.setContentsMargins(4, 0, 0, 0)
+        column.addWidget(self.repo_title)
+        column.addWidget(self.repo_info)
+        column.addWidget(self.files, 1)
+        column.addLayout(pick)
+        column.addLayout(go)
+        return panel
+
+    def _build_downloads_box(self) -> QGroupBox:
+        box = QGroupBox("Downloads")
+        self.rows_widget = QWidget()
+        self.rows_layout = QVBoxLayout(self.rows_widget)
+        self.rows_layout.setContentsMargins(0, 0, 0, 0)
+        self.no_downloads = _muted("Nothing is downloading. Downloads that stopped before "
+                                   "the end (paused, or the app was closed) show up here "
+                                   "with Resume.")
+        self.rows_layout.addWidget(self.no_downloads)
+        self.rows_layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(self.rows_widget)
+        layout = QVBoxLayout(box)
+        layout.addWidget(scroll)
+        return box
+
+    # ---- public ---------------------------------------------------------------------------
+
+    def search(self, text: str | None = None) -> bool:
+        """Search the endpoint (in a thread); False if Offline forbids it."""
+        if text is not None:
+            self.search_edit.setText(text)
+        if self._refuse_offline():
+            return False
+        query = self.search_edit.text().strip()
+        client = self._client()
+        self._search_id += 1
+        request = self._search_id
+        self._show_error("")
+        self.results_label.setText(f"Searching {client.endpoint}…")
+        run_in_thread(lambda: client.search(query, limit=SEARCH_LIMIT),
+                      lambda found: self._on_search_done(request, query, found),
+                      lambda exc: self._on_search_failed(request, exc), receiver=self)
+        return True
+
+    def open_repo(self, repo_id: str | None = None, revision: str | None = None) -> bool:
+        """List a repo's files (in a thread); False if Offline forbids it or no id is given."""
+        repo_id = (repo_id if repo_id is not None else self.search_edit.text()).strip()
+        revision = (revision or self.revision_edit.text()).strip() or "main"
+        if self._refuse_offline():
+            return False
+        if not repo_id or " " in repo_id:
+            self._show_error("Type a repo id such as org/name, then press Open repo.")
+            return False
+        client = self._client()
+        self._open_id += 1
+        request = self._open_id
+        self._show_error("")
+        self.repo_title.setText(repo_id)
+        self.repo_info.setText(f"Asking {client.endpoint} about {repo_id}@{revision}…")
+        run_in_thread(lambda: client.snapshot(repo_id, revision),
+                      lambda snap: self._on_repo_done(request, client.endpoint, snap),
+                      lambda exc: self._on_repo_failed(request, repo_id, exc), receiver=self)
+        return True
+
+    def file_sizes(self) -> dict[str, str]:
+        """The open repo's files and their sizes as shown."""
+        return {item.data(0, PATH_ROLE): item.text(1) for item in self._file_items()}
+
+    def checked_paths(self) -> list[str]:
+        return [item.data(0, PATH_ROLE) for item in self._file_items()
+                if item.checkState(0) == Qt.CheckState.Checked]
+
+    def set_checked(self, paths: Any) -> None:
+        wanted = set(paths)
+        for item in self._file_items():
+            item.setCheckState(0, Qt.CheckState.Checked if item.data(0, PATH_ROLE) in wanted
+                               else Qt.CheckState.Unchecked)
+        self._update_selection()
+
+    def start_download(self) -> DownloadEntry | None:
+        """Download the ticked files of the open repo as a job; None when it cannot start."""
+        snap = self.snapshot
+        if self._refuse_offline() or snap is None:
+            return None
+        chosen = self.checked_paths()
+        if not chosen:
+            self._show_error("Tick at least one file to download.")
+            return None
+        endpoint = self._snapshot_endpoint
+        key = download_key(endpoint, snap.repo_id, snap.commit)
+        entry = self.entries.get(key)
+        if entry is not None and entry.state in ACTIVE:
+            self._show_error(f"{snap.repo_id} is already downloading below; pause or cancel "
+                             "it first.")
+            return None
+        params = {"repo_id": snap.repo_id, "revision": snap.revision,
+                  "include": include_globs(snap, chosen), "exclude": [],
+                  "name": self.name_edit.text().strip() or None, "endpoint": endpoint}
+        if entry is None or entry.external:
+            entry = DownloadEntry(key=key, params=params, commit=snap.commit)
+        entry.params = params  # a paused one continues with the new choice of files
+        self._show_error("")
+        self._start(entry)
+        return entry
+
+    def row_action(self, key: str, action: str) -> None:
+        """What a row's button does: pause, resume, cancel (or discard), show, clear."""
+        entry = self.entries.get(key)
+        if entry is None:
+            return
+        if action == "pause" and entry.job_id is not None and entry.state in ACTIVE:
+            entry.state = "pausing"
+            self.ctx.jobs.cancel(entry.job_id)
+        elif action == "resume" and not self._refuse_offline():
+            self._start(entry)
+        elif action == "cancel":
+            if entry.state in ("starting", "downloading") and entry.job_id is not None:
+                entry.state = "cancelling"
+                self.ctx.jobs.cancel(entry.job_id)
+            elif entry.state in ("paused", "failed"):
+                self._discard(entry)
+        elif action == "show" and entry.artifact_id is not None:
+            self.sig_show_artifact_requested.emit(entry.artifact_id)
+        elif action == "clear":
+            self._remove(key)
+        self._entry_changed(entry)
+
+    def refresh_partials(self) -> None:
+        """Re-read the downloads that stopped before the end (in a thread)."""
+        home = self.ctx.home
+        run_in_thread(lambda: list_partial_downloads(home), self._on_partials_listed,
+                      lambda exc: self._show_error(f"Cannot list unfinished downloads: {exc}"),
+                      receiver=self)
+
+    def refresh(self) -> None:
+        self._update_online_state()
+        self.refresh_partials()
+
+    def on_shown(self) -> None:
+        self.refresh_partials()
+
+    def save_state(self, state: QSettings) -> None:
+        for name in ("splitter", "browse_splitter", "bottom_splitter"):
+            state.setValue(f"download/{name}", getattr(self, name).saveState())
+
+    def restore_state(self, state: QSettings) -> None:
+        for name in ("splitter", "browse_splitter", "bottom_splitter"):
+            if (value := state.value(f"download/{name}")) is not None:
+                getattr(self, name).restoreState(value)
+
+    # ---- hub answers ----------------------------------------------------------------------
+
+    def _client(self) -> HubClient:
+        s = self.ctx.settings
+        return HubClient(s.hf_endpoint, get_secret(self.ctx.home, "hf_token"), offline=s.offline)
+
+    def _on_search_done(self, request: int, query: str, found: list[ModelSummary]) -> None:
+        if request != self._search_id:
+            return
+        self.results.blockSignals(True)
+        self.results.clear()
+        for m in found:
+            item = QTreeWidgetItem([m.repo_id, human_count(m.downloads) or "0",
+                                    str(m.likes or 0), local_time(m.last_modified)])
+            item.setData(0, PATH_ROLE, m.repo_id)
+            item.setToolTip(0, ", ".join(m.tags))
+            for column in (1, 2):
+                item.setTextAlignment(column, Qt.AlignmentFlag.AlignRight
+                                      | Qt.AlignmentFlag.AlignVCenter)
+            self.results.addTopLevelItem(item)
+        self.results.blockSignals(False)
+        shown = f" for “{query}”" if query else ""
+        noun = "model" if len(found) == 1 else "models"
+        self.results_label.setText(f"{len(found)} {noun}{shown}. Click one to see its files."
+                                   if found else f"No model matches{shown}.")
+        self.sig_search_finished.emit(len(found))
+
+    def _on_search_failed(self, request: int, exc: BaseException) -> None:
+        if request != self._search_id:
+            return
+        self.results.clear()
+        self.results_label.setText("You can still type a repo id (org/name) and press "
+                                   "Open repo.")
+        self._show_error(str(exc))
+        self.sig_lookup_failed.emit(str(exc))
+
+    def _on_result_changed(self, current: QTreeWidgetItem | None, _previous: object) -> None:
+        if current is not None:
+            self.search_edit.setText(current.data(0, PATH_ROLE))
+            self.open_repo(current.data(0, PATH_ROLE))
+
+    def _on_repo_done(self, request: int, endpoint: str, snap: RepoSnapshot) -> None:
+        if request != self._open_id:
+            return
+        self._snapshot_endpoint = endpoint
+        self._show_repo(snap)
+        self.sig_repo_opened.emit(snap.repo_id)
+
+    def _on_repo_failed(self, request: int, repo_id: str, exc: BaseException) -> None:
+        if request != self._open_id:
+            return
+        self._show_repo(None)
+        self._show_error(str(exc))
+        self.sig_lookup_failed.emit(str(exc))
+
+    # ---- the open repo --------------------------------------------------------------------
+
+    def _file_items(self) -> list[QTreeWidgetItem]:
+        out, stack = [], [self.files.topLevelItem(i) for i in range(self.files.topLevelItemCount())]
+        while stack:
+            item = stack.pop(0)
+            if item.data(0, PATH_ROLE):
+                out.append(item)
+            stack[:0] = [item.child(i) for i in range(item.childCount())]
+        return out
+
+    def _show_repo(self, snap: RepoSnapshot | None) -> None:
+        self.snapshot = snap
+        self.files.blockSignals(True)
+        self.files.clear()
+        if snap is None:
+            self.repo_title.setText("No repo open")
+            self.repo_info.setText("Search, then click a model; or type org/name and press "
+                                   "Open repo. Tick the files you want, then Download.")
+            self.name_edit.setPlaceholderText("")
+            self.files.blockSignals(False)
+            self._update_selection()
+            return
+        ggufs = [f for f in snap.files if f.path.lower().endswith(".gguf")]
+        tick = Qt.CheckState.Checked if len(ggufs) <= 1 else Qt.CheckState.Unchecked
+        folders: dict[str, QTreeWidgetItem] = {}
+        for f in snap.files:
+            folder, _, name = f.path.rpartition("/")
+            item = QTreeWidgetItem([name, human_size(f.size) if f.size is not None else "—"])
+            item.setData(0, PATH_ROLE, f.path)
+            item.setIcon(0, icon("file"))
+            item.setToolTip(0, f.path + (f"\nsha256 {f.sha256}" if f.sha256 else ""))
+            item.setTextAlignment(1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            parent = self._folder_item(folders, folder, tick)
+            if parent is None:
+                self.files.addTopLevelItem(item)
+            else:
+                parent.addChild(item)
+            item.setCheckState(0, tick)
+        self.files.expandAll()
+        self.files.blockSignals(False)
+        facts = [f"commit {snap.commit[:10]}", f"{len(snap.files)} files",
+                 human_size(snap.total_size)]
+        if snap.license:
+            facts.append(f"license {snap.license}")
+        if snap.gated:
+            facts.append("gated: needs a token with access")
+        self.repo_title.setText(snap.repo_id if snap.revision == "main"
+                                else f"{snap.repo_id} @ {snap.revision}")
+        self.repo_info.setText(" · ".join(facts))
+        self.name_edit.setPlaceholderText(f"{snap.repo_id} (default)")
+        self._update_selection()
+
+    def _folder_item(self, folders: dict[str, QTreeWidgetItem], folder: str,
+                     tick: Qt.CheckState) -> QTreeWidgetItem | None:
+        if not folder:
+            return None
+        item = folders.get(folder)
+        if item is None:
+            parent_path, _, name = folder.rpartition("/")
+            parent = self._folder_item(folders, parent_path, tick)
+            item = QTreeWidgetItem([name + "/", ""])
+            item.setIcon(0, icon("folder"))
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable
+                          | Qt.ItemFlag.ItemIsAutoTristate)
+            if parent is None:
+                self.files.addTopLevelItem(item)
+            else:
+                parent.addChild(item)
+            item.setCheckState(0, tick)
+            folders[folder] = item
+        return item
+
+    def _on_file_item_changed(self, item: QTreeWidgetItem, column: int) -> None:
+        if column == 0:
+            self._update_selection()
+
+    def _update_selection(self) -> None:
+        snap = self.snapshot
+        offline = self.ctx.settings.offline
+        for widget in (self.all_button, self.none_button, self.name_edit):
+            widget.setEnabled(snap is not None)
+        if snap is None:
+            self.selection_label.setText("")
+            self.download_button.setEnabled(False)
+            return
+        chosen = self.checked_paths()
+        sizes = {f.path: f.size or 0 for f in snap.files}
+        text = (f"{len(chosen)} of {len(snap.files)} files · "
+                f"{human_size(sum(sizes[p] for p in chosen))}")
+        ggufs = [p for p in sizes if p.lower().endswith(".gguf")]
+        picked = [p for p in chosen if p.lower().endswith(".gguf")]
+        if len(ggufs) > 1 and not picked:
+            text += f" — {len(ggufs)} GGUF files: tick the quant you want"
+        elif len(picked) > 1:
+            text += " — several GGUF files make one folder artifact; tick one for a GGUF model"
+        extra = sorted({f.path for f in snap.select(include_globs(snap, chosen))} - set(chosen))
+        if chosen and extra:
+            text += f" (the same names also bring {', '.join(extra[:3])})"
+        self.selection_label.setText(text)
+        self.download_button.setEnabled(bool(chosen) and not offline)
+
+    # ---- downloads ------------------------------------------------------------------------
+
+    def _start(self, entry: DownloadEntry) -> None:
+        entry.state, entry.error, entry.message, entry.detail = "starting", "", "", {}
+        entry.external = False
+        entry.meter.reset()
+        self._discarded.discard(entry.key)
+        self.entries[entry.key] = entry
+        self._starting = True
+        try:
+            entry.job_id = self.ctx.jobs.start("download", entry.params).id
+        except Exception as exc:  # noqa: BLE001 - e.g. the catalog is locked: say so on the row
+            entry.state, entry.error, entry.job_id = "failed", str(exc), None
+        finally:
+            self._starting = False
+        self._entry_changed(entry)
+
+    def _entry_for_job(self, job_id: int) -> DownloadEntry | None:
+        for entry in self.entries.values():
+            if entry.job_id == job_id:
+                return entry
+        return None
+
+    def _on_job_progress_event(self, job_id: int, event: Any) -> None:
+        entry = self._entry_for_job(job_id)
+        if entry is None or entry.external:
+            return
+        if getattr(event, "total", None):
+            entry.done, entry.total = event.done, event.total
+        entry.message = getattr(event, "message", "") or ""
+        entry.detail = dict(getattr(event, "detail", None) or {})
+        if entry.state == "starting":
+            entry.state = "downloading"
+            self._entry_changed(entry)
+
+    def _on_job_finished(self, job_id: int, state: str) -> None:
+        entry = self._entry_for_job(job_id)
+        if entry is None:
+            return
+        if entry.external:
+            self._remove(entry.key)
+            self.refresh_partials()
+            return
+        job = self.ctx.catalog.job(job_id)
+        if state == "succeeded":
+            result = job.result or {}
+            entry.state, entry.ref = "done", str(result.get("ref", ""))
+            entry.artifact_id = result.get("artifact_id")
+            entry.done = entry.total or entry.done
+        elif entry.state == "cancelling":
+            self._discard(entry)
+        elif entry.state == "pausing" or state == "cancelled":
+            entry.state = "paused"
+            self.refresh_partials()
+        else:
+            entry.state, entry.error = "failed", job.error or f"The download {state}."
+        self._entry_changed(entry)
+
+    def _sync_external_jobs(self) -> None:
+        """Show download jobs this window did not start (CLI, an earlier window)."""
+        if self._starting:
+            return
+        known = {e.job_id for e in self.entries.values()}
+        for job in self.ctx.jobs.active_jobs():
+            if job.kind != "download":
+                continue
+            key = f"job:{job.id}"
+            if job.id not in known:
+                self.entries[key] = DownloadEntry(key=key, params=dict(job.params),
+                                                  state="downloading", job_id=job.id,
+                                                  external=True)
+            entry = self.entries.get(key)
+            if entry is not None and entry.state == "downloading":
+                entry.done, entry.total, entry.message = job.progress or 0, 1.0, job.message
+                self._entry_changed(entry)
+
+    def _external_covers(self, partial: PartialDownload) -> bool:
+        default = self.ctx.settings.hf_endpoint
+        return any(e.external and e.state in ACTIVE and e.title == partial.repo_id
+                   and str(e.params.get("endpoint") or default).rstrip("/") == partial.endpoint
+                   for e in self.entries.values())
+
+    def _on_partials_listed(self, partials: list[PartialDownload]) -> None:
+        on_disk = set()
+        for p in partials:
+            on_disk.add(p.key)
+            if p.key in self._discarded or self._external_covers(p):
+                continue
+            entry = self.entries.get(p.key)
+            if entry is None:
+                entry = DownloadEntry(key=p.key, params=params_of(p), commit=p.commit)
+                self.entries[p.key] = entry
+            if entry.state in ("paused", "failed"):
+                entry.done, entry.total = p.bytes_on_disk, p.total_bytes
+            self._entry_changed(entry, announce=False)
+        for key, entry in list(self.entries.items()):
+            if entry.state == "paused" and entry.job_id is None and key not in on_disk:
+                self._remove(key)  # discarded elsewhere (the CLI, another window)
+        self._discarded &= on_disk  # gone from disk now: a new download may use the key again
+        self.sig_downloads_changed.emit()
+
+    def _discard(self, entry: DownloadEntry) -> None:
+        entry.state = "cancelling"
+        home, key = self.ctx.home, entry.key
+        self._discarded.add(key)
+        run_in_thread(lambda: discard_download(home, key), lambda _: self._remove(key),
+                      lambda exc: self._on_discard_failed(key, exc), receiver=self)
+
+    def _on_discard_failed(self, key: str, exc: BaseException) -> None:
+        if (entry := self.entries.get(key)) is not None:
+            entry.state, entry.error = "failed", f"Could not delete the partial files: {exc}"
+            self._entry_changed(entry)
+
+    def _remove(self, key: str) -> None:
+        self.entries.pop(key, None)
+        row = self.rows.pop(key, None)
+        if row is not None:
+            self.rows_layout.removeWidget(row)
+            row.deleteLater()
+        self.no_downloads.setVisible(not self.rows)
+        self.sig_downloads_changed.emit()
+
+    def _entry_changed(self, entry: DownloadEntry, *, announce: bool = True) -> None:
+        if entry.key not in self.entries:
+            return
+        row = self.rows.get(entry.key)
+        if row is None:
+            row = DownloadRow(entry)
+            row.sig_action.connect(self.row_action)
+            self.rows[entry.key] = row
+            self.rows_layout.insertWidget(0, row)
+        row.entry = entry
+        row.update_view()
+        self.no_downloads.setVisible(not self.rows)
+        busy = any(e.state in ("starting", "downloading") for e in self.entries.values())
+        if busy and not self._timer.isActive():
+            self._timer.start()
+        if announce:
+            self.sig_downloads_changed.emit()
+
+    def _on_tick(self) -> None:
+        now = time.monotonic()
+        busy = False
+        for entry in self.entries.values():
+            if entry.state == "downloading" and not entry.external:
+                entry.meter.sample(entry.done, now)
+            if entry.state in ("starting", "downloading") and entry.key in self.rows:
+                self.rows[entry.key].update_view()
+                busy = True
+        if not busy:
+            self._timer.stop()
+
+    # ---- offline --------------------------------------------------------------------------
+
+    def _refuse_offline(self) -> bool:
+        if not self.ctx.settings.offline:
+            return False
+        self._update_online_state()
+        self._show_error("Offline is on, so nothing is searched or downloaded. Turn it off "
+                         "with Go online… above, or in Settings.")
+        return True
+
+    def _update_online_state(self) -> None:
+        s = self.ctx.settings
+        self.offline_box.setVisible(s.offline)
+        for widget in (self.search_button, self.open_button):
+            widget.setEnabled(not s.offline)
+        token = get_secret(self.ctx.home, "hf_token")
+        self.hub_label.setText(f"Hub: {s.hf_endpoint}" + (f" · proxy {s.proxy}" if s.proxy else "")
+                               + (f" · token {mask(token)}" if token else
+                                  " · no token (public repos only)")
+                               + " — change in Settings › Network.")
+        if not s.offline and self.error_label.text().startswith("Offline is on"):
+            self._show_error("")
+        self._update_selection()
+
+    def _on_go_online_clicked(self) -> None:
+        answer = QMessageBox.question(
+            self, "Go online",
+            f"Turn Offline off? The app may then connect to {self.ctx.settings.hf_endpoint} "
+            "when you search or download.")
+        if answer == QMessageBox.StandardButton.Yes:
+            self.set_offline(False)
+
+    def set_offline(self, offline: bool) -> None:
+        """Save the Offline setting and tell the other pages."""
+        settings = self.ctx.settings.updated(offline=offline)
+        save_settings(self.ctx.home.settings_path, settings)
+        self.ctx.reload_settings()
+        self.ctx.events.sig_settings_saved.emit(self.ctx.settings)
+
+    def _on_settings_saved(self, _settings: object) -> None:
+        self._update_online_state()
+        self.mirror_box.update_view()
+
+    def _show_error(self, text: str) -> None:
+        self.error_label.setText(text)
+        self.error_label.setVisible(bool(text))
