@@ -60,6 +60,7 @@ class PartialDownload:
     include: tuple[str, ...]
     exclude: tuple[str, ...]
     name: str | None
+    files: tuple[str, ...]  # the exact selection
     bytes_on_disk: int
     total_bytes: int
 
@@ -79,7 +80,8 @@ def list_partial_downloads(home: Home) -> list[PartialDownload]:
         out.append(PartialDownload(
             key=folder.name, folder=folder, endpoint=m["endpoint"], repo_id=m["repo_id"],
             revision=m["revision"], commit=m["commit"], include=tuple(m.get("include", ())),
-            exclude=tuple(m.get("exclude", ())), name=m.get("name"), bytes_on_disk=on_disk,
+            exclude=tuple(m.get("exclude", ())), name=m.get("name"),
+            files=tuple(f["path"] for f in m["files"]), bytes_on_disk=on_disk,
             total_bytes=sum(f.get("size") or 0 for f in m["files"])))
     return out
 
@@ -289,15 +291,29 @@ def _free_space_check(folder: Path, needed: int) -> None:
 
 def download(ctx: JobContext, client: HubClient, repo_id: str, revision: str = "main",
              include: Sequence[str] = (), exclude: Sequence[str] = (), name: str | None = None,
-             proxy: str = "") -> Iterator[Event]:
-    """Download the chosen files of a repo, verify them, and register the artifact."""
+             proxy: str = "", files: Sequence[str] = ()) -> Iterator[Event]:
+    """Download the chosen files of a repo (exact ``files``, or by include/exclude globs),
+    verify them, and register the artifact."""
     yield Progress(0, None, "bytes", f"asking {client.endpoint} about {repo_id}@{revision}")
     snapshot = client.snapshot(repo_id, revision)
-    files = snapshot.select(include, exclude)
+    if files:
+        wanted = set(files)
+        missing = sorted(wanted - {f.path for f in snapshot.files})
+        if missing:
+            raise InvalidInputError(f"{repo_id}@{snapshot.commit[:10]} has no file "
+                                    + ", ".join(missing[:5]))
+        files = [f for f in snapshot.files if f.path in wanted]
+    else:
+        files = snapshot.select(include, exclude)
     if not files:
         raise InvalidInputError(
             f"No file of {repo_id}@{snapshot.commit[:10]} matches the include/exclude patterns. "
             f"It has: {', '.join(f.path for f in snapshot.files[:10])}")
+    ggufs = [f.path for f in files if f.path.lower().endswith(".gguf")]
+    if len(ggufs) > 1 and not any(f.path in ("config.json", "adapter_config.json") for f in files):
+        raise InvalidInputError(
+            f"{len(ggufs)} GGUF files are selected ({', '.join(ggufs[:3])}…). Each download "
+            "makes one model: choose one GGUF file, e.g. --include '*Q4_K_M.gguf'.")
     if all(f.sha256 for f in files):
         existing = ctx.catalog.find_by_digest(content_digest((f.path, f.sha256) for f in files))
         if existing is not None:
@@ -371,11 +387,12 @@ def _register(ctx: JobContext, client: HubClient, snapshot: RepoSnapshot, folder
 @register_task("download")
 def download_task(ctx: JobContext, repo_id: str, revision: str = "main",
                   include: Sequence[str] = (), exclude: Sequence[str] = (),
-                  name: str | None = None, endpoint: str | None = None) -> Iterator[Event]:
+                  name: str | None = None, endpoint: str | None = None,
+                  files: Sequence[str] = ()) -> Iterator[Event]:
     from llmops_desktop.secrets import get_secret
 
     client = HubClient(endpoint or ctx.settings.hf_endpoint, get_secret(ctx.home, "hf_token"),
                        offline=ctx.settings.offline)
     socket.setdefaulttimeout(TIMEOUT_S)
     yield from download(ctx, client, repo_id, revision, include, exclude, name,
-                        proxy=ctx.settings.proxy)
+                        proxy=ctx.settings.proxy, files=files)

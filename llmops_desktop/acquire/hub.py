@@ -102,10 +102,12 @@ def _translate(exc: BaseException, endpoint: str, repo_id: str = "", revision: s
 class HubClient:
     """Metadata from one endpoint, with one token (never logged)."""
 
-    def __init__(self, endpoint: str, token: str = "", *, offline: bool = False) -> None:
+    def __init__(self, endpoint: str, token: str = "", *, offline: bool = False,
+                 proxy: str = "") -> None:
         self.endpoint = endpoint.rstrip("/")
         self._token = token
         self.offline = offline
+        self.proxy = proxy
 
     def _api(self):
         if self.offline:
@@ -115,6 +117,10 @@ class HubClient:
 
         # huggingface_hub reads HF_HUB_OFFLINE once, at import; our setting decides, now.
         constants.HF_HUB_OFFLINE = False
+        if self.proxy:  # its HTTP client takes the proxy from the environment
+            import os
+
+            os.environ["HTTPS_PROXY"] = os.environ["HTTP_PROXY"] = self.proxy
         return HfApi(endpoint=self.endpoint, token=self._token or False,
                      library_name=USER_AGENT)
 

@@ -32,6 +32,12 @@ def job_summary(job: Job) -> str:
         return Path(str(params["path"])).name or str(params["path"])
     if job.kind == "demo":
         return f"demo model (seed {params.get('seed', 0)})"
+    if job.kind == "download":
+        files = params.get("files") or params.get("include") or []
+        what = f" ({len(files)} files)" if files else ""
+        return f"{params.get('repo_id', '?')}{what}"
+    if job.kind == "quantize":
+        return f"artifact #{params.get('artifact_id')} → {', '.join(params.get('targets', []))}"
     return ", ".join(f"{k}={v}" for k, v in params.items())[:80]
 
 

@@ -13,7 +13,6 @@ colleagues through :class:`MirrorController`.
 
 from __future__ import annotations
 
-import glob
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -185,7 +184,7 @@ class DownloadRow(QFrame):
     def update_view(self) -> None:
         e = self.entry
         self.title.setText(e.title)
-        files = e.params.get("include") or []
+        files = e.params.get("files") or e.params.get("include") or []
         what = f"{len(files)} file{'s' if len(files) != 1 else ''}" if files else "all files"
         self.summary.setText(f"@{e.commit[:10]} · {what}" if e.commit else what)
         running = e.state in ("starting", "downloading")
@@ -354,17 +353,11 @@ class MirrorBox(QGroupBox):
         self.update_view()
 
 
-def include_globs(snapshot: RepoSnapshot, chosen: list[str]) -> list[str]:
-    """The job's include patterns for exactly the chosen files (none: the whole repo)."""
-    if set(chosen) == {f.path for f in snapshot.files}:
-        return []
-    return [glob.escape(path) for path in chosen]  # '[', '*', '?' in a name stay literal
-
-
 def params_of(partial: PartialDownload) -> dict[str, Any]:
-    return {"repo_id": partial.repo_id, "revision": partial.revision,
+    # Pinned to the commit it started from: a branch that moved since cannot mix files.
+    return {"repo_id": partial.repo_id, "revision": partial.commit,
             "include": list(partial.include), "exclude": list(partial.exclude),
-            "name": partial.name, "endpoint": partial.endpoint}
+            "files": list(partial.files), "name": partial.name, "endpoint": partial.endpoint}
 
 
 class DownloadPage(Page):
@@ -644,8 +637,8 @@ class DownloadPage(Page):
             self._show_error(f"{snap.repo_id} is already downloading below; pause or cancel "
                              "it first.")
             return None
-        params = {"repo_id": snap.repo_id, "revision": snap.revision,
-                  "include": include_globs(snap, chosen), "exclude": [],
+        params = {"repo_id": snap.repo_id, "revision": snap.commit,
+                  "files": sorted(chosen), "include": [], "exclude": [],
                   "name": self.name_edit.text().strip() or None, "endpoint": endpoint}
         if entry is None or entry.external:
             entry = DownloadEntry(key=key, params=params, commit=snap.commit)
@@ -703,7 +696,8 @@ class DownloadPage(Page):
 
     def _client(self) -> HubClient:
         s = self.ctx.settings
-        return HubClient(s.hf_endpoint, get_secret(self.ctx.home, "hf_token"), offline=s.offline)
+        return HubClient(s.hf_endpoint, get_secret(self.ctx.home, "hf_token"), offline=s.offline,
+                         proxy=s.proxy)
 
     def _on_search_done(self, request: int, query: str, found: list[ModelSummary]) -> None:
         if request != self._search_id:
@@ -850,12 +844,9 @@ class DownloadPage(Page):
         if len(ggufs) > 1 and not picked:
             text += f" — {len(ggufs)} GGUF files: tick the quant you want"
         elif len(picked) > 1:
-            text += " — several GGUF files make one folder artifact; tick one for a GGUF model"
-        extra = sorted({f.path for f in snap.select(include_globs(snap, chosen))} - set(chosen))
-        if chosen and extra:
-            text += f" (the same names also bring {', '.join(extra[:3])})"
+            text += " — tick one GGUF file: each download makes one model"
         self.selection_label.setText(text)
-        self.download_button.setEnabled(bool(chosen) and not offline)
+        self.download_button.setEnabled(bool(chosen) and not offline and len(picked) <= 1)
 
     # ---- downloads ------------------------------------------------------------------------
 
