@@ -191,25 +191,26 @@ def cmd_import(args: argparse.Namespace) -> int:
               "name": args.name, "mode": args.mode, "allow_pickle": args.allow_pickle or None,
               "tags": args.tag or []}
     result = run_job_in_terminal(catalog, "import", params, quiet=args.json)
-    artifact = catalog.artifact(result["artifact_id"])
+    return _report_artifact(args, catalog.artifact(result["artifact_id"]), "imported")
+
+
+def _report_artifact(args: argparse.Namespace, artifact, verb: str, extra: str = "",
+                     **json_extra: Any) -> int:
+    """What a command that made an artifact prints: its JSON, or one line for people."""
     if args.json:
-        _print_json(artifact.to_json())
+        _print_json({**artifact.to_json(), **json_extra})
     else:
-        print(f"imported {artifact.ref} (artifact #{artifact.id}, "
-              f"{_human_size(artifact.size_bytes)}) -> {artifact.path}")
+        print(f"{verb} {artifact.ref} (artifact #{artifact.id}, "
+              f"{_human_size(artifact.size_bytes)}{extra}) -> {artifact.path}")
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     catalog = _open_catalog(args)
     result = run_job_in_terminal(catalog, "demo", {"seed": args.seed}, quiet=args.json)
-    artifact = catalog.artifact(result["artifact_id"])
-    if args.json:
-        _print_json({**artifact.to_json(), "existing": bool(result.get("existing"))})
-    else:
-        verb = "already had" if result.get("existing") else "made"
-        print(f"{verb} demo model {artifact.ref} (artifact #{artifact.id}) at {artifact.path}")
-    return 0
+    verb = "already had demo model" if result.get("existing") else "made demo model"
+    return _report_artifact(args, catalog.artifact(result["artifact_id"]), verb,
+                            existing=bool(result.get("existing")))
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
@@ -405,13 +406,8 @@ def cmd_download(args: argparse.Namespace) -> int:
         print("paused: what arrived is kept; run the same command again to resume, or add "
               "--discard to throw it away.", file=sys.stderr)
         raise
-    artifact = catalog.artifact(result["artifact_id"])
-    if args.json:
-        _print_json(artifact.to_json())
-    else:
-        print(f"downloaded {artifact.ref} (artifact #{artifact.id}, {_human_size(artifact.size_bytes)}, "
-              f"commit {result['commit'][:10]}) -> {artifact.path}")
-    return 0
+    return _report_artifact(args, catalog.artifact(result["artifact_id"]), "downloaded",
+                            f", commit {result['commit'][:10]}")
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
@@ -447,7 +443,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         return 0
     params = {"artifact_id": parent.id, "targets": plan, "keep_intermediate": args.keep_f16,
               "threads": args.threads, "eval_text": os.path.abspath(args.eval_text)
-              if args.eval_text else None, "force": args.force}
+              if args.eval_text else None, "force": args.force, "evaluate": not args.no_eval}
     result = run_job_in_terminal(catalog, "quantize", params, quiet=args.json)
     made = [catalog.artifact(i) for i in result.get("artifact_ids", [])]
     if args.json:
@@ -578,6 +574,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--threads", type=int, help=help_of["default_threads"])
     sp.add_argument("--eval-text", metavar="FILE",
                     help="held-out text for perplexity (default: the one shipped with the app)")
+    sp.add_argument("--no-eval", action="store_true",
+                    help="skip measuring perplexity (saves time on big models)")
     sp.add_argument("--force", action="store_true",
                     help="allow requantizing to a higher precision than the parent has")
     sp.add_argument("--estimate", action="store_true",

@@ -66,3 +66,25 @@ def demo_gguf(demo_gguf_session: Path, tmp_path: Path) -> Path:
     dest = tmp_path / demo_gguf_session.name
     shutil.copy(demo_gguf_session, dest)
     return dest
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A factory of small tmpfs mounts (to fill a disk for real); skips without root."""
+    import subprocess
+
+    mounts: list[Path] = []
+
+    def make(size: str) -> Path:
+        mnt = tmp_path / f"small-disk-{len(mounts)}"
+        mnt.mkdir()
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            pytest.skip(f"cannot mount a small tmpfs to fill up (needs root): {proc.stderr.strip()}")
+        mounts.append(mnt)
+        return mnt
+
+    yield make
+    for mnt in mounts:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

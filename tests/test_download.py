@@ -242,20 +242,9 @@ def test_offline_makes_no_connection_at_all(home, hub, demo_model_dir, tmp_path)
     assert "127.0.0.1" in log.read_text()
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    mnt = tmp_path / "small-disk"
-    mnt.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs to fill up (needs root): {proc.stderr.strip()}")
-    yield Home.resolve(mnt)
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
 def test_full_disk(small_disk, hub) -> None:
-    llmops(small_disk, "settings", "offline", "off")
-    bad = llmops(small_disk, "download", "acme/big", "--endpoint", hub.url, ok=False)
+    home = Home.resolve(small_disk("24m"))
+    llmops(home, "settings", "offline", "off")
+    bad = llmops(home, "download", "acme/big", "--endpoint", hub.url, ok=False)
     assert bad.returncode == 6 and "disk space" in bad.stderr
-    _no_leftovers(small_disk)
+    _no_leftovers(home)

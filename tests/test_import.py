@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -174,24 +173,12 @@ def test_unreadable_file_permissions(catalog, demo_model_dir) -> None:
     _refused(catalog, demo_model_dir, "UnreadableFileError", "permission denied")
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 3 MB tmpfs: too small for the demo model once the catalog sits on it."""
-    mnt = tmp_path / "small-disk"
-    mnt.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs to fill up (needs root): {proc.stderr.strip()}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
 def test_full_disk_is_refused_up_front(small_disk, demo_model_dir, monkeypatch) -> None:
     from llmops_desktop.paths import Home
 
-    monkeypatch.setenv("LLMOPS_HOME", str(small_disk))
-    with Catalog.open(Home.resolve(small_disk)) as catalog:
+    disk = small_disk("3m")
+    monkeypatch.setenv("LLMOPS_HOME", str(disk))
+    with Catalog.open(Home.resolve(disk)) as catalog:
         _refused(catalog, demo_model_dir, "DiskFullError", "not enough disk space")
 
 
@@ -202,7 +189,8 @@ def test_disk_filling_up_mid_copy_leaves_nothing(small_disk, demo_model_dir, mon
     from llmops_desktop.paths import Home
 
     monkeypatch.setattr(importer, "DISK_MARGIN", 0)  # let the up-front check pass
-    home = Home.resolve(small_disk)
+    disk = small_disk("3m")
+    home = Home.resolve(disk)
     with Catalog.open(home) as catalog:
         before = store_snapshot(catalog)
         source = importer.inspect_source(demo_model_dir)
@@ -212,7 +200,7 @@ def test_disk_filling_up_mid_copy_leaves_nothing(small_disk, demo_model_dir, mon
 
         while not isinstance(next(gen), Progress):  # run until the first file is copied
             pass
-        filler = small_disk / "filler"
+        filler = disk / "filler"
         with open(filler, "wb") as fh:  # another program takes the remaining space
             try:
                 while True:

@@ -168,24 +168,15 @@ def test_cancel_halfway_keeps_nothing(catalog, demo_model_dir) -> None:
     assert not ps.stdout.strip()
 
 
-def test_full_disk_is_refused_before_writing(tmp_path, demo_model_dir, monkeypatch) -> None:
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs to fill up (needs root): {proc.stderr.strip()}")
-    try:
-        home = Home.resolve(mnt)
-        with Catalog.open(home) as catalog:
-            _import(catalog, demo_model_dir, "tiny", mode="reference")
-        bad = llmops(home, "quantize", "tiny", "--to", "Q4_K_M", ok=False)
-        assert bad.returncode == 6 and "disk space" in bad.stderr
-        with Catalog.open(home) as catalog:
-            assert catalog.counts()["artifacts"] == 1
-        assert not any(home.staging_dir.iterdir())
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+def test_full_disk_is_refused_before_writing(small_disk, demo_model_dir) -> None:
+    home = Home.resolve(small_disk("4m"))
+    with Catalog.open(home) as catalog:
+        _import(catalog, demo_model_dir, "tiny", mode="reference")
+    bad = llmops(home, "quantize", "tiny", "--to", "Q4_K_M", ok=False)
+    assert bad.returncode == 6 and "disk space" in bad.stderr
+    with Catalog.open(home) as catalog:
+        assert catalog.counts()["artifacts"] == 1
+    assert not any(home.staging_dir.iterdir())
 
 
 def test_bitsandbytes_checkpoint_as_a_child_artifact(home, demo_model_dir) -> None:

@@ -107,6 +107,7 @@ class _Quantizer:
         self.versions = versions()
         self.made: list[int] = []
         self.figures: dict[str, float] = {}
+        self.enabled = True  # measure perplexity
 
     @property
     def catalog(self) -> Catalog:
@@ -144,6 +145,8 @@ class _Quantizer:
         """Perplexity of ``gguf`` recorded on ``artifact`` (reused if already measured)."""
         from llmops_desktop.quantize.perplexity import perplexity
 
+        if not self.enabled:
+            return
         for ev in self.catalog.evaluations(artifact.id):
             if (ev.metric == "perplexity" and ev.dataset_sha256 == self.eval_sha
                     and ev.params.get("n_ctx") == self.n_ctx):
@@ -166,7 +169,7 @@ class _Quantizer:
 def run_quantize(ctx: JobContext, artifact_id: int, targets: Sequence[str], *,
                  keep_intermediate: bool = False, threads: int | None = None,
                  eval_text: str | None = None, force: bool = False,
-                 n_ctx: int = 512) -> Iterator[Event]:
+                 n_ctx: int = 512, evaluate: bool = True) -> Iterator[Event]:
     from llmops_desktop.quantize.perplexity import default_eval_text
 
     parent = ctx.catalog.artifact(artifact_id)
@@ -179,6 +182,7 @@ def run_quantize(ctx: JobContext, artifact_id: int, targets: Sequence[str], *,
         raise InvalidInputError(f"Cannot read the evaluation text {text_path}: {exc}") from None
     q = _Quantizer(ctx, parent, threads or ctx.settings.default_threads, text,
                    text_path.name, n_ctx)
+    q.enabled = evaluate
     gguf_targets = [t for t in plan if not t.startswith(BNB_PREFIX)]
     bnb_targets = [t for t in plan if t.startswith(BNB_PREFIX)]
     stage = ctx.staging_dir
@@ -258,6 +262,7 @@ def run_quantize(ctx: JobContext, artifact_id: int, targets: Sequence[str], *,
 def quantize_task(ctx: JobContext, artifact_id: int, targets: Sequence[str],
                   keep_intermediate: bool = False, threads: int | None = None,
                   eval_text: str | None = None, force: bool = False,
-                  n_ctx: int = 512) -> Iterator[Event]:
+                  n_ctx: int = 512, evaluate: bool = True) -> Iterator[Event]:
     yield from run_quantize(ctx, artifact_id, targets, keep_intermediate=keep_intermediate,
-                            threads=threads, eval_text=eval_text, force=force, n_ctx=n_ctx)
+                            threads=threads, eval_text=eval_text, force=force, n_ctx=n_ctx,
+                            evaluate=evaluate)
