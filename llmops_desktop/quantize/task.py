@@ -85,6 +85,16 @@ def _check_parent_intact(catalog: Catalog, parent: Artifact) -> None:
         read_gguf_info(parent.path)  # raises CorruptFileError for a damaged header
 
 
+def _tensor_count(parent: Artifact) -> int | None:
+    """How many tensors the converter will write (from the safetensors headers)."""
+    from llmops_desktop.formats.safetensors_meta import read_safetensors_info
+
+    try:
+        return sum(read_safetensors_info(p).tensors for p in parent.path.glob("*.safetensors")) or None
+    except Exception:  # noqa: BLE001 - progress without a total is fine
+        return None
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "model"
 
@@ -197,7 +207,7 @@ def run_quantize(ctx: JobContext, artifact_id: int, targets: Sequence[str], *,
         if parent.kind == "hf":
             direct = [t for t in gguf_targets if GGUF_TARGETS[t].convert_outtype]
             needs_f16 = any(not GGUF_TARGETS[t].convert_outtype for t in gguf_targets)
-            tensors = None
+            tensors = _tensor_count(parent)
             f16_path = stage / f"{base}-F16.gguf"
             if needs_f16 or "F16" in gguf_targets:
                 _check_space(stage, estimate(parent.metadata, "F16")["size_bytes"], "the F16 GGUF")
@@ -207,7 +217,8 @@ def run_quantize(ctx: JobContext, artifact_id: int, targets: Sequence[str], *,
                     continue
                 out = stage / f"{base}-{t}.gguf"
                 _check_space(stage, estimate(parent.metadata, t)["size_bytes"], t)
-                yield from convert_hf_to_gguf(parent.path, out, GGUF_TARGETS[t].convert_outtype)
+                yield from convert_hf_to_gguf(parent.path, out, GGUF_TARGETS[t].convert_outtype,
+                                              tensors_total=tensors)
                 yield from q.register(out, f"{parent.model_name}-{t}", parent,
                                       {"target": t, "method": "convert"})
                 yield from q.measure(q.result_artifact, q.result_artifact.path, t)

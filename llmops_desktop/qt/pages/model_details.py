@@ -1,4 +1,5 @@
-"""The details pane of the Models page: overview, files with hashes, lineage, history."""
+"""The details pane of the Models page: overview, files with hashes, lineage, variants,
+history."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from PySide6.QtWidgets import (
 from llmops_desktop.catalog import Artifact, Catalog
 from llmops_desktop.errors import NotFoundError
 from llmops_desktop.qt.formatting import human_count, human_size, local_time
+from llmops_desktop.qt.variants_view import VariantsView, format_perplexity
 
 # Metadata keys shown first, with friendly labels; the rest follow as they are.
 _META_LABELS = {
@@ -22,6 +24,12 @@ _META_LABELS = {
     "dtype": "Weights dtype", "quantization": "Quantization", "file_type": "File type",
     "has_chat_template": "Chat template", "vocab_size": "Vocabulary", "hidden_size": "Hidden size",
     "num_layers": "Layers", "format": "Format", "base_model": "Base model",
+}
+# How the artifact was made (its params), shown in this order with these labels.
+_PARAM_LABELS = {
+    "target": "Made as", "method": "Method", "from_quantization": "Made from",
+    "via": "Via", "threads": "Threads", "llama_cpp": "llama.cpp", "llama_cpp_python":
+    "llama-cpp-python", "converter": "GGUF converter", "mode": "Stored as",
 }
 
 
@@ -64,9 +72,14 @@ class DetailsPane(QWidget):
         self.lineage_tree = self._tree(["Artifact", "Kind", "Created"])
         self.lineage_tree.itemDoubleClicked.connect(self._on_lineage_double_clicked)
         self.history = self._tree(["When", "Action", "User", "Details"])
+        self.variants = VariantsView(catalog)
+        self.variants.sig_artifact_activated.connect(self.sig_artifact_activated)
         self.tabs.addTab(scroll, "Overview")
         self.tabs.addTab(self.files_table, "Files")
         self.tabs.addTab(self.lineage_tree, "Lineage")
+        self.variants_tab = self.tabs.addTab(self.variants, "Variants")
+        self.tabs.setTabToolTip(self.variants_tab, "This model and its quantized variants: size, "
+                                "bits per weight, perplexity, and a size-vs-perplexity chart")
         self.tabs.addTab(self.history, "History")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 0, 0, 0)
@@ -102,13 +115,22 @@ class DetailsPane(QWidget):
             for tree in (self.files_table, self.lineage_tree, self.history):
                 tree.clear()
             self._fill_form([])
+            self.variants.set_artifact(None)
             return
         self.title.setText(a.display_name)
         self.subtitle.setText(a.description or f"{a.kind.upper()} artifact #{a.id}")
         self._fill_overview(a)
         self._fill_files(a)
         self._fill_lineage(a)
+        self.variants.set_artifact(a.id)
         self._fill_history(a)
+
+    def refresh(self) -> None:
+        """Re-read the shown artifact (its variants or evaluations may have changed)."""
+        self.show_artifact(self.artifact.id if self.artifact is not None else None)
+
+    def show_variants(self) -> None:
+        self.tabs.setCurrentIndex(self.variants_tab)
 
     # ---- tabs -----------------------------------------------------------------------------
 
@@ -128,9 +150,26 @@ class DetailsPane(QWidget):
                 ("Created", local_time(a.created_at)), ("Source", a.source or "—"),
                 ("License", a.license or "—"), ("Tags", ", ".join(a.tags) or "—")]
         if a.parent_id is not None:
-            rows.append(("Parent", f"#{a.parent_id}"))
+            try:
+                rows.append(("Parent", f"#{a.parent_id} {self.catalog.artifact(a.parent_id).ref}"))
+            except NotFoundError:
+                rows.append(("Parent", f"#{a.parent_id} (removed)"))
         if a.job_id is not None:
             rows.append(("Made by job", f"#{a.job_id}"))
+        params = dict(a.params)
+        for key, label in _PARAM_LABELS.items():
+            if params.get(key) not in (None, ""):
+                rows.append((label, _meta_text(key, params.pop(key))))
+        for key in sorted(params):
+            rows.append((key.replace("_", " ").capitalize(), _meta_text(key, params[key])))
+        for ev in self.catalog.evaluations(a.id):
+            if ev.metric == "perplexity":
+                how = [f"{ev.params['tokens']:,} tokens" if "tokens" in ev.params else "",
+                       f"windows of {ev.params['n_ctx']}" if "n_ctx" in ev.params else ""]
+                how_text = ", ".join(h for h in how if h)
+                rows.append(("Perplexity", f"{format_perplexity(ev.value)} on "
+                             f"{ev.dataset or 'held-out text'}"
+                             + (f" ({how_text})" if how_text else "")))
         meta = dict(a.metadata)
         for key, label in _META_LABELS.items():
             if key in meta:

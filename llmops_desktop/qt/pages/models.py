@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSettings, Qt, QUrl, Signal
 from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication, QKeySequence
@@ -25,8 +26,12 @@ from llmops_desktop.qt.pages.model_details import DetailsPane
 from llmops_desktop.qt.pages.welcome import WelcomeWidget
 from llmops_desktop.qt.workers import run_in_thread
 
+if TYPE_CHECKING:
+    from llmops_desktop.qt.quantize_dialog import QuantizeDialog
+
 _KINDS = [("All kinds", ""), ("Hugging Face", "hf"), ("GGUF", "gguf"), ("LoRA adapter", "lora")]
 _FILLING_JOBS = {"import", "demo"}
+QUANTIZABLE_KINDS = ("hf", "gguf")
 
 
 class ModelsPage(Page):
@@ -49,6 +54,8 @@ class ModelsPage(Page):
         self.proxy.setSourceModel(self.model)
         self._reloading = False
         self._reload_again = False
+        self._quantize_dialogs: dict[int, QuantizeDialog] = {}  # artifact id -> open dialog
+        self._quantize_jobs: dict[int, str] = {}  # job id -> the ref it quantizes
         self.welcome = WelcomeWidget()
         self.welcome.sig_import_clicked.connect(ctx.events.sig_import_requested)
         self.welcome.sig_demo_clicked.connect(ctx.events.sig_demo_requested)
@@ -91,11 +98,14 @@ class ModelsPage(Page):
         menu.addSeparator()
         menu.addAction(icon("demo"), "Demo model", events.sig_demo_requested.emit)
         self.import_button.setMenu(menu)
+        self.quantize_button = QToolButton()
+        self.quantize_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         top = QHBoxLayout()
         top.addWidget(self.filter_edit, 1)
         top.addWidget(self.kind_combo)
         top.addWidget(self.count_label)
         top.addSpacing(12)
+        top.addWidget(self.quantize_button)
         top.addWidget(self.import_button)
 
         self.table = QTableView()
@@ -144,6 +154,11 @@ class ModelsPage(Page):
         return action
 
     def _build_actions(self) -> None:
+        self.act_quantize = self._action("quantize", "Quantize…",
+                                         lambda: self.open_quantize_dialog(), "Ctrl+Shift+Q")
+        self.act_quantize.setToolTip("Make GGUF or bitsandbytes variants of the selected model, "
+                                     "with their perplexity (Ctrl+Shift+Q)")
+        self.quantize_button.setDefaultAction(self.act_quantize)
         self.act_copy_path = self._action("copy", "Copy path", self.copy_path, "Ctrl+Shift+C")
         self.act_open_folder = self._action("folder", "Open folder", self.open_folder)
         self.act_tag = self._action("tag", "Tag…", self.edit_tags, "Ctrl+T")
@@ -153,8 +168,8 @@ class ModelsPage(Page):
         self.act_remove.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         self.table.addAction(self.act_remove)
         self.act_show_job = self._action("jobs", "Show job", self.show_job)
-        self.model_actions = [self.act_copy_path, self.act_open_folder, self.act_tag,
-                              self.act_remove, self.act_show_job]
+        self.model_actions = [self.act_quantize, self.act_copy_path, self.act_open_folder,
+                              self.act_tag, self.act_remove, self.act_show_job]
         self._update_actions()
 
     # ---- public ---------------------------------------------------------------------------
@@ -249,6 +264,7 @@ class ModelsPage(Page):
         for action in self.model_actions:
             action.setEnabled(a is not None)
         self.act_show_job.setEnabled(a is not None and a.job_id is not None)
+        self.act_quantize.setEnabled(a is not None and a.kind in QUANTIZABLE_KINDS)
 
     def _on_filter_changed(self, text: str) -> None:
         self.proxy.set_filter_text(text)
@@ -266,6 +282,9 @@ class ModelsPage(Page):
 
     def _on_job_finished(self, job_id: int, state: str) -> None:
         self.welcome.clear_busy("" if state == "succeeded" else f"Job #{job_id} {state}.")
+        ref = self._quantize_jobs.pop(job_id, None)
+        if ref is not None:
+            self._announce_quantize(job_id, ref, state)
         self.reload()
 
     def _on_job_progress(self, job_id: int, fraction: object, message: str) -> None:
@@ -284,9 +303,54 @@ class ModelsPage(Page):
             if action is self.act_remove:
                 menu.addSeparator()
             menu.addAction(action)
+            if action is self.act_quantize:
+                menu.addSeparator()
         menu.popup(self.table.viewport().mapToGlobal(pos))
 
     # ---- actions --------------------------------------------------------------------------
+
+    def open_quantize_dialog(self, artifact_id: int | None = None) -> QuantizeDialog | None:
+        """The Quantize dialog for an artifact (the selected one by default); not modal, one
+        per artifact: asking again raises the open one."""
+        if artifact_id is None:
+            a = self.selected_artifact()
+            if a is None:
+                self.ctx.events.sig_error.emit("Select a model to quantize first.")
+                return None
+            artifact_id = a.id
+        dialog = self._quantize_dialogs.get(artifact_id)
+        if dialog is not None:
+            dialog.raise_()
+            dialog.activateWindow()
+            return dialog
+        from llmops_desktop.qt.quantize_dialog import QuantizeDialog  # first use only
+
+        dialog = QuantizeDialog(self.ctx, self.ctx.catalog.artifact(artifact_id), self.window())
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self._quantize_dialogs[artifact_id] = dialog
+        dialog.destroyed.connect(lambda *_: self._quantize_dialogs.pop(artifact_id, None))
+        dialog.sig_started.connect(
+            lambda job_id: self._quantize_jobs.__setitem__(job_id, dialog.artifact.ref))
+        dialog.sig_show_variants_requested.connect(self.show_variants)
+        dialog.show()
+        return dialog
+
+    def show_variants(self, artifact_id: int) -> None:
+        """Select an artifact and show its Variants tab."""
+        if self.select_artifact(artifact_id):
+            self.details.show_variants()
+
+    def _announce_quantize(self, job_id: int, ref: str, state: str) -> None:
+        if state == "succeeded":
+            job = self.ctx.catalog.job(job_id)
+            made = len((job.result or {}).get("artifact_ids") or [])
+            self.ctx.events.sig_info.emit(
+                f"Quantized {ref}: {made} variant(s) made (job #{job_id}).")
+        elif state == "cancelled":
+            self.ctx.events.sig_info.emit(f"Quantizing {ref} was cancelled (job #{job_id}).")
+        else:
+            error = self.ctx.catalog.job(job_id).error or state
+            self.ctx.events.sig_error.emit(f"Quantizing {ref} failed: {error}")
 
     def copy_path(self) -> None:
         if (a := self.selected_artifact()) is not None:
