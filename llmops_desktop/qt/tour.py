@@ -96,10 +96,34 @@ def run_tour(outdir: Path, home_root: Path) -> list[Path]:
     box = window.show_about()
     shoot("about", box)
     box.accept()
+    tour_quantize(window, shoot)
     tour_download_page(window, shoot)
     window.show_page("models")
     window.close()
     return shots
+
+
+def tour_quantize(window: object, shoot: Callable[..., None]) -> None:
+    """The Quantize dialog on the demo model (Q8_0 and Q4_K_M, F16 kept), its result, and
+    the model's Variants tab with the size-vs-perplexity chart."""
+    page = window.show_page("models")  # type: ignore[attr-defined]
+    page.select_artifact(page.model.artifact_at(0).id)
+    page.act_quantize.trigger()
+    dialog = next(iter(page._quantize_dialogs.values()))
+    wait_until(lambda: dialog.free_bytes is not None, 10)
+    dialog.set_checked(["Q8_0", "Q4_K_M"])
+    dialog.keep_check.setChecked(True)
+    shoot("quantize", dialog)
+    dialog.start_button.click()
+    if not wait_until(lambda: not dialog.running, 300):
+        print("the quantize job did not finish in 5 minutes")
+        return
+    shoot("quantize-done", dialog)
+    dialog.show_variants_button.click()
+    settle(1.5)
+    shoot("variants")
+    page.details.tabs.setCurrentIndex(0)
+    dialog.close()
 
 
 def tour_download_page(window: object, shoot: Callable[[str], None]) -> None:
