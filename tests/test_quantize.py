@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ import pytest
 from llmops_desktop.catalog import Catalog, JobState
 from llmops_desktop.importer import import_model, inspect_source
 from llmops_desktop.jobs import runner
-from llmops_desktop.jobs.events import Error, Progress, Result
+from llmops_desktop.jobs.events import Progress, Result
 from llmops_desktop.paths import Home
 
 

@@ -11,8 +11,15 @@ from pathlib import Path
 from PySide6.QtCore import QSettings, QSize, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
-    QHBoxLayout, QListWidget, QListWidgetItem, QMainWindow, QMessageBox, QStackedWidget,
-    QToolButton, QVBoxLayout, QWidget,
+    QHBoxLayout,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QMessageBox,
+    QStackedWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
 )
 
 from llmops_desktop.catalog import Catalog
@@ -20,9 +27,10 @@ from llmops_desktop.jobs import runner
 from llmops_desktop.paths import Home
 from llmops_desktop.qt.about import show_about
 from llmops_desktop.qt.context import AppContext, AppEvents, Page, icon
+from llmops_desktop.qt.download_rows import shareable_url
 from llmops_desktop.qt.import_dialog import ImportDialog, ImportRequest, check_request
 from llmops_desktop.qt.job_controller import JobController
-from llmops_desktop.qt.pages.download import DownloadPage, shareable_url
+from llmops_desktop.qt.pages.download import DownloadPage
 from llmops_desktop.qt.pages.jobs import JobsPage
 from llmops_desktop.qt.pages.models import ModelsPage
 from llmops_desktop.qt.pages.settings import SettingsPage

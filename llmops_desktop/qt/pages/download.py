@@ -11,27 +11,42 @@ says so and makes no request at all. "Share as mirror" serves this catalog to
 colleagues through :class:`MirrorController`.
 """
 
+
 from __future__ import annotations
 
 import time
-from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QGuiApplication, QPalette
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
-    QFrame, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QListWidget, QMessageBox,
-    QProgressBar, QPushButton, QScrollArea, QSizePolicy, QSplitter, QToolButton, QTreeWidget,
-    QTreeWidgetItem, QVBoxLayout, QWidget,
+    QFrame,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
 )
 
 from llmops_desktop.acquire.download import (
-    PartialDownload, discard_download, download_key, list_partial_downloads,
+    PartialDownload,
+    discard_download,
+    download_key,
+    list_partial_downloads,
 )
 from llmops_desktop.acquire.hub import HubClient, ModelSummary, RepoSnapshot
 from llmops_desktop.qt.context import AppContext, Page, icon
+from llmops_desktop.qt.download_rows import DownloadEntry, DownloadRow, muted_label
 from llmops_desktop.qt.formatting import human_count, human_size, local_time
+from llmops_desktop.qt.mirror_box import MirrorBox
 from llmops_desktop.qt.mirror_controller import MirrorController
 from llmops_desktop.qt.workers import run_in_thread
 from llmops_desktop.secrets import get_secret, mask
@@ -40,317 +55,11 @@ from llmops_desktop.settings import save_settings
 PATH_ROLE = Qt.ItemDataRole.UserRole + 1
 ERROR_COLOR = "#d9534f"
 REFRESH_MS = 250
-RATE_WINDOW_S = 5.0
-RATE_MIN_SPAN_S = 1.0
 SEARCH_LIMIT = 50
-SHOWN_REQUESTS = 50
-ACTIVE = frozenset({"starting", "downloading", "pausing", "cancelling"})
+ACTIVE = frozenset({"starting", "downloading", "pausing", "cancelling"})  # a job is at work
 OFFLINE_TEXT = ("<b>Offline is on.</b> The app makes no network connection at all, so it "
                 "cannot search or download. The catalog, imports and the team mirror keep "
                 "working.")
-
-
-def human_duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-
-
-def shareable_url(url: str) -> str:
-    """The mirror's URL as colleagues should type it (a wildcard bind becomes this host)."""
-    from PySide6.QtNetwork import QHostInfo
-
-    for wildcard in ("//0.0.0.0:", "//[::]:"):
-        if wildcard in url:
-            return url.replace(wildcard, f"//{QHostInfo.localHostName()}:")
-    return url
-
-
-class RateMeter:
-    """Bytes per second over the last ``RATE_WINDOW_S`` (smooths bursty progress events)."""
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self._samples: deque[tuple[float, float]] = deque()
-
-    def sample(self, done: float, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        if self._samples and done < self._samples[-1][1]:
-            self._samples.clear()  # a restart from fewer bytes: measure afresh
-        self._samples.append((now, done))
-        while len(self._samples) > 2 and now - self._samples[1][0] >= RATE_WINDOW_S:
-            self._samples.popleft()
-
-    @property
-    def rate(self) -> float | None:
-        """None until the window spans ``RATE_MIN_SPAN_S``."""
-        if len(self._samples) < 2:
-            return None
-        (t0, d0), (t1, d1) = self._samples[0], self._samples[-1]
-        return (d1 - d0) / (t1 - t0) if t1 - t0 >= RATE_MIN_SPAN_S else None
-
-    def time_left(self, remaining: float) -> float | None:
-        rate = self.rate
-        return remaining / rate if rate and rate > 1 else None
-
-
-@dataclass
-class DownloadEntry:
-    """One download the page shows; ``key`` is its folder under ``<home>/downloads``."""
-
-    key: str
-    params: dict[str, Any]
-    commit: str = ""
-    state: str = "paused"  # starting downloading pausing paused cancelling done failed
-    job_id: int | None = None
-    external: bool = False  # a job this window did not start (the CLI, an earlier window)
-    done: float = 0
-    total: float | None = None
-    message: str = ""
-    detail: dict[str, Any] = field(default_factory=dict)
-    error: str = ""
-    ref: str = ""
-    artifact_id: int | None = None
-    meter: RateMeter = field(default_factory=RateMeter)
-
-    @property
-    def title(self) -> str:
-        return str(self.params.get("repo_id", ""))
-
-
-class DownloadRow(QFrame):
-    """One download: total and per-file progress, speed, time left, and its buttons."""
-
-    sig_action = Signal(str, str)
-    """The user clicked a button: entry key and 'pause', 'resume', 'cancel', 'show' or 'clear'."""
-
-    def __init__(self, entry: DownloadEntry, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.entry = entry
-        self.setFrameShape(QFrame.Shape.StyledPanel)
-        self.title = QLabel()
-        font = self.title.font()
-        font.setBold(True)
-        self.title.setFont(font)
-        self.summary = QLabel()
-        self.total_bar = _bar()
-        self.total_label = QLabel()
-        self.file_label = QLabel()
-        self.file_bar = _bar()
-        self.file_bar.setMaximumHeight(8)
-        self.status = QLabel()
-        self.status.setWordWrap(True)
-        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.buttons: dict[str, QToolButton] = {}
-        self.file_label.setMinimumWidth(40)  # a long file name is cut, the row not widened
-        self.file_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        top = QHBoxLayout()
-        top.addWidget(self.title)
-        top.addSpacing(6)
-        top.addWidget(self.summary, 1)
-        for action, icon_name, text, tip in (
-                ("pause", "pause", "Pause", "Stop now and keep what arrived; Resume continues"),
-                ("resume", "resume", "Resume", "Continue from the bytes already on disk"),
-                ("show", "models", "Show", "Show the new artifact on the Models page"),
-                ("cancel", "cancel", "Cancel", "Stop and delete what was downloaded"),
-                ("clear", "close", "", "Remove this line")):
-            button = QToolButton()
-            button.setIcon(icon(icon_name))
-            button.setText(text)
-            button.setToolTip(tip)
-            button.setAutoRaise(True)
-            button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon if text
-                                      else Qt.ToolButtonStyle.ToolButtonIconOnly)
-            button.clicked.connect(lambda _=False, a=action: self._on_clicked(a))
-            self.buttons[action] = button
-            top.addWidget(button)
-        column = QVBoxLayout(self)
-        column.setContentsMargins(10, 6, 8, 8)
-        column.setSpacing(3)
-        column.addLayout(top)
-        for widget in (self.total_label, self.total_bar, self.file_label, self.file_bar,
-                       self.status):
-            column.addWidget(widget)
-        self.update_view()
-
-    def _on_clicked(self, action: str) -> None:
-        self.sig_action.emit(self.entry.key, action)
-
-    def update_view(self) -> None:
-        e = self.entry
-        self.title.setText(e.title)
-        files = e.params.get("files") or e.params.get("include") or []
-        what = f"{len(files)} file{'s' if len(files) != 1 else ''}" if files else "all files"
-        self.summary.setText(f"@{e.commit[:10]} · {what}" if e.commit else what)
-        running = e.state in ("starting", "downloading")
-        total = e.total or 0
-        _set_fraction(self.total_bar, e.done / total if total else None, running)
-        parts = [f"{human_size(e.done)} of {human_size(total)}" if total else ""]
-        if e.external and total:
-            parts = [f"{e.done / total * 100:.0f}%"]
-        if e.state == "downloading" and total:
-            rate = e.meter.rate
-            if rate is not None:
-                parts.append(f"{human_size(rate)}/s")
-                left = e.meter.time_left(total - e.done)
-                parts.append(f"{human_duration(left)} left" if left is not None else "")
-        self.total_label.setText(" · ".join(p for p in parts if p))
-        d = e.detail
-        show_file = e.state == "downloading" and bool(d.get("file"))
-        self.file_bar.setVisible(show_file)
-        self.file_label.setVisible(show_file)
-        if show_file:
-            file_total = d.get("total") or 0
-            _set_fraction(self.file_bar, d.get("done", 0) / file_total if file_total else None,
-                          True)
-            of = f" of {human_size(file_total)}" if file_total else ""
-            self.file_label.setText(f"{d['file']} · {int(d.get('index', 0)) + 1} of "
-                                    f"{d.get('count', '?')} · {human_size(d.get('done', 0))}{of}")
-        paused = ("Paused — Resume continues where it stopped." if e.job_id is not None else
-                  "Stopped before the end (paused, or the app was closed). Resume continues it.")
-        status = {"starting": "Starting…", "downloading": "" if show_file else e.message,
-                  "pausing": "Pausing…", "cancelling": "Cancelling…", "paused": paused,
-                  "done": f"Done: in the catalog as {e.ref}." if e.ref else "Done.",
-                  "failed": f"Failed: {e.error}"}.get(e.state, "")
-        if e.external and e.state == "downloading":
-            status = f"Job #{e.job_id}, started outside this window: {e.message}"
-        self.status.setText(status)
-        self.status.setStyleSheet(f"color: {ERROR_COLOR};" if e.state == "failed" else "")
-        self.status.setVisible(bool(status))
-        visible = {
-            "pause": e.state in ("starting", "downloading"),
-            "resume": e.state in ("paused", "failed"),
-            "show": e.state == "done" and e.artifact_id is not None,
-            "cancel": e.state in ("starting", "downloading", "paused", "failed") and bool(e.commit),
-            "clear": e.state == "done" or (e.state == "failed" and not e.commit),
-        }
-        for action, button in self.buttons.items():
-            button.setVisible(visible[action])
-        self.buttons["cancel"].setText("Discard" if e.state in ("paused", "failed") else "Cancel")
-        self.buttons["cancel"].setToolTip(
-            "Delete the partial files" if e.state in ("paused", "failed")
-            else "Stop and delete what was downloaded")
-
-
-def _bar() -> QProgressBar:
-    bar = QProgressBar()
-    bar.setRange(0, 1000)
-    bar.setTextVisible(False)
-    bar.setMaximumHeight(12)
-    return bar
-
-
-def _set_fraction(bar: QProgressBar, fraction: float | None, busy: bool) -> None:
-    if fraction is None and busy:
-        bar.setRange(0, 0)
-    else:
-        bar.setRange(0, 1000)
-        bar.setValue(int((fraction or 0) * 1000))
-
-
-def _muted(text: str = "") -> QLabel:
-    label = QLabel(text)
-    label.setWordWrap(True)
-    muted = label.palette().color(QPalette.ColorRole.PlaceholderText)
-    label.setStyleSheet(f"color: {muted.name()};")
-    return label
-
-
-class MirrorBox(QGroupBox):
-    """Share this catalog as a Hugging Face mirror: toggle, URL to give out, last requests."""
-
-    def __init__(self, ctx: AppContext, mirror: MirrorController,
-                 parent: QWidget | None = None) -> None:
-        super().__init__("Share as mirror", parent)
-        self.ctx, self.mirror = ctx, mirror
-        self.toggle = QPushButton(icon("mirror"), "Start sharing")
-        self.toggle.setCheckable(True)
-        self.toggle.setToolTip("Serve this catalog's READY models read-only over the Hugging "
-                               "Face hub API, for colleagues' HF_ENDPOINT")
-        self.toggle.clicked.connect(self._on_toggle_clicked)
-        self.state_label = QLabel()
-        self.url_edit = QLineEdit()
-        self.url_edit.setReadOnly(True)
-        self.copy_button = QToolButton()
-        self.copy_button.setIcon(icon("copy"))
-        self.copy_button.setToolTip("Copy the HF_ENDPOINT line for colleagues")
-        self.copy_button.clicked.connect(self._on_copy_clicked)
-        self.error_label = QLabel()
-        self.error_label.setWordWrap(True)
-        self.error_label.setStyleSheet(f"color: {ERROR_COLOR};")
-        self.error_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.error_label.hide()
-        self.requests = QListWidget()
-        self.requests.setAlternatingRowColors(True)
-        self.note = _muted()
-        top = QHBoxLayout()
-        top.addWidget(self.toggle)
-        top.addWidget(self.state_label, 1)
-        url_row = QHBoxLayout()
-        url_row.addWidget(self.url_edit, 1)
-        url_row.addWidget(self.copy_button)
-        layout = QVBoxLayout(self)
-        layout.addLayout(top)
-        layout.addLayout(url_row)
-        layout.addWidget(self.error_label)
-        layout.addWidget(self.note)
-        layout.addWidget(QLabel("Last requests:"))
-        layout.addWidget(self.requests, 1)
-        mirror.sig_started.connect(lambda _url: self.update_view())
-        mirror.sig_state_changed.connect(lambda _on: self.update_view())
-        mirror.sig_request.connect(self._on_request)
-        mirror.sig_stopped.connect(self._on_stopped)
-        self.update_view()
-
-    def update_view(self) -> None:
-        s, m = self.ctx.settings, self.mirror
-        self.toggle.setChecked(m.is_running())
-        self.toggle.setText("Stop sharing" if m.is_running() else "Start sharing")
-        if m.is_ready():
-            url = shareable_url(m.url)
-            self.state_label.setText(f"On at {url}")
-            self.url_edit.setText(f"HF_ENDPOINT={url}")
-        else:
-            self.state_label.setText("Starting…" if m.is_running() else "Off")
-            self.url_edit.setText("")
-        self.url_edit.setPlaceholderText("HF_ENDPOINT=… appears here while sharing")
-        self.copy_button.setEnabled(m.is_ready())
-        token = get_secret(self.ctx.home, "mirror_token")
-        self.note.setText(
-            f"Listens on {s.mirror_host}:{s.mirror_port}, read-only; "
-            + (f"colleagues need the mirror token ({mask(token)}) as their HF token. "
-               if token else "no token. ")
-            + "Address, port and token: Settings › Team mirror.")
-
-    def _on_toggle_clicked(self) -> None:
-        if self.mirror.is_running():
-            self.mirror.stop()
-        else:
-            self.error_label.hide()
-            self.requests.clear()
-            s = self.ctx.settings
-            self.mirror.start(s.mirror_host, s.mirror_port)
-        self.update_view()
-
-    def _on_copy_clicked(self) -> None:
-        QGuiApplication.clipboard().setText(self.url_edit.text())
-        self.ctx.events.sig_info.emit(f"Copied {self.url_edit.text()}")
-
-    def _on_request(self, line: str) -> None:
-        self.requests.addItem(line)
-        while self.requests.count() > SHOWN_REQUESTS:
-            self.requests.takeItem(0)
-        self.requests.scrollToBottom()
-
-    def _on_stopped(self, reason: str) -> None:
-        self.error_label.setText(reason)
-        self.error_label.setVisible(bool(reason))
-        self.update_view()
 
 
 def params_of(partial: PartialDownload) -> dict[str, Any]:
@@ -394,7 +103,7 @@ class DownloadPage(Page):
         self._discarded: set[str] = set()  # keys deleted here; a late listing must not revive
 
         self.offline_box = self._build_offline_box()
-        self.hub_label = _muted()
+        self.hub_label = muted_label()
         self.search_edit = QLineEdit()
         self.search_edit.setPlaceholderText("Search models, or type a repo id such as org/name")
         self.search_edit.setClearButtonEnabled(True)
@@ -493,7 +202,7 @@ class DownloadPage(Page):
         for column, width in ((1, 84), (2, 56), (3, 128)):
             self.results.setColumnWidth(column, width)
         self.results.currentItemChanged.connect(self._on_result_changed)
-        self.results_label = _muted("Search the hub, or type a repo id and press Open repo.")
+        self.results_label = muted_label("Search the hub, or type a repo id and press Open repo.")
         panel = QWidget()
         column = QVBoxLayout(panel)
         column.setContentsMargins(0, 0, 4, 0)
@@ -508,7 +217,7 @@ class DownloadPage(Page):
         font.setPointSizeF(font.pointSizeF() * 1.2)
         self.repo_title.setFont(font)
         self.repo_title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.repo_info = _muted()
+        self.repo_info = muted_label()
         self.files = QTreeWidget()
         self.files.setHeaderLabels(["File", "Size"])
         self.files.setAlternatingRowColors(True)
@@ -554,7 +263,7 @@ class DownloadPage(Page):
         self.rows_widget = QWidget()
         self.rows_layout = QVBoxLayout(self.rows_widget)
         self.rows_layout.setContentsMargins(0, 0, 0, 0)
-        self.no_downloads = _muted("Nothing is downloading. Downloads that stopped before "
+        self.no_downloads = muted_label("Nothing is downloading. Downloads that stopped before "
                                    "the end (paused, or the app was closed) show up here "
                                    "with Resume.")
         self.rows_layout.addWidget(self.no_downloads)
