@@ -45,6 +45,12 @@ def time_sha256sum(path: Path) -> float:
     return time.perf_counter() - t
 
 
+def time_openssl(path: Path) -> float:
+    t = time.perf_counter()
+    subprocess.run(["openssl", "dgst", "-sha256", str(path)], check=True, capture_output=True)
+    return time.perf_counter() - t
+
+
 def time_import(home: Path, src: Path, mode: str) -> tuple[float, float]:
     """(seconds the job spent hashing/copying as it measured them, wall seconds of the whole
     `llmops import` command including process starts and the catalog transaction)."""
@@ -71,8 +77,11 @@ def main() -> None:
         weights = src / "model.safetensors"
         time_sha256sum(weights)  # warm the page cache for everyone alike
         rows: dict[str, list[float]] = {"sha256sum": []}
+        have_openssl = shutil.which("openssl") is not None
         for r in range(args.rounds):
             rows["sha256sum"].append(time_sha256sum(weights))
+            if have_openssl:  # the same SHA-NI code path Python's hashlib uses, for reference
+                rows.setdefault("openssl dgst -sha256", []).append(time_openssl(weights))
             for mode in ("reference", "copy"):
                 inner, wall = time_import(Path(tmp) / "home", src, mode)
                 rows.setdefault(f"import {mode} (hashing)", []).append(inner)
