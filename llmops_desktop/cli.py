@@ -57,8 +57,14 @@ def _open_catalog(args: argparse.Namespace):
 def run_job_in_terminal(catalog, kind: str, params: dict[str, Any], *, quiet: bool) -> dict[str, Any]:
     """Start a job, draw its progress on stderr, return its result or raise its error."""
     from rich.console import Console
-    from rich.progress import (BarColumn, DownloadColumn, Progress as Bar, TextColumn,
-                               TimeRemainingColumn, TransferSpeedColumn)
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+    from rich.progress import Progress as Bar
 
     from llmops_desktop.jobs import runner
     from llmops_desktop.jobs.events import Error, Log, Progress, Result
@@ -330,11 +336,10 @@ def cmd_settings(args: argparse.Namespace) -> int:
 
 def _hub_client(args: argparse.Namespace):
     from llmops_desktop.acquire.hub import HubClient
+    from llmops_desktop.jobs.runner import child_env
     from llmops_desktop.paths import Home
     from llmops_desktop.secrets import get_secret
     from llmops_desktop.settings import load_settings
-
-    from llmops_desktop.jobs.runner import child_env
 
     home = Home.resolve(args.home)
     settings = load_settings(home.settings_path)
@@ -361,8 +366,11 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from llmops_desktop.acquire.download import (discard_download, download_key,
-                                                 list_partial_downloads)
+    from llmops_desktop.acquire.download import (
+        discard_download,
+        download_key,
+        list_partial_downloads,
+    )
     from llmops_desktop.acquire.hub import summary_to_json
     from llmops_desktop.paths import Home
 
@@ -459,6 +467,14 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         delta = f" ({(figure / base - 1) * 100:+.2f}% vs parent)" if figure and base else ""
         shown = f", perplexity {figure:.3f}{delta}" if figure else ""
         print(f"made {a.ref} (artifact #{a.id}, {_human_size(a.size_bytes)}){shown}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from llmops_desktop.serving.config import options_from_args
+    from llmops_desktop.serving.run import serve
+
+    serve(args.artifact, options_from_args(args), home=args.home, api_key=args.api_key)
     return 0
 
 
@@ -581,6 +597,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--estimate", action="store_true",
                     help="print each target's estimated size and memory; make nothing")
     sp.add_argument("--list-targets", action="store_true", help="list the targets")
+    from llmops_desktop.serving.config import add_serve_arguments
+
+    sp = add("serve", cmd_serve, "serve an artifact over an OpenAI-compatible HTTP API")
+    sp.add_argument("artifact", help="artifact id, model name (latest version) or NAME@VERSION")
+    add_serve_arguments(sp)
+    sp.add_argument("--api-key", help="key clients must send (prefer LLMOPS_API_KEY: a command "
+                                      "line is visible to others); required off 127.0.0.1")
     sp = add("token", cmd_token, "save a token (read from the terminal or stdin), or --clear it")
     sp.add_argument("which", choices=("hf", "mirror"))
     sp.add_argument("--clear", action="store_true")

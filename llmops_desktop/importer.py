@@ -23,8 +23,13 @@ from typing import Any
 
 from llmops_desktop.catalog import ArtifactFile, Catalog
 from llmops_desktop.errors import (
-    CorruptFileError, DiskFullError, EmptySourceError, InvalidInputError, NoWeightsError,
-    PickleRefusedError, UnreadableFileError,
+    CorruptFileError,
+    DiskFullError,
+    EmptySourceError,
+    InvalidInputError,
+    NoWeightsError,
+    PickleRefusedError,
+    UnreadableFileError,
 )
 from llmops_desktop.formats.gguf_meta import gguf_summary, read_gguf_info
 from llmops_desktop.formats.hf_meta import config_summary, read_config, read_model_card

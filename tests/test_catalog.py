@@ -9,7 +9,10 @@ import pytest
 from llmops_desktop.catalog import ArtifactFile, Catalog, JobState
 from llmops_desktop.catalog.schema import MIGRATIONS, SCHEMA_VERSION, migrate
 from llmops_desktop.errors import (
-    ArtifactNotFoundError, CatalogError, DuplicateArtifactError, HasDependentsError,
+    ArtifactNotFoundError,
+    CatalogError,
+    DuplicateArtifactError,
+    HasDependentsError,
 )
 
 

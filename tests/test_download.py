@@ -12,13 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
-
 from hub_faults import Faults, serve_home
 from importing import sha256
+from test_jobs import make_big_model
+
 from llmops_desktop.catalog import Catalog
 from llmops_desktop.importer import import_model, inspect_source
 from llmops_desktop.paths import Home
-from test_jobs import make_big_model
 
 NETGUARD = Path(__file__).parent / "netguard"
 

@@ -6,8 +6,8 @@ import os
 import shutil
 
 import pytest
-
 from importing import make_hf_cache, run_import, sha256, store_snapshot
+
 from llmops_desktop.catalog import Catalog, JobState
 from llmops_desktop.jobs.events import Error, Result
 

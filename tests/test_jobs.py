@@ -10,11 +10,11 @@ import subprocess
 import time
 from pathlib import Path
 
+from importing import store_snapshot
+
 from llmops_desktop.catalog import Catalog, JobState
 from llmops_desktop.jobs import runner
 from llmops_desktop.jobs.events import Error, Log, Progress, Result, event_to_line, parse_event
-
-from importing import store_snapshot
 
 
 def make_big_model(folder: Path, size: int = 2 * 1024**3) -> Path:

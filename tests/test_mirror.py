@@ -16,10 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
 from importing import sha256
-from llmops_desktop.catalog import Artifact, Catalog
 from mirror_fixtures import client_env, import_artifact, mirror_command, running_mirror
+
+from llmops_desktop.catalog import Artifact, Catalog
 
 HF_REPO = "acme/tiny-llama"
 GGUF_REPO = "acme/tiny-llama-gguf"
@@ -318,7 +318,11 @@ def test_refuses_other_hosts_without_a_token(home, monkeypatch) -> None:
 
 def test_repo_ids_commits_and_lfs_pointers(catalog, demo_model_dir) -> None:
     from llmops_desktop.mirror.repos import (
-        HubRepos, RevisionNotFoundError, git_blob_id, lfs_pointer, repo_id_for,
+        HubRepos,
+        RevisionNotFoundError,
+        git_blob_id,
+        lfs_pointer,
+        repo_id_for,
     )
 
     assert repo_id_for("acme/tiny-llama") == "acme/tiny-llama"

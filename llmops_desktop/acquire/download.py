@@ -29,8 +29,13 @@ from urllib.parse import urlsplit
 
 from llmops_desktop.acquire.hub import HubClient, RemoteFile, RepoSnapshot, summary_to_json
 from llmops_desktop.errors import (
-    AuthError, ChecksumError, DiskFullError, DuplicateArtifactError, InvalidInputError,
-    NetworkError, NotFoundError,
+    AuthError,
+    ChecksumError,
+    DiskFullError,
+    DuplicateArtifactError,
+    InvalidInputError,
+    NetworkError,
+    NotFoundError,
 )
 from llmops_desktop.hashing import content_digest
 from llmops_desktop.jobs.events import Event, Log, Progress, Result

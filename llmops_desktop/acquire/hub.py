@@ -13,7 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmops_desktop.errors import (
-    AuthError, LLMOpsError, NetworkError, NotAHubError, NotFoundError, OfflineModeError,
+    AuthError,
+    LLMOpsError,
+    NetworkError,
+    NotAHubError,
+    NotFoundError,
+    OfflineModeError,
 )
 
 USER_AGENT = "llmops-desktop"

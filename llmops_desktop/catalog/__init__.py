@@ -2,7 +2,14 @@
 
 from llmops_desktop.catalog.catalog import Catalog, utcnow
 from llmops_desktop.catalog.records import (
-    Artifact, ArtifactFile, ArtifactState, AuditEntry, Evaluation, Job, JobState, Model,
+    Artifact,
+    ArtifactFile,
+    ArtifactState,
+    AuditEntry,
+    Evaluation,
+    Job,
+    JobState,
+    Model,
 )
 
 __all__ = ["Artifact", "ArtifactFile", "ArtifactState", "AuditEntry", "Catalog", "Evaluation", "Job",

@@ -21,12 +21,23 @@ from pathlib import Path
 from typing import Any
 
 from llmops_desktop.catalog.records import (
-    Artifact, ArtifactFile, ArtifactState, AuditEntry, Evaluation, Job, JobState, Model,
+    Artifact,
+    ArtifactFile,
+    ArtifactState,
+    AuditEntry,
+    Evaluation,
+    Job,
+    JobState,
+    Model,
 )
 from llmops_desktop.catalog.schema import migrate
 from llmops_desktop.errors import (
-    ArtifactNotFoundError, CatalogError, DuplicateArtifactError, HasDependentsError,
-    InvalidInputError, JobNotFoundError,
+    ArtifactNotFoundError,
+    CatalogError,
+    DuplicateArtifactError,
+    HasDependentsError,
+    InvalidInputError,
+    JobNotFoundError,
 )
 from llmops_desktop.hashing import content_digest
 from llmops_desktop.paths import Home

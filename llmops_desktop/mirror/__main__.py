@@ -23,7 +23,8 @@ def _emit(message: str, level: str = "info") -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from llmops_desktop.mirror.run import DEFAULT_HOST, DEFAULT_PORT, JsonLineHandler, serve
+    from llmops_desktop.httpserve import JsonLineHandler
+    from llmops_desktop.mirror.run import DEFAULT_HOST, DEFAULT_PORT, serve
     from llmops_desktop.paths import Home
 
     p = argparse.ArgumentParser(prog="python -m llmops_desktop.mirror",

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
-import errno
-import ipaddress
-import json
 import logging
 import os
 import signal
-import socket
 import sys
 import threading
 from collections.abc import Callable
-from typing import IO
 
 import uvicorn
 
-from llmops_desktop.errors import ConflictError, InvalidInputError
+from llmops_desktop.errors import InvalidInputError
+from llmops_desktop.httpserve import (
+    NotifyingServer,
+    bind_socket,
+    is_loopback,
+    not_a_shutdown_cancel,
+    socket_url,
+)
 from llmops_desktop.mirror.server import create_app
 from llmops_desktop.paths import Home
 from llmops_desktop.secrets import get_secret
@@ -25,15 +26,6 @@ from llmops_desktop.secrets import get_secret
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8790
 log = logging.getLogger("llmops_desktop.mirror")
-
-
-def is_loopback(host: str) -> bool:
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_token(token: str) -> str:
@@ -46,58 +38,8 @@ def check_token(token: str) -> str:
     return token
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    if not 0 <= port <= 65535:
-        raise InvalidInputError(f"Port {port} is not a TCP port; use 1-65535 (0 picks a free one).")
-    try:
-        infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM,
-                                   flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise InvalidInputError(f"Cannot listen on {host!r}: {exc.strerror}. Give an IP "
-                                "address of this machine, e.g. 127.0.0.1 or 0.0.0.0.") from None
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise ConflictError(
-                f"Port {port} on {host} is in use by another program (another mirror?). Stop "
-                "it, or pick another port with --port.") from None
-        raise InvalidInputError(f"Cannot listen on {host}:{port} ({exc.strerror or exc}). Give "
-                                "an address of this machine, e.g. 127.0.0.1 or 0.0.0.0.") from None
-    sock.set_inheritable(False)
-    return sock
-
-
-def _url(sock: socket.socket, host: str) -> str:
-    port = sock.getsockname()[1]
-    shown = host.strip("[]")
-    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
-
-
-class _Server(uvicorn.Server):
-    """uvicorn, telling us when the socket accepts connections."""
-
-    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
-        super().__init__(config)
-        self._on_started = on_started
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if self.started and not self.should_exit:
-            self._on_started()
-
-
 class _Stop(Exception):
     pass
-
-
-def _not_a_shutdown_cancel(record: logging.LogRecord) -> bool:
-    """uvicorn logs a traceback for each download it cancels on shutdown; that is expected."""
-    return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
 
 
 def serve(home: Home | str | os.PathLike[str] | None = None, host: str = DEFAULT_HOST,
@@ -120,18 +62,18 @@ def serve(home: Home | str | os.PathLike[str] | None = None, host: str = DEFAULT
             "this machine could read every model in the catalog. Pass --token TOKEN or set "
             "LLMOPS_MIRROR_TOKEN (colleagues then use it as their HF token), or bind to "
             "127.0.0.1.")
-    sock = _bind(host, port)
-    url = _url(sock, host)
+    sock = bind_socket(host, port)
+    url = socket_url(sock, host)
     if not is_loopback(host):
         log.warning("serving on %s: plain HTTP, so the token and the files travel unencrypted; "
                     "use it on a network you trust", host)
     uvicorn_log = logging.getLogger("uvicorn.error")
-    if _not_a_shutdown_cancel not in uvicorn_log.filters:
-        uvicorn_log.addFilter(_not_a_shutdown_cancel)
+    if not_a_shutdown_cancel not in uvicorn_log.filters:
+        uvicorn_log.addFilter(not_a_shutdown_cancel)
     config = uvicorn.Config(create_app(home, token), log_config=None, access_log=False,
                             lifespan="off", ws="none", server_header=False,
                             timeout_graceful_shutdown=3, timeout_keep_alive=15)
-    server = _Server(config, lambda: (on_ready or _log_ready)(url))
+    server = NotifyingServer(config, lambda: (on_ready or _log_ready)(url))
 
     console = None
     if not log.hasHandlers():  # e.g. the plain CLI: show the ready line and requests
@@ -166,25 +108,3 @@ def serve(home: Home | str | os.PathLike[str] | None = None, host: str = DEFAULT
 
 def _log_ready(url: str) -> None:
     log.info("mirror listening on %s", url)
-
-
-class JsonLineHandler(logging.Handler):
-    """Writes records as the job protocol's ``log`` events, one JSON object per line."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        super().__init__()
-        self.stream = stream
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            level = {"WARNING": "warning", "ERROR": "error", "CRITICAL": "error"}.get(
-                record.levelname, "info")
-            line = json.dumps({"type": "log", "message": self.format(record), "level": level})
-            self.acquire()
-            try:
-                self.stream.write(line + "\n")
-                self.stream.flush()
-            finally:
-                self.release()
-        except Exception:  # noqa: BLE001 - logging must not break a request
-            self.handleError(record)

@@ -23,7 +23,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from llmops_desktop.catalog import Catalog
 from llmops_desktop.errors import LLMOpsError
 from llmops_desktop.mirror.repos import (
-    MAIN, EntryNotFoundError, HubRepos, MirrorError, RepoNotFoundError,
+    MAIN,
+    EntryNotFoundError,
+    HubRepos,
+    MirrorError,
+    RepoNotFoundError,
 )
 from llmops_desktop.paths import Home
 

@@ -17,9 +17,24 @@ from typing import Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
-    QCheckBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QFrame, QGroupBox,
-    QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QProgressBar, QPushButton, QSpinBox,
-    QStackedWidget, QTreeWidgetItem, QVBoxLayout, QWidget,
+    QCheckBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QFrame,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QStackedWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
 )
 
 from llmops_desktop.catalog import Artifact
@@ -29,7 +44,10 @@ from llmops_desktop.qt.context import AppContext, icon
 from llmops_desktop.qt.formatting import human_count, human_size
 from llmops_desktop.qt.job_model import ERROR_COLOR
 from llmops_desktop.qt.quantize_targets import (
-    CONTEXT, TargetList, needs_intermediate, probe,
+    CONTEXT,
+    TargetList,
+    needs_intermediate,
+    probe,
 )
 from llmops_desktop.qt.variants_view import variant_item, variants_tree
 from llmops_desktop.qt.workers import run_in_thread

@@ -36,6 +36,7 @@ from typing import Any
 from llmops_desktop.errors import InvalidInputError, JobError
 from llmops_desktop.jobs.events import Event, Log, Metric, Progress
 from llmops_desktop.quantize.targets import BNB_MODES
+
 CPU_4BIT_OUT_MULTIPLE = 32  # bitsandbytes' CPU packing block (block_n)
 CPU_4BIT_IN_MULTIPLE = 64  # the 4-bit quantization block size (Params4bit's default)
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack")

@@ -22,7 +22,12 @@ from llmops_desktop.errors import DiskFullError, DuplicateArtifactError, Invalid
 from llmops_desktop.jobs.events import Event, Log, Metric, Progress, Result
 from llmops_desktop.jobs.tasks import JobContext, register_task
 from llmops_desktop.quantize.targets import (
-    BNB_MODES, GGUF_TARGETS, NEEDS_IMATRIX, bits_of, estimate, normalize_target,
+    BNB_MODES,
+    GGUF_TARGETS,
+    NEEDS_IMATRIX,
+    bits_of,
+    estimate,
+    normalize_target,
 )
 
 BNB_PREFIX = "bnb-"

@@ -17,9 +17,9 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
+from hub_faults import Faults, free_port, serve_home  # noqa: E402
 from PySide6.QtCore import QCoreApplication, QEvent, Qt  # noqa: E402
 
-from hub_faults import Faults, free_port, serve_home  # noqa: E402
 from llmops_desktop.acquire.download import list_partial_downloads  # noqa: E402
 from llmops_desktop.catalog import ArtifactState, Catalog  # noqa: E402
 from llmops_desktop.importer import import_model, inspect_source  # noqa: E402

@@ -9,14 +9,27 @@ from __future__ import annotations
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSettings, Qt, QTimer, QUrl
 from PySide6.QtGui import QDesktopServices, QFont
 from PySide6.QtWidgets import (
-    QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QPlainTextEdit, QPushButton, QSplitter,
-    QTableView, QVBoxLayout, QWidget,
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
 )
 
 from llmops_desktop.catalog import Job
 from llmops_desktop.qt.context import AppContext, Page, icon
 from llmops_desktop.qt.job_model import (
-    ERROR_COLOR, JOB_ROLE, PROGRESS_COLUMN, JobTableModel, ProgressDelegate, job_summary,
+    ERROR_COLOR,
+    JOB_ROLE,
+    PROGRESS_COLUMN,
+    JobTableModel,
+    ProgressDelegate,
+    job_summary,
 )
 
 TAIL_BYTES = 64 * 1024

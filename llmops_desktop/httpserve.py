@@ -1,0 +1,99 @@
+"""Pieces every HTTP server of the app shares (the team mirror, model serving):
+binding with clear errors, a uvicorn server that says when it accepts connections,
+and logging as the job protocol's JSON lines."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import json
+import logging
+import socket
+from collections.abc import Callable
+from typing import IO
+
+import uvicorn
+
+from llmops_desktop.errors import ConflictError, InvalidInputError
+
+
+def is_loopback(host: str) -> bool:
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    if not 0 <= port <= 65535:
+        raise InvalidInputError(f"Port {port} is not a TCP port; use 1-65535 (0 picks a free one).")
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise InvalidInputError(f"Cannot listen on {host!r}: {exc.strerror}. Give an IP "
+                                "address of this machine, e.g. 127.0.0.1 or 0.0.0.0.") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConflictError(
+                f"Port {port} on {host} is in use by another program (another server of this app?). Stop "
+                "it, or pick another port with --port.") from None
+        raise InvalidInputError(f"Cannot listen on {host}:{port} ({exc.strerror or exc}). Give "
+                                "an address of this machine, e.g. 127.0.0.1 or 0.0.0.0.") from None
+    sock.set_inheritable(False)
+    return sock
+
+
+def socket_url(sock: socket.socket, host: str) -> str:
+    port = sock.getsockname()[1]
+    shown = host.strip("[]")
+    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+
+
+class NotifyingServer(uvicorn.Server):
+    """uvicorn, telling us when the socket accepts connections."""
+
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and not self.should_exit:
+            self._on_started()
+
+
+def not_a_shutdown_cancel(record: logging.LogRecord) -> bool:
+    """uvicorn logs a traceback for each response it cancels on shutdown; that is expected."""
+    return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
+
+
+class JsonLineHandler(logging.Handler):
+    """Writes records as the job protocol's ``log`` events, one JSON object per line."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level = {"WARNING": "warning", "ERROR": "error", "CRITICAL": "error"}.get(
+                record.levelname, "info")
+            line = json.dumps({"type": "log", "message": self.format(record), "level": level})
+            self.acquire()
+            try:
+                self.stream.write(line + "\n")
+                self.stream.flush()
+            finally:
+                self.release()
+        except Exception:  # noqa: BLE001 - logging must not break a request
+            self.handleError(record)

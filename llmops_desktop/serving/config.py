@@ -1,0 +1,179 @@
+"""A deployment's settings: typed fields with a description, reused for CLI flags and forms.
+
+:class:`ServeOptions` is what the user chooses (``llmops serve`` flags, the GUI's deploy
+form); :class:`DeploymentConfig` is those options resolved against one catalog artifact
+(engine picked by the artifact's kind, the name clients send as ``model``). The API key
+is deliberately not a field: it never lands in the catalog, a log or a command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from llmops_desktop.catalog import Artifact, ArtifactState
+from llmops_desktop.errors import InvalidInputError
+from llmops_desktop.quantize.targets import BNB_MODES
+from llmops_desktop.serving.engines.base import EngineSettings
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+ENGINE_FOR_KIND = {"gguf": "llama.cpp", "hf": "torch"}
+
+
+def option(default: Any, description: str, *, label: str, choices: tuple[str, ...] = (),
+           minimum: int | None = None, maximum: int | None = None, metavar: str | None = None,
+           ) -> Any:
+    """A deployment setting: its default, what it means, and how a flag or form shows it."""
+    return field(default=default, metadata={
+        "description": description, "label": label, "choices": choices, "minimum": minimum,
+        "maximum": maximum, "metavar": metavar})
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    engine: str | None = option(
+        None, "Inference engine: llama.cpp serves GGUF files, torch serves Hugging Face "
+        "folders (default: chosen by the artifact's kind).", label="Engine",
+        choices=("llama.cpp", "torch"))
+    host: str = option(
+        DEFAULT_HOST, "Address to listen on. Anything but a loopback address (127.0.0.1) makes "
+        "the model reachable from the network and needs an API key.", label="Address")
+    port: int = option(DEFAULT_PORT, f"TCP port (default {DEFAULT_PORT}; 0 picks a free one).",
+                       label="Port", minimum=0, maximum=65535)
+    name: str | None = option(
+        None, "Deployment name, which clients send as 'model' (default: the artifact's "
+        "NAME@VERSION).", label="Name")
+    ctx: int | None = option(
+        None, "Context length in tokens, prompt and completion together (default: the "
+        "model's own, at most 4096).", label="Context length", minimum=16, metavar="TOKENS")
+    threads: int | None = option(
+        None, "CPU threads for generation (default: llama.cpp half the CPUs, torch its own).",
+        label="Threads", minimum=1, maximum=1024, metavar="N")
+    gpu_layers: int = option(
+        0, "llama.cpp: layers to offload to the GPU (-1: all; 0: CPU only).",
+        label="GPU layers", minimum=-1, metavar="N")
+    parallel: int = option(
+        1, "Requests the engine runs at the same time (llama.cpp: one context each, "
+        "sharing the weights; torch: threads sharing the model).", label="Parallel requests",
+        minimum=1, maximum=64, metavar="N")
+    max_queue: int = option(
+        16, "Requests that may wait for a free slot; beyond that the server answers 503 "
+        "with Retry-After.", label="Queue length", minimum=0, maximum=100_000, metavar="N")
+    batch: int | None = option(
+        None, "llama.cpp: prompt tokens evaluated per batch (n_batch; default 512).",
+        label="Batch size", minimum=1, metavar="TOKENS")
+    device: str = option(
+        "auto", "torch: cpu, cuda, cuda:N, or auto (CUDA when torch sees a GPU).",
+        label="Device")
+    quantization: str | None = option(
+        None, "torch: load the weights in bitsandbytes 4-bit (nf4, fp4) or 8-bit (int8).",
+        label="Load quantized", choices=BNB_MODES)
+
+    @classmethod
+    def field_info(cls) -> list[dict[str, Any]]:
+        out = []
+        for f in fields(cls):
+            default = f.default if f.default is not MISSING else None
+            out.append({"name": f.name, "default": default, **f.metadata})
+        return out
+
+    def checked(self) -> ServeOptions:
+        """Raise InvalidInputError on a value out of range (the GUI's forms call this too)."""
+        for info in self.field_info():
+            value = getattr(self, info["name"])
+            if value is None:
+                continue
+            if info["choices"] and value not in info["choices"]:
+                raise InvalidInputError(f"{info['label']}: one of "
+                                        f"{', '.join(info['choices'])}, not {value!r}.")
+            if isinstance(value, int) and not isinstance(value, bool):
+                low, high = info["minimum"], info["maximum"]
+                if (low is not None and value < low) or (high is not None and value > high):
+                    raise InvalidInputError(f"{info['label']}: {value} is outside "
+                                            f"{low}..{high if high is not None else ''}.")
+        return self
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--engine``, ``--host``, ``--port``, ``--ctx``, … from :class:`ServeOptions`."""
+    for info in ServeOptions.field_info():
+        flag = "--" + info["name"].replace("_", "-")
+        kwargs: dict[str, Any] = {"help": info["description"], "default": None,
+                                  "dest": info["name"]}
+        if info["choices"]:
+            kwargs["choices"] = info["choices"]
+        if isinstance(info["default"], int) or info["minimum"] is not None:
+            kwargs["type"] = int
+        if info["metavar"]:
+            kwargs["metavar"] = info["metavar"]
+        parser.add_argument(flag, **kwargs)
+
+
+def options_from_args(args: argparse.Namespace) -> ServeOptions:
+    """The flags :func:`add_serve_arguments` added, over the defaults (None: not given)."""
+    given = {i["name"]: getattr(args, i["name"]) for i in ServeOptions.field_info()
+             if getattr(args, i["name"], None) is not None}
+    return ServeOptions(**given).checked()
+
+
+@dataclass(frozen=True)
+class DeploymentConfig:
+    """What one server process serves, and how."""
+
+    name: str
+    artifact_id: int
+    artifact_ref: str
+    model_name: str
+    model_path: Path
+    options: ServeOptions
+    id: int = 0  # the deployment's row in the catalog, once it has one
+
+    @property
+    def engine(self) -> str:
+        return self.options.engine or ""
+
+    @property
+    def aliases(self) -> frozenset[str]:
+        """Every ``model`` value a client may send for this deployment."""
+        return frozenset({self.name, self.artifact_ref, self.model_name,
+                          str(self.artifact_id)})
+
+    @classmethod
+    def for_artifact(cls, artifact: Artifact, options: ServeOptions) -> DeploymentConfig:
+        options = options.checked()
+        if artifact.state != ArtifactState.READY:
+            raise InvalidInputError(f"{artifact.ref} is {artifact.state.value}, not ready; "
+                                    "only a ready artifact can be served.")
+        if artifact.kind == "lora":
+            raise InvalidInputError(
+                f"{artifact.ref} is a LoRA adapter; merge it into its base model first, then "
+                "serve the merged model.")
+        engine = options.engine or ENGINE_FOR_KIND.get(artifact.kind)
+        if engine is None:
+            raise InvalidInputError(f"{artifact.ref} is a {artifact.kind!r} artifact, which "
+                                    "no engine serves; pass --engine.")
+        expected = {"llama.cpp": "gguf", "torch": "hf"}.get(engine)
+        if expected and artifact.kind != expected:
+            hint = ("quantize it to GGUF first ('llmops quantize ... --to Q4_K_M') or use "
+                    "--engine torch" if engine == "llama.cpp" else "use --engine llama.cpp")
+            raise InvalidInputError(f"The {engine} engine serves {expected} artifacts and "
+                                    f"{artifact.ref} is {artifact.kind}: {hint}.")
+        name = (options.name or artifact.ref).strip()
+        if not name:
+            raise InvalidInputError("A deployment name cannot be empty.")
+        return cls(name=name, artifact_id=artifact.id, artifact_ref=artifact.ref,
+                   model_name=artifact.model_name, model_path=Path(artifact.path),
+                   options=replace(options, engine=engine, name=name))
+
+    def engine_settings(self) -> EngineSettings:
+        o = self.options
+        return EngineSettings(ctx=o.ctx, threads=o.threads, gpu_layers=o.gpu_layers,
+                              parallel=o.parallel, device=o.device,
+                              quantization=o.quantization, batch=o.batch)
+
+    def settings_json(self) -> dict[str, Any]:
+        """The options as the deployment record keeps them (no secrets among them)."""
+        return asdict(self.options)

@@ -1,0 +1,164 @@
+"""Run one deployment: resolve the artifact, refuse unsafe binds, load the engine, serve.
+
+:func:`serve` blocks until Ctrl-C or SIGTERM, then stops cleanly: requests still running
+are cancelled after a short grace period, worker threads finish their current token, the
+request log is written to the catalog, and the deployment is marked stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import uvicorn
+
+from llmops_desktop.catalog import Catalog
+from llmops_desktop.errors import InvalidInputError
+from llmops_desktop.httpserve import (
+    NotifyingServer,
+    bind_socket,
+    is_loopback,
+    not_a_shutdown_cancel,
+    socket_url,
+)
+from llmops_desktop.paths import Home
+from llmops_desktop.serving.app import create_app
+from llmops_desktop.serving.config import DeploymentConfig, ServeOptions
+from llmops_desktop.serving.engines.base import get_engine
+from llmops_desktop.serving.recorder import RequestRecorder
+from llmops_desktop.serving.store import (
+    create_deployment,
+    update_deployment,
+)
+
+API_KEY_ENV = "LLMOPS_API_KEY"
+log = logging.getLogger("llmops_desktop.serving")
+
+
+def check_api_key(key: str) -> str:
+    key = key.strip()
+    if key and not all(33 <= ord(c) < 127 for c in key):
+        raise InvalidInputError(
+            "The API key must be printable ASCII without spaces (it travels in an HTTP "
+            "header). Pick another one, e.g. from 'python -c \"import secrets; "
+            "print(secrets.token_urlsafe(24))\"'.")
+    return key
+
+
+def checkbind_socket(host: str, api_key: str | None) -> None:
+    if not api_key and not is_loopback(host):
+        raise InvalidInputError(
+            f"Refusing to serve on {host} without an API key: anyone who can reach this "
+            f"machine could use the model. Set {API_KEY_ENV} (or pass --api-key), or bind to "
+            "127.0.0.1.")
+
+
+class _Stop(Exception):
+    pass
+
+
+def serve(artifact: str | int, options: ServeOptions | None = None, *,
+          home: Home | str | os.PathLike[str] | None = None, api_key: str | None = None,
+          on_ready: Callable[[dict[str, Any]], None] | None = None) -> None:
+    """Serve ``artifact`` (id, name or NAME@VERSION) over HTTP; blocks until stopped.
+
+    ``api_key`` defaults to ``$LLMOPS_API_KEY``; a host other than a loopback address is
+    refused without one. ``on_ready(info)`` is called once the socket accepts connections,
+    with ``url``, ``deployment_id``, ``name``, ``engine``, ``n_ctx`` and ``parallel``.
+    """
+    home = home if isinstance(home, Home) else Home.resolve(home)
+    options = (options or ServeOptions()).checked()
+    api_key = check_api_key(api_key or os.environ.get(API_KEY_ENV, "")) or None
+    checkbind_socket(options.host, api_key)
+    catalog = Catalog.open(home)
+    try:
+        config = DeploymentConfig.for_artifact(catalog.resolve(artifact), options)
+        get_engine(config.engine)  # an unknown engine fails before the port is taken
+        sock = bind_socket(options.host, options.port)
+        url = socket_url(sock, options.host)
+        config = replace(config, id=create_deployment(
+            catalog, name=config.name, artifact_id=config.artifact_id,
+            artifact_ref=config.artifact_ref, engine=config.engine, host=options.host,
+            settings=config.settings_json()))
+        _serve_bound(catalog, home, config, sock, url, api_key, on_ready)
+    finally:
+        catalog.close()
+
+
+def _serve_bound(catalog: Catalog, home: Home, config: DeploymentConfig, sock: Any, url: str,
+                 api_key: str | None, on_ready: Callable[[dict[str, Any]], None] | None) -> None:
+    port = sock.getsockname()[1]
+    try:
+        engine = get_engine(config.engine).load(config.model_path, config.engine_settings())
+    except BaseException as exc:
+        sock.close()
+        update_deployment(catalog, config.id, state="failed", error=str(exc) or type(exc).__name__)
+        raise
+    recorder = RequestRecorder(home).start()
+    app = create_app(config, engine, recorder, api_key=api_key)
+    info = {"url": url, "deployment_id": config.id, "name": config.name,
+            "model": config.artifact_ref, "engine": config.engine, "n_ctx": engine.n_ctx,
+            "parallel": engine.parallel_slots, "pid": os.getpid()}
+
+    def started() -> None:
+        update_deployment(catalog, config.id, state="running", port=port, url=url,
+                          pid=os.getpid())
+        if not is_loopback(config.options.host):
+            log.warning("serving on %s: plain HTTP, so the API key and the text travel "
+                        "unencrypted; use it on a network you trust", config.options.host)
+        (on_ready or _log_ready)(info)
+
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    if not_a_shutdown_cancel not in uvicorn_log.filters:
+        uvicorn_log.addFilter(not_a_shutdown_cancel)
+    server = NotifyingServer(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
+                                    ws="none", server_header=False, timeout_graceful_shutdown=3,
+                                    timeout_keep_alive=15), started)
+    console = None
+    if not log.hasHandlers():  # e.g. the plain CLI: show the ready line and requests
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        log.addHandler(console)
+    level = log.level
+    if not log.isEnabledFor(logging.INFO):
+        log.setLevel(logging.INFO)
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if in_main else None
+
+    def _stop(signum: int, frame: object) -> None:  # uvicorn re-raises SIGTERM after shutdown
+        raise _Stop
+
+    if in_main:
+        signal.signal(signal.SIGTERM, _stop)
+    error: str | None = None
+    try:
+        server.run(sockets=[sock])
+    except (KeyboardInterrupt, _Stop):
+        pass  # uvicorn already shut down gracefully; this is its re-raised signal
+    except BaseException as exc:
+        error = str(exc) or type(exc).__name__
+        raise
+    finally:
+        sock.close()
+        app.state.llmops.close()
+        recorder.close()
+        engine.close()
+        update_deployment(catalog, config.id, state="failed" if error else "stopped",
+                          error=error)
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+        log.info("deployment %s stopped (%d request(s) logged)", config.name, recorder.written)
+        if console is not None:
+            log.removeHandler(console)
+        log.setLevel(level)
+
+
+def _log_ready(info: dict[str, Any]) -> None:
+    log.info("serving %s (%s) on %s; OpenAI base URL %s/v1", info["name"], info["engine"],
+             info["url"], info["url"])

@@ -1,0 +1,202 @@
+"""Deployments and their request log in the catalog.
+
+:func:`migration_deployments` is the schema step (migration 4 in ``catalog/schema.py``)
+that adds the two tables.
+
+A deployment row is one server process: its settings (never the API key), state
+(starting → running → stopped, or failed), pid and address. The request log has one row
+per generation request, written in batches by :class:`~llmops_desktop.serving.recorder.
+RequestRecorder`. Rows outlive the artifact: removing it sets ``artifact_id`` to NULL.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from llmops_desktop.catalog import Catalog, utcnow
+from llmops_desktop.errors import NotFoundError
+
+DEPLOYMENT_STATES = ("starting", "running", "stopped", "failed")
+
+
+def migration_deployments(conn: sqlite3.Connection) -> None:
+    """Schema step: ``deployments`` and ``request_log`` (runs inside the caller's
+    transaction; plain ``conn.execute`` statements, no ``executescript``)."""
+    conn.execute("""
+        CREATE TABLE IF NOT EXISTS deployments (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            artifact_id INTEGER REFERENCES artifacts(id) ON DELETE SET NULL,
+            artifact_ref TEXT NOT NULL DEFAULT '',
+            engine TEXT NOT NULL,
+            host TEXT NOT NULL,
+            port INTEGER,
+            url TEXT NOT NULL DEFAULT '',
+            settings TEXT NOT NULL DEFAULT '{}',
+            state TEXT NOT NULL DEFAULT 'starting'
+                CHECK (state IN ('starting','running','stopped','failed')),
+            pid INTEGER,
+            error TEXT,
+            created_at TEXT NOT NULL,
+            started_at TEXT,
+            stopped_at TEXT
+        )""")
+    conn.execute("""
+        CREATE TABLE IF NOT EXISTS request_log (
+            id INTEGER PRIMARY KEY,
+            deployment_id INTEGER NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
+            artifact_id INTEGER REFERENCES artifacts(id) ON DELETE SET NULL,
+            ts TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            model TEXT NOT NULL DEFAULT '',
+            stream INTEGER NOT NULL DEFAULT 0,
+            status INTEGER NOT NULL,
+            error TEXT,
+            finish_reason TEXT,
+            queue_ms REAL,
+            ttft_ms REAL,
+            latency_ms REAL NOT NULL,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            tokens_per_s REAL
+        )""")
+    conn.execute("CREATE INDEX IF NOT EXISTS request_log_deployment ON request_log(deployment_id, ts)")
+    conn.execute("CREATE INDEX IF NOT EXISTS request_log_artifact ON request_log(artifact_id)")
+    conn.execute("CREATE INDEX IF NOT EXISTS deployments_artifact ON deployments(artifact_id)")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    id: int
+    name: str
+    artifact_id: int | None
+    artifact_ref: str
+    engine: str
+    host: str
+    port: int | None
+    url: str
+    settings: dict[str, Any]
+    state: str
+    pid: int | None
+    error: str | None
+    created_at: str
+    started_at: str | None
+    stopped_at: str | None
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One generation request as the server saw it. Times in milliseconds from arrival;
+    ``tokens_per_s`` is completion tokens over the time the engine spent on them (queueing
+    excluded, prompt processing included); ``status`` is HTTP's (499: client gone)."""
+
+    deployment_id: int
+    artifact_id: int | None
+    ts: str
+    endpoint: str
+    model: str
+    stream: bool
+    status: int
+    latency_ms: float
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    ttft_ms: float | None = None
+    queue_ms: float | None = None
+    tokens_per_s: float | None = None
+    finish_reason: str | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_REQUEST_COLUMNS = ("deployment_id", "artifact_id", "ts", "endpoint", "model", "stream",
+                    "status", "error", "finish_reason", "queue_ms", "ttft_ms", "latency_ms",
+                    "prompt_tokens", "completion_tokens", "tokens_per_s")
+
+
+def insert_requests(conn: sqlite3.Connection, records: Iterable[RequestRecord]) -> int:
+    """Append records in one transaction; returns how many."""
+    rows = [tuple(int(v) if isinstance(v, bool) else v
+                  for v in (getattr(r, c) for c in _REQUEST_COLUMNS)) for r in records]
+    if not rows:
+        return 0
+    marks = ",".join("?" * len(_REQUEST_COLUMNS))
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany(f"INSERT INTO request_log ({','.join(_REQUEST_COLUMNS)}) "
+                         f"VALUES ({marks})", rows)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return len(rows)
+
+
+def request_log(catalog: Catalog, *, deployment_id: int | None = None,
+                artifact_id: int | None = None, limit: int = 1000) -> list[RequestRecord]:
+    """The newest requests first."""
+    where, params = [], []
+    if deployment_id is not None:
+        where.append("deployment_id = ?")
+        params.append(deployment_id)
+    if artifact_id is not None:
+        where.append("artifact_id = ?")
+        params.append(artifact_id)
+    sql = ("SELECT " + ",".join(_REQUEST_COLUMNS) + " FROM request_log"
+           + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id DESC LIMIT ?")
+    rows = catalog.conn.execute(sql, (*params, limit)).fetchall()
+    return [RequestRecord(**{**dict(zip(_REQUEST_COLUMNS, r)), "stream": bool(r[5])})
+            for r in rows]
+
+
+def create_deployment(catalog: Catalog, *, name: str, artifact_id: int, artifact_ref: str,
+                      engine: str, host: str, settings: dict[str, Any]) -> int:
+    with catalog.transaction() as conn:
+        cur = conn.execute(
+            "INSERT INTO deployments (name, artifact_id, artifact_ref, engine, host, settings, "
+            "state, created_at) VALUES (?, ?, ?, ?, ?, ?, 'starting', ?)",
+            (name, artifact_id, artifact_ref, engine, host, json.dumps(settings), utcnow()))
+        deployment_id = int(cur.lastrowid)
+        catalog.audit("serve", artifact_id=artifact_id,
+                      details={"deployment_id": deployment_id, "name": name, "engine": engine,
+                               "host": host})
+    return deployment_id
+
+
+def update_deployment(catalog: Catalog, deployment_id: int, *, state: str,
+                      **values: Any) -> None:
+    """Move a deployment to ``state``, setting the timestamps that go with it."""
+    if state not in DEPLOYMENT_STATES:
+        raise ValueError(f"unknown deployment state {state!r}")
+    allowed = {"port", "url", "pid", "error"}
+    if set(values) - allowed:
+        raise ValueError(f"unknown deployment fields {set(values) - allowed}")
+    values["state"] = state
+    if state == "running":
+        values["started_at"] = utcnow()
+    elif state in ("stopped", "failed"):
+        values["stopped_at"] = utcnow()
+    sets = ", ".join(f"{k} = ?" for k in values)
+    with catalog.transaction() as conn:
+        conn.execute(f"UPDATE deployments SET {sets} WHERE id = ?",
+                     (*values.values(), deployment_id))
+
+
+def deployment(catalog: Catalog, deployment_id: int) -> Deployment:
+    cur = catalog.conn.execute("SELECT * FROM deployments WHERE id = ?", (deployment_id,))
+    row = cur.fetchone()
+    if row is None:
+        raise NotFoundError(f"No deployment #{deployment_id}.")
+    data = dict(zip([d[0] for d in cur.description], row))
+    return Deployment(**{**data, "settings": json.loads(data["settings"] or "{}")})
+
+
+def deployments(catalog: Catalog, *, limit: int = 200) -> list[Deployment]:
+    ids = [r[0] for r in catalog.conn.execute(
+        "SELECT id FROM deployments ORDER BY id DESC LIMIT ?", (limit,))]
+    return [deployment(catalog, i) for i in ids]
