@@ -97,3 +97,27 @@ class JsonLineHandler(logging.Handler):
                 self.release()
         except Exception:  # noqa: BLE001 - logging must not break a request
             self.handleError(record)
+
+
+def check_secret(value: str, what: str) -> str:
+    """A token or API key as it will travel in an HTTP header: printable ASCII, no spaces."""
+    value = value.strip()
+    if value and not all(33 <= ord(c) < 127 for c in value):
+        raise InvalidInputError(
+            f"The {what} must be printable ASCII without spaces (it travels in an HTTP "
+            "header). Pick another one, e.g. from 'python -c \"import secrets; "
+            "print(secrets.token_urlsafe(24))\"'.")
+    return value
+
+
+def log_as_json_lines(stream: IO[str]) -> None:
+    """Send the app's log (and uvicorn's warnings) to ``stream`` as JSON ``log`` lines, as a
+    server child process reports to its parent."""
+    handler = JsonLineHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    for name, level in (("llmops_desktop", logging.INFO), ("uvicorn.error", logging.WARNING)):
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = False
+

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Sequence
 
@@ -23,7 +22,7 @@ def _emit(message: str, level: str = "info") -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from llmops_desktop.httpserve import JsonLineHandler
+    from llmops_desktop.httpserve import log_as_json_lines
     from llmops_desktop.mirror.run import DEFAULT_HOST, DEFAULT_PORT, serve
     from llmops_desktop.paths import Home
 
@@ -39,16 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    "LLMOPS_MIRROR_TOKEN: a command line is visible to others)")
     args = p.parse_args(argv)
 
-    handler = JsonLineHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    app_log = logging.getLogger("llmops_desktop")
-    app_log.addHandler(handler)
-    app_log.setLevel(logging.INFO)
-    app_log.propagate = False
-    server_log = logging.getLogger("uvicorn.error")
-    server_log.addHandler(handler)
-    server_log.setLevel(logging.WARNING)
-    server_log.propagate = False
+    log_as_json_lines(sys.stdout)
     try:
         serve(Home.resolve(args.home), args.host, args.port, args.token,
               on_ready=lambda url: _emit(f"mirror listening on {url}"))

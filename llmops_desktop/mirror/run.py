@@ -15,6 +15,7 @@ from llmops_desktop.errors import InvalidInputError
 from llmops_desktop.httpserve import (
     NotifyingServer,
     bind_socket,
+    check_secret,
     is_loopback,
     not_a_shutdown_cancel,
     socket_url,
@@ -29,13 +30,7 @@ log = logging.getLogger("llmops_desktop.mirror")
 
 
 def check_token(token: str) -> str:
-    token = token.strip()
-    if token and not all(33 <= ord(c) < 127 for c in token):
-        raise InvalidInputError(
-            "The mirror token must be printable ASCII without spaces (it travels in an HTTP "
-            "header). Pick another one, e.g. from 'python -c \"import secrets; "
-            "print(secrets.token_urlsafe(24))\"'.")
-    return token
+    return check_secret(token, "mirror token")
 
 
 class _Stop(Exception):

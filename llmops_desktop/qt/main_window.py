@@ -30,6 +30,7 @@ from llmops_desktop.qt.context import AppContext, AppEvents, Page, icon
 from llmops_desktop.qt.download_rows import shareable_url
 from llmops_desktop.qt.import_dialog import ImportDialog, ImportRequest, check_request
 from llmops_desktop.qt.job_controller import JobController
+from llmops_desktop.qt.pages.deployments import DeploymentsPage
 from llmops_desktop.qt.pages.download import DownloadPage
 from llmops_desktop.qt.pages.jobs import JobsPage
 from llmops_desktop.qt.pages.models import ModelsPage
@@ -38,7 +39,7 @@ from llmops_desktop.qt.widgets import JobsStatusButton, MessageBanner
 from llmops_desktop.qt.workers import run_in_thread
 from llmops_desktop.settings import load_settings
 
-PAGES: list[type[Page]] = [ModelsPage, DownloadPage, JobsPage, SettingsPage]
+PAGES: list[type[Page]] = [ModelsPage, DownloadPage, DeploymentsPage, JobsPage, SettingsPage]
 MODEL_SUFFIXES = (".gguf",)
 
 
@@ -124,6 +125,7 @@ class MainWindow(QMainWindow):
         jobs.sig_active_changed.connect(lambda _: self._update_jobs_status())
         jobs.sig_jobs_changed.connect(self._update_jobs_status)
         self.models_page.sig_reloaded.connect(self._on_models_reloaded)
+        self.models_page.sig_serve_requested.connect(self.serve_artifact)
         download = self.download_page
         download.sig_settings_requested.connect(lambda: self.show_page("settings"))
         download.sig_show_artifact_requested.connect(self.show_artifact)
@@ -136,6 +138,12 @@ class MainWindow(QMainWindow):
     def models_page(self) -> ModelsPage:
         page = self.pages["models"]
         assert isinstance(page, ModelsPage)
+        return page
+
+    @property
+    def deployments_page(self) -> DeploymentsPage:
+        page = self.pages["deployments"]
+        assert isinstance(page, DeploymentsPage)
         return page
 
     @property
@@ -242,6 +250,12 @@ class MainWindow(QMainWindow):
         if not self.models_page.select_artifact(artifact_id):
             self._select_after_reload = artifact_id
             self.models_page.reload()
+
+    def serve_artifact(self, artifact_id: int) -> None:
+        """Open the Deployments page with this artifact chosen in its form."""
+        self.show_page("deployments")
+        if not self.deployments_page.select_artifact(artifact_id):
+            self.banner.show_error(f"Artifact #{artifact_id} is not ready to serve.")
 
     def show_about(self) -> QMessageBox:
         return show_about(self)
@@ -367,4 +381,5 @@ class MainWindow(QMainWindow):
         self.save_state()
         self.ctx.jobs.stop()  # running jobs carry on; the next window finds them
         self.download_page.mirror.stop(wait=True)  # the mirror does not outlive the app
+        self.deployments_page.deploy.stop_all(wait=True)  # nor do the deployments
         super().closeEvent(event)

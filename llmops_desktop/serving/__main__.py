@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -26,7 +25,7 @@ def _emit(event: dict[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from llmops_desktop.httpserve import JsonLineHandler
+    from llmops_desktop.httpserve import log_as_json_lines
     from llmops_desktop.serving.config import add_serve_arguments, options_from_args
     from llmops_desktop.serving.run import serve
 
@@ -39,16 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_serve_arguments(p)
     args = p.parse_args(argv)
 
-    handler = JsonLineHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    app_log = logging.getLogger("llmops_desktop")
-    app_log.addHandler(handler)
-    app_log.setLevel(logging.INFO)
-    app_log.propagate = False
-    server_log = logging.getLogger("uvicorn.error")
-    server_log.addHandler(handler)
-    server_log.setLevel(logging.WARNING)
-    server_log.propagate = False
+    log_as_json_lines(sys.stdout)
 
     def ready(info: dict[str, Any]) -> None:
         _emit({"type": "log", "message": f"serving {info['name']} on {info['url']}",

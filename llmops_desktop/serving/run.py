@@ -23,6 +23,7 @@ from llmops_desktop.errors import InvalidInputError
 from llmops_desktop.httpserve import (
     NotifyingServer,
     bind_socket,
+    check_secret,
     is_loopback,
     not_a_shutdown_cancel,
     socket_url,
@@ -42,13 +43,7 @@ log = logging.getLogger("llmops_desktop.serving")
 
 
 def check_api_key(key: str) -> str:
-    key = key.strip()
-    if key and not all(33 <= ord(c) < 127 for c in key):
-        raise InvalidInputError(
-            "The API key must be printable ASCII without spaces (it travels in an HTTP "
-            "header). Pick another one, e.g. from 'python -c \"import secrets; "
-            "print(secrets.token_urlsafe(24))\"'.")
-    return key
+    return check_secret(key, "API key")
 
 
 def checkbind_socket(host: str, api_key: str | None) -> None:

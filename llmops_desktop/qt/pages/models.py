@@ -32,12 +32,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from llmops_desktop.catalog import Artifact, Catalog
+from llmops_desktop.catalog import Artifact, ArtifactState, Catalog
 from llmops_desktop.qt.artifact_model import ArtifactFilterProxy, ArtifactTableModel, Roles
 from llmops_desktop.qt.context import AppContext, Page, icon
 from llmops_desktop.qt.pages.model_details import DetailsPane
 from llmops_desktop.qt.pages.welcome import WelcomeWidget
 from llmops_desktop.qt.workers import run_in_thread
+from llmops_desktop.serving.config import ENGINE_FOR_KIND
 
 if TYPE_CHECKING:
     from llmops_desktop.qt.quantize_dialog import QuantizeDialog
@@ -59,6 +60,8 @@ class ModelsPage(Page):
     """The table was re-read from the catalog."""
     sig_selection_changed = Signal(object)
     """The selected artifact changed (an Artifact, or None)."""
+    sig_serve_requested = Signal(int)
+    """Serve this artifact: open the Deployments page with it chosen."""
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(ctx, parent)
@@ -172,6 +175,8 @@ class ModelsPage(Page):
         self.act_quantize.setToolTip("Make GGUF or bitsandbytes variants of the selected model, "
                                      "with their perplexity (Ctrl+Shift+Q)")
         self.quantize_button.setDefaultAction(self.act_quantize)
+        self.act_serve = self._action("deploy", "Serve…", self.serve_selected)
+        self.act_serve.setToolTip("Serve the selected model over an OpenAI-compatible API")
         self.act_copy_path = self._action("copy", "Copy path", self.copy_path, "Ctrl+Shift+C")
         self.act_open_folder = self._action("folder", "Open folder", self.open_folder)
         self.act_tag = self._action("tag", "Tag…", self.edit_tags, "Ctrl+T")
@@ -181,7 +186,7 @@ class ModelsPage(Page):
         self.act_remove.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         self.table.addAction(self.act_remove)
         self.act_show_job = self._action("jobs", "Show job", self.show_job)
-        self.model_actions = [self.act_quantize, self.act_copy_path, self.act_open_folder,
+        self.model_actions = [self.act_quantize, self.act_serve, self.act_copy_path, self.act_open_folder,
                               self.act_tag, self.act_remove, self.act_show_job]
         self._update_actions()
 
@@ -278,6 +283,8 @@ class ModelsPage(Page):
             action.setEnabled(a is not None)
         self.act_show_job.setEnabled(a is not None and a.job_id is not None)
         self.act_quantize.setEnabled(a is not None and a.kind in QUANTIZABLE_KINDS)
+        self.act_serve.setEnabled(a is not None and a.kind in ENGINE_FOR_KIND
+                                  and a.state == ArtifactState.READY)
 
     def _on_filter_changed(self, text: str) -> None:
         self.proxy.set_filter_text(text)
@@ -316,7 +323,7 @@ class ModelsPage(Page):
             if action is self.act_remove:
                 menu.addSeparator()
             menu.addAction(action)
-            if action is self.act_quantize:
+            if action is self.act_serve:
                 menu.addSeparator()
         menu.popup(self.table.viewport().mapToGlobal(pos))
 
@@ -433,6 +440,10 @@ class ModelsPage(Page):
 
         run_in_thread(work, done, lambda e: self.ctx.events.sig_error.emit(str(e)),
                       receiver=self)
+
+    def serve_selected(self) -> None:
+        if (a := self.selected_artifact()) is not None:
+            self.sig_serve_requested.emit(a.id)
 
     def show_job(self) -> None:
         if (a := self.selected_artifact()) is not None and a.job_id is not None:

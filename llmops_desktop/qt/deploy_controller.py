@@ -1,0 +1,260 @@
+"""Start, watch, restart and stop the window's deployments (``python -m llmops_desktop.serving``).
+
+Each deployment is a child process, as the mirror is: a reader thread turns its JSON lines
+into signals through one relay made on the GUI thread and never destroyed (a QObject whose
+last reference a reader thread dropped would be destroyed outside its thread). The live
+state of a deployment is a plain Python object the controller owns; the catalog keeps the
+durable record (the child writes it). SIGTERM stops a child cleanly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from PySide6.QtCore import QObject, Qt, Signal
+
+from llmops_desktop.jobs.events import Error, Log, Result, parse_event
+from llmops_desktop.paths import Home
+from llmops_desktop.serving.config import DEFAULT_HOST
+
+STOP_GRACE_S = 5.0
+KEEP_LINES = 500
+STATES = ("starting", "running", "stopped", "failed")
+
+
+@dataclass(frozen=True)
+class DeployRequest:
+    """What the user asked to serve, and how (None: the server's default)."""
+
+    artifact_id: int
+    artifact_ref: str
+    engine: str
+    port: int = 0
+    host: str = DEFAULT_HOST
+    ctx: int | None = None
+    threads: int | None = None
+    parallel: int | None = None
+    name: str | None = None
+
+    def command(self, home: Home) -> list[str]:
+        cmd = [sys.executable, "-m", "llmops_desktop.serving", "--home", str(home.root),
+               "--artifact", str(self.artifact_id), "--engine", self.engine,
+               "--host", self.host, "--port", str(self.port)]
+        for flag, value in (("--ctx", self.ctx), ("--threads", self.threads),
+                            ("--parallel", self.parallel), ("--name", self.name)):
+            if value is not None and value != "":
+                cmd += [flag, str(value)]
+        return cmd
+
+
+class LiveDeployment:
+    """One deployment this window started: its request, process and what it said."""
+
+    def __init__(self, key: int, request: DeployRequest) -> None:
+        self.key = key
+        self.request = request
+        self.state = "starting"
+        self.info: dict[str, Any] = {}
+        self.error = ""
+        self.lines: deque[str] = deque(maxlen=KEEP_LINES)
+        self.ready_at: float | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+        self.stopping = False
+        self.restart_pending = False
+
+    @property
+    def name(self) -> str:
+        return str(self.info.get("name") or self.request.name or self.request.artifact_ref)
+
+    @property
+    def url(self) -> str:
+        return str(self.info.get("url", "")) if self.state == "running" else ""
+
+    @property
+    def deployment_id(self) -> int | None:
+        value = self.info.get("deployment_id")
+        return int(value) if value is not None else None
+
+    def uptime_s(self) -> float | None:
+        if self.state != "running" or self.ready_at is None:
+            return None
+        return time.monotonic() - self.ready_at
+
+
+class _DeploySignals(QObject):
+    """Bridge from the deployments' reader threads to the GUI thread (one per process)."""
+
+    sig_line = Signal(int, str, str, str)
+    """Deployment key, event type ('log' or 'error'), level or error type, and the message."""
+    sig_ready = Signal(int, object)
+    """Deployment key and the server's result data (url, deployment_id, name, …)."""
+    sig_exited = Signal(int, int)
+    """Deployment key and the child's exit code."""
+
+
+_bridge: _DeploySignals | None = None
+_keys = itertools.count(1)
+
+
+def _deploy_bridge() -> _DeploySignals:
+    global _bridge
+    if _bridge is None:
+        _bridge = _DeploySignals()
+    return _bridge
+
+
+class DeployController(QObject):
+    """The window's deployments: any number of server children, started and stopped on request."""
+
+    sig_added = Signal(int)
+    """A deployment was started (its key)."""
+    sig_changed = Signal(int)
+    """A deployment's state changed (starting, running, stopped, failed)."""
+    sig_started = Signal(int, str)
+    """A deployment accepts connections at this URL."""
+    sig_stopped = Signal(int, str)
+    """A deployment's process ended: "" when asked to stop, else why it failed."""
+    sig_line = Signal(int, str)
+    """A deployment logged a line (one per request once running)."""
+
+    def __init__(self, home: Home, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.home = home
+        self.deployments: dict[int, LiveDeployment] = {}
+        signals = _deploy_bridge()
+        queued = Qt.ConnectionType.QueuedConnection
+        signals.sig_line.connect(self._on_line, queued)
+        signals.sig_ready.connect(self._on_ready, queued)
+        signals.sig_exited.connect(self._on_exited, queued)
+
+    @property
+    def log_path(self):
+        return self.home.root / "logs" / "serving.log"
+
+    def get(self, key: int) -> LiveDeployment | None:
+        return self.deployments.get(key)
+
+    def start(self, request: DeployRequest) -> int:
+        """Start a deployment; returns its key (ready: ``sig_started``)."""
+        key = next(_keys)
+        self.deployments[key] = LiveDeployment(key, request)
+        self._spawn(self.deployments[key])
+        self.sig_added.emit(key)
+        return key
+
+    def stop(self, key: int, *, wait: bool = False) -> None:
+        """SIGTERM a deployment; with ``wait`` (the app is quitting) wait, then SIGKILL."""
+        d = self.deployments.get(key)
+        if d is None or d.process is None:
+            return
+        d.stopping = True
+        process = d.process
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        if wait:
+            try:
+                process.wait(timeout=STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def restart(self, key: int) -> None:
+        """Stop a deployment and start it again with the same settings once it has exited."""
+        d = self.deployments.get(key)
+        if d is None:
+            return
+        if d.process is None:
+            self._spawn(d)
+            self.sig_changed.emit(key)
+            return
+        d.restart_pending = True
+        self.stop(key)
+
+    def stop_all(self, *, wait: bool = False) -> None:
+        for key in list(self.deployments):
+            self.stop(key, wait=wait)
+
+    def running_count(self) -> int:
+        return sum(1 for d in self.deployments.values() if d.process is not None)
+
+    # ---- internals ------------------------------------------------------------------------
+
+    def _spawn(self, d: LiveDeployment) -> None:
+        env = dict(os.environ)
+        env["PYTHONUNBUFFERED"] = "1"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        d.state, d.info, d.error, d.ready_at = "starting", {}, "", None
+        d.stopping = d.restart_pending = False
+        with open(self.log_path, "ab") as log:
+            d.process = subprocess.Popen(d.request.command(self.home), stdout=subprocess.PIPE,
+                                         stderr=log, stdin=subprocess.DEVNULL, env=env)
+        threading.Thread(target=_read_deployment, args=(_deploy_bridge(), d.key, d.process),
+                         daemon=True, name=f"llmops-deploy-{d.key}").start()
+
+    def _on_line(self, key: int, kind: str, level: str, message: str) -> None:
+        d = self.deployments.get(key)
+        if d is None:
+            return
+        if kind == "error":
+            d.error = message
+            message = f"error: {message}"
+        elif level == "error" and not d.error:
+            d.error = message
+        d.lines.append(message)
+        self.sig_line.emit(key, message)
+
+    def _on_ready(self, key: int, data: object) -> None:
+        d = self.deployments.get(key)
+        if d is None or not isinstance(data, dict):
+            return
+        d.info = dict(data)
+        d.state = "running"
+        d.ready_at = time.monotonic()
+        self.sig_started.emit(key, d.url)
+        self.sig_changed.emit(key)
+
+    def _on_exited(self, key: int, code: int) -> None:
+        d = self.deployments.get(key)
+        if d is None:
+            return
+        d.process = None
+        if d.stopping or code == 0:
+            d.state, reason = "stopped", ""
+        else:
+            d.state = "failed"
+            reason = d.error or (f"The server stopped unexpectedly (exit code {code}); "
+                                 f"see {self.log_path}.")
+            d.error = reason
+        d.ready_at = None
+        self.sig_stopped.emit(key, reason)
+        self.sig_changed.emit(key)
+        if d.restart_pending:
+            self._spawn(d)
+            self.sig_changed.emit(key)
+
+
+def _read_deployment(signals: _DeploySignals, key: int, process: subprocess.Popen[bytes]) -> None:
+    """Reader thread: a server's stdout lines become signals; then its exit code."""
+    assert process.stdout is not None
+    try:
+        for raw in process.stdout:
+            event = parse_event(raw)
+            if isinstance(event, Log):
+                signals.sig_line.emit(key, "log", event.level, event.message)
+            elif isinstance(event, Result):
+                signals.sig_ready.emit(key, event.data)
+            elif isinstance(event, Error):
+                signals.sig_line.emit(key, "error", event.error_type, event.message)
+    finally:
+        code = process.wait()
+        process.stdout.close()
+        signals.sig_exited.emit(key, code)

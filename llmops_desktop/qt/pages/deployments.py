@@ -1,0 +1,444 @@
+"""The Deployments page: serve a catalog artifact over an OpenAI-compatible API, and watch it.
+
+A form starts ``python -m llmops_desktop.serving`` for a ready artifact (through
+:class:`DeployController`); the list shows what this window started, and the selected one's
+log lines, recent requests from the catalog, and snippets to call it with.
+"""
+
+from __future__ import annotations
+
+import json
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QFontDatabase,
+    QGuiApplication,
+    QHideEvent,
+    QShowEvent,
+)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QTabWidget,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from llmops_desktop.catalog import Artifact, ArtifactState
+from llmops_desktop.qt.context import AppContext, Page, icon
+from llmops_desktop.qt.deploy_controller import DeployController, DeployRequest, LiveDeployment
+from llmops_desktop.qt.formatting import local_time
+from llmops_desktop.serving.config import ENGINE_FOR_KIND, ServeOptions
+from llmops_desktop.serving.store import request_log
+
+REQUESTS_REFRESH_MS = 2000
+UPTIME_REFRESH_MS = 1000
+RECENT_REQUESTS = 50
+_COLUMNS = ("Name", "Model", "Engine", "URL", "Status", "Uptime")
+_STATE_COLORS = {"starting": "#b58900", "running": "#2e7d32", "stopped": "#777777",
+                 "failed": "#c62828"}
+
+
+def _field(name: str) -> dict:
+    return next(i for i in ServeOptions.field_info() if i["name"] == name)
+
+
+def servable(artifact: Artifact) -> bool:
+    return artifact.state == ArtifactState.READY and artifact.kind in ENGINE_FOR_KIND
+
+
+def uptime_text(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    s = int(seconds)
+    if s < 3600:
+        return f"{s // 60}:{s % 60:02d}"
+    return f"{s // 3600}h {s % 3600 // 60:02d}m"
+
+
+def curl_snippet(url: str, model: str) -> str:
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "Hello!"}],
+                       "max_tokens": 64})
+    return (f"curl {url}/v1/chat/completions \\\n"
+            "  -H 'Content-Type: application/json' \\\n"
+            f"  -d '{body}'")
+
+
+def python_snippet(url: str, model: str) -> str:
+    return ("from openai import OpenAI\n\n"
+            f'client = OpenAI(base_url="{url}/v1", api_key="not-needed")\n'
+            "reply = client.chat.completions.create(\n"
+            f"    model={model!r},\n"
+            '    messages=[{"role": "user", "content": "Hello!"}],\n'
+            "    max_tokens=64,\n"
+            ")\n"
+            "print(reply.choices[0].message.content)\n")
+
+
+class DeploymentsPage(Page):
+    """Serve artifacts locally and see their requests."""
+
+    page_id = "deployments"
+    title = "Deployments"
+    icon_name = "deploy"
+    tooltip = "Serve a model over an OpenAI-compatible API on this machine"
+
+    sig_selection_changed = Signal(int)
+    """The selected deployment changed (its key, 0 for none)."""
+
+    def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
+        super().__init__(ctx, parent)
+        self.deploy = DeployController(ctx.home, self)
+        self._items: dict[int, QTreeWidgetItem] = {}
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 8, 8, 8)
+        layout.addWidget(self._build_form())
+        self.splitter = QSplitter(Qt.Orientation.Vertical)
+        self.splitter.addWidget(self._build_list())
+        self.splitter.addWidget(self._build_details())
+        self.splitter.setStretchFactor(0, 1)
+        self.splitter.setStretchFactor(1, 2)
+        self.splitter.setChildrenCollapsible(False)
+        layout.addWidget(self.splitter, 1)
+
+        self.uptime_timer = QTimer(self)
+        self.uptime_timer.setInterval(UPTIME_REFRESH_MS)
+        self.uptime_timer.timeout.connect(self._update_uptimes)
+        self.requests_timer = QTimer(self)
+        self.requests_timer.setInterval(REQUESTS_REFRESH_MS)
+        self.requests_timer.timeout.connect(self.refresh_requests)
+
+        self.deploy.sig_added.connect(self._on_added)
+        self.deploy.sig_changed.connect(self._on_changed)
+        self.deploy.sig_line.connect(self._on_line)
+        self.deploy.sig_stopped.connect(self._on_stopped)
+        ctx.jobs.sig_job_finished.connect(lambda *_: self.reload_artifacts())
+        self.reload_artifacts()
+        self._update_buttons()
+
+    # ---- building -------------------------------------------------------------------------
+
+    def _spin(self, name: str, special: str = "") -> QSpinBox:
+        info = _field(name)
+        spin = QSpinBox()
+        low = info["minimum"] if info["minimum"] is not None else 0
+        spin.setRange(0 if special else low, info["maximum"] or 1_000_000)
+        if special:
+            spin.setSpecialValueText(special)
+        default = info["default"]
+        spin.setValue(default if isinstance(default, int) else 0)
+        spin.setToolTip(info["description"])
+        return spin
+
+    def _build_form(self) -> QWidget:
+        box = QGroupBox("New deployment")
+        self.artifact_combo = QComboBox()
+        self.artifact_combo.setMinimumContentsLength(28)
+        self.artifact_combo.setToolTip("A ready GGUF or Hugging Face artifact from the catalog")
+        self.artifact_combo.currentIndexChanged.connect(self._on_artifact_changed)
+        self.engine_combo = QComboBox()
+        engine = _field("engine")
+        self.engine_combo.addItems(list(engine["choices"]))
+        self.engine_combo.setToolTip(engine["description"])
+        self.port_spin = self._spin("port")
+        self.port_spin.setValue(0)
+        self.port_spin.setSpecialValueText("free port")
+        self.ctx_spin = self._spin("ctx", "model's own")
+        self.ctx_spin.setSingleStep(512)
+        self.threads_spin = self._spin("threads", "auto")
+        self.parallel_spin = self._spin("parallel")
+        self.name_edit = QLineEdit()
+        self.name_edit.setPlaceholderText("default: NAME@VERSION")
+        self.name_edit.setToolTip(_field("name")["description"])
+        self.start_button = QPushButton(icon("resume"), "Start")
+        self.start_button.clicked.connect(self.start_selected)
+
+        left = QFormLayout()
+        left.addRow("Model", self.artifact_combo)
+        left.addRow(_field("engine")["label"], self.engine_combo)
+        left.addRow(_field("name")["label"], self.name_edit)
+        right = QFormLayout()
+        right.addRow(_field("port")["label"], self.port_spin)
+        right.addRow(_field("ctx")["label"], self.ctx_spin)
+        row = QHBoxLayout()
+        row.addWidget(self.threads_spin)
+        row.addWidget(QLabel(_field("parallel")["label"]))
+        row.addWidget(self.parallel_spin)
+        right.addRow(_field("threads")["label"], row)
+        layout = QHBoxLayout(box)
+        layout.addLayout(left, 3)
+        layout.addSpacing(16)
+        layout.addLayout(right, 2)
+        layout.addWidget(self.start_button, 0, Qt.AlignmentFlag.AlignBottom)
+        return box
+
+    def _build_list(self) -> QWidget:
+        self.tree = QTreeWidget()
+        self.tree.setColumnCount(len(_COLUMNS))
+        self.tree.setHeaderLabels(list(_COLUMNS))
+        self.tree.setRootIsDecorated(False)
+        self.tree.setAlternatingRowColors(True)
+        self.tree.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        for column, width in enumerate((160, 160, 80, 200, 80)):
+            self.tree.setColumnWidth(column, width)
+        self.tree.currentItemChanged.connect(self._on_current_changed)
+        self.empty_label = QLabel("No deployments yet: pick a model above and press Start, or "
+                                  "right-click a model on the Models page and choose Serve…")
+        self.empty_label.setWordWrap(True)
+        self.empty_label.setStyleSheet("color: palette(mid);")
+        w = QWidget()
+        layout = QVBoxLayout(w)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.tree, 1)
+        layout.addWidget(self.empty_label)
+        return w
+
+    def _mono(self, text: str = "") -> QPlainTextEdit:
+        edit = QPlainTextEdit(text)
+        edit.setReadOnly(True)
+        edit.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        edit.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        return edit
+
+    def _snippet_box(self, title: str) -> tuple[QWidget, QPlainTextEdit]:
+        edit = self._mono()
+        copy = QPushButton(icon("copy"), f"Copy {title}")
+        copy.clicked.connect(lambda: self._copy(edit.toPlainText(), title))
+        w = QWidget()
+        layout = QVBoxLayout(w)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(edit, 1)
+        layout.addWidget(copy, 0, Qt.AlignmentFlag.AlignRight)
+        return w, edit
+
+    def _build_details(self) -> QWidget:
+        self.detail_title = QLabel()
+        self.detail_title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.stop_button = QPushButton(icon("cancel"), "Stop")
+        self.stop_button.clicked.connect(self.stop_selected)
+        self.restart_button = QPushButton(icon("refresh"), "Restart")
+        self.restart_button.clicked.connect(self.restart_selected)
+        top = QHBoxLayout()
+        top.addWidget(self.detail_title, 1)
+        top.addWidget(self.restart_button)
+        top.addWidget(self.stop_button)
+
+        self.log_view = self._mono()
+        self.log_view.setMaximumBlockCount(2000)
+        self.log_view.setPlaceholderText("The server's log: one line per request.")
+        self.requests = QTreeWidget()
+        self.requests.setRootIsDecorated(False)
+        self.requests.setHeaderLabels(["Time", "Endpoint", "Status", "Prompt", "Completion",
+                                       "Latency ms", "Tokens/s", "Finish"])
+        self.requests.header().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        curl_w, self.curl_edit = self._snippet_box("curl")
+        py_w, self.python_edit = self._snippet_box("Python")
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.log_view, "Log")
+        self.tabs.addTab(self.requests, "Recent requests")
+        self.tabs.addTab(curl_w, "curl")
+        self.tabs.addTab(py_w, "Python (openai)")
+        self.tabs.currentChanged.connect(lambda _: self.refresh_requests())
+        w = QWidget()
+        layout = QVBoxLayout(w)
+        layout.setContentsMargins(0, 4, 0, 0)
+        layout.addLayout(top)
+        layout.addWidget(self.tabs, 1)
+        return w
+
+    # ---- public ---------------------------------------------------------------------------
+
+    def reload_artifacts(self) -> None:
+        """Re-read the servable artifacts into the combo, keeping the current choice."""
+        current = self.artifact_combo.currentData()
+        self.artifact_combo.blockSignals(True)
+        self.artifact_combo.clear()
+        for a in self.ctx.catalog.artifacts():
+            if servable(a):
+                self.artifact_combo.addItem(f"{a.ref}  ({a.kind}, #{a.id})", a.id)
+                self.artifact_combo.setItemData(self.artifact_combo.count() - 1, a.kind,
+                                                Qt.ItemDataRole.UserRole + 1)
+        self.artifact_combo.blockSignals(False)
+        index = self.artifact_combo.findData(current) if current is not None else 0
+        self.artifact_combo.setCurrentIndex(max(index, 0))
+        self._on_artifact_changed(self.artifact_combo.currentIndex())
+
+    def select_artifact(self, artifact_id: int) -> bool:
+        """Preselect an artifact in the form (re-reading the catalog if needed)."""
+        index = self.artifact_combo.findData(artifact_id)
+        if index < 0:
+            self.reload_artifacts()
+            index = self.artifact_combo.findData(artifact_id)
+        if index < 0:
+            return False
+        self.artifact_combo.setCurrentIndex(index)
+        self.start_button.setFocus()
+        return True
+
+    def form_request(self) -> DeployRequest | None:
+        index = self.artifact_combo.currentIndex()
+        if index < 0:
+            return None
+        text = self.artifact_combo.itemText(index)
+        return DeployRequest(
+            artifact_id=int(self.artifact_combo.itemData(index)),
+            artifact_ref=text.split("  (")[0], engine=self.engine_combo.currentText(),
+            port=self.port_spin.value(), ctx=self.ctx_spin.value() or None,
+            threads=self.threads_spin.value() or None, parallel=self.parallel_spin.value(),
+            name=self.name_edit.text().strip() or None)
+
+    def start_selected(self) -> int:
+        """Start the form's deployment; returns its key (0 if there is nothing to serve)."""
+        request = self.form_request()
+        if request is None:
+            self.ctx.events.sig_error.emit("Import or make a GGUF or Hugging Face model to "
+                                           "serve first.")
+            return 0
+        return self.deploy.start(request)
+
+    def selected(self) -> LiveDeployment | None:
+        item = self.tree.currentItem()
+        return self.deploy.get(item.data(0, Qt.ItemDataRole.UserRole)) if item else None
+
+    def stop_selected(self) -> None:
+        if (d := self.selected()) is not None:
+            self.deploy.stop(d.key)
+
+    def restart_selected(self) -> None:
+        if (d := self.selected()) is not None:
+            self.deploy.restart(d.key)
+
+    def refresh(self) -> None:
+        self.reload_artifacts()
+        self.refresh_requests()
+
+    def on_shown(self) -> None:
+        self.reload_artifacts()
+        self.refresh_requests()
+
+    def refresh_requests(self) -> None:
+        """Re-read the selected deployment's recent requests from the catalog."""
+        d = self.selected()
+        if d is None or d.deployment_id is None or not self.isVisible():
+            if d is None:
+                self.requests.clear()
+            return
+        records = request_log(self.ctx.catalog, deployment_id=d.deployment_id,
+                              limit=RECENT_REQUESTS)
+        self.requests.clear()
+        for r in records:
+            self.requests.addTopLevelItem(QTreeWidgetItem([
+                local_time(r.ts), r.endpoint, str(r.status), str(r.prompt_tokens),
+                str(r.completion_tokens), f"{r.latency_ms:.0f}",
+                f"{r.tokens_per_s:.1f}" if r.tokens_per_s else "", r.finish_reason or ""]))
+
+    # ---- Qt events ------------------------------------------------------------------------
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self.uptime_timer.start()
+        self.requests_timer.start()
+
+    def hideEvent(self, event: QHideEvent) -> None:
+        super().hideEvent(event)
+        self.uptime_timer.stop()
+        self.requests_timer.stop()
+
+    # ---- slots ----------------------------------------------------------------------------
+
+    def _on_artifact_changed(self, index: int) -> None:
+        kind = self.artifact_combo.itemData(index, Qt.ItemDataRole.UserRole + 1)
+        engine = ENGINE_FOR_KIND.get(kind or "")
+        if engine:
+            self.engine_combo.setCurrentText(engine)
+        self.start_button.setEnabled(index >= 0)
+
+    def _on_added(self, key: int) -> None:
+        item = QTreeWidgetItem()
+        item.setData(0, Qt.ItemDataRole.UserRole, key)
+        self._items[key] = item
+        self.tree.addTopLevelItem(item)
+        self._fill(key)
+        self.tree.setCurrentItem(item)
+        self.empty_label.hide()
+
+    def _on_changed(self, key: int) -> None:
+        self._fill(key)
+        d = self.selected()
+        if d is not None and d.key == key:
+            self._show_details(d)
+
+    def _on_stopped(self, key: int, reason: str) -> None:
+        d = self.deploy.get(key)
+        if reason and d is not None:
+            self.ctx.events.sig_error.emit(f"Deployment {d.name} failed: {reason}")
+
+    def _on_line(self, key: int, line: str) -> None:
+        d = self.selected()
+        if d is not None and d.key == key:
+            self.log_view.appendPlainText(line)
+
+    def _on_current_changed(self, current: QTreeWidgetItem | None, _previous: object) -> None:
+        d = self.selected()
+        self.log_view.setPlainText("\n".join(d.lines) if d else "")
+        self._show_details(d)
+        self.refresh_requests()
+        self.sig_selection_changed.emit(d.key if d else 0)
+
+    def _fill(self, key: int) -> None:
+        d, item = self.deploy.get(key), self._items.get(key)
+        if d is None or item is None:
+            return
+        values = (d.name, d.request.artifact_ref, d.request.engine, d.url or "", d.state,
+                  uptime_text(d.uptime_s()))
+        for column, value in enumerate(values):
+            item.setText(column, value)
+        item.setForeground(4, _color(d.state))
+        item.setToolTip(4, d.error or d.state)
+
+    def _show_details(self, d: LiveDeployment | None) -> None:
+        if d is None:
+            self.detail_title.setText("")
+            self.curl_edit.setPlainText("")
+            self.python_edit.setPlainText("")
+        else:
+            where = d.url or "not listening"
+            self.detail_title.setText(f"<b>{d.name}</b> — {d.state}, {where}"
+                                      + (f"<br><span style='color:#c62828'>{d.error}</span>"
+                                         if d.state == "failed" and d.error else ""))
+            url = d.url or f"http://{d.request.host}:{d.request.port or 'PORT'}"
+            self.curl_edit.setPlainText(curl_snippet(url, d.name))
+            self.python_edit.setPlainText(python_snippet(url, d.name))
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        d = self.selected()
+        self.stop_button.setEnabled(d is not None and d.process is not None)
+        self.restart_button.setEnabled(d is not None)
+
+    def _update_uptimes(self) -> None:
+        for key, d in self.deploy.deployments.items():
+            if d.state == "running":
+                self._items[key].setText(5, uptime_text(d.uptime_s()))
+
+    def _copy(self, text: str, what: str) -> None:
+        QGuiApplication.clipboard().setText(text)
+        self.ctx.events.sig_info.emit(f"Copied the {what} snippet")
+
+
+def _color(state: str) -> QBrush:
+    return QBrush(QColor(_STATE_COLORS.get(state, "#777777")))
