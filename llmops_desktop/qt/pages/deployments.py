@@ -147,7 +147,9 @@ class DeploymentsPage(Page):
     def _build_form(self) -> QWidget:
         box = QGroupBox("New deployment")
         self.artifact_combo = QComboBox()
-        self.artifact_combo.setMinimumContentsLength(28)
+        self.artifact_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.artifact_combo.setMinimumContentsLength(12)
         self.artifact_combo.setToolTip("A ready GGUF or Hugging Face artifact from the catalog")
         self.artifact_combo.currentIndexChanged.connect(self._on_artifact_changed)
         self.engine_combo = QComboBox()
@@ -179,11 +181,14 @@ class DeploymentsPage(Page):
         row.addWidget(QLabel(_field("parallel")["label"]))
         row.addWidget(self.parallel_spin)
         right.addRow(_field("threads")["label"], row)
+        start_row = QHBoxLayout()
+        start_row.addWidget(self.start_button)
+        start_row.addStretch(1)
+        left.addRow("", start_row)
         layout = QHBoxLayout(box)
         layout.addLayout(left, 3)
-        layout.addSpacing(16)
+        layout.addSpacing(12)
         layout.addLayout(right, 2)
-        layout.addWidget(self.start_button, 0, Qt.AlignmentFlag.AlignBottom)
         return box
 
     def _build_list(self) -> QWidget:
