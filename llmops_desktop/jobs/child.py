@@ -45,14 +45,19 @@ class EventSink:
         self.log_file = log_file
         self.stdout_alive = True
         self._last_progress = 0.0
+        self._last_phase: tuple[str, float | None] | None = None
 
     def emit(self, event: Event, *, force: bool = False) -> None:
         now = time.monotonic()
-        if isinstance(event, Progress) and not force:
-            if now - self._last_progress < PROGRESS_INTERVAL:
-                return
         if isinstance(event, Progress):
-            self._last_progress = now
+            # Throttled, except the first event of a new phase (another unit or total) and
+            # the last one of a phase: a fast step still shows that it ran and finished.
+            phase = (event.unit, event.total)
+            edge = phase != self._last_phase or (event.total is not None
+                                                 and event.done >= event.total)
+            if not (force or edge) and now - self._last_progress < PROGRESS_INTERVAL:
+                return
+            self._last_progress, self._last_phase = now, phase
         if self.stdout_alive:
             try:
                 sys.stdout.write(event_to_line(event) + "\n")

@@ -98,6 +98,8 @@ def run_tour(outdir: Path, home_root: Path) -> list[Path]:
     box.accept()
     tour_quantize(window, shoot)
     tour_download_page(window, shoot)
+    window.show_page("deployments")
+    shoot("deployments")
     window.show_page("models")
     window.close()
     return shots
