@@ -291,7 +291,12 @@ def test_clients_leaving_while_waiting_or_before_the_answer_cancel_their_work(
             engine.gate.set()
             assert holder.result().status_code == 200
         rows = _rows(cat, recorder, config.id)
-    assert sorted((r.status, r.completion_tokens) for r in rows) == [(200, 5), (499, 0), (499, 1)]
+    # Both leavers are recorded as 499 (the queued one may or may not have reached the
+    # engine before its client was seen gone, so its token count is 0 or 1); the holder
+    # got its full answer.
+    results = sorted((r.status, r.completion_tokens) for r in rows)
+    assert [status for status, _ in results] == [200, 499, 499]
+    assert results[0] == (200, 5) and all(tokens <= 1 for _, tokens in results[1:])
 
 
 def test_real_engine_stops_when_the_client_leaves(servers, cat: Catalog, recorder) -> None:
