@@ -9,7 +9,10 @@ import errno
 import ipaddress
 import json
 import logging
+import signal
 import socket
+import sys
+import threading
 from collections.abc import Callable
 from typing import IO
 
@@ -120,4 +123,49 @@ def log_as_json_lines(stream: IO[str]) -> None:
         logger.addHandler(handler)
         logger.setLevel(level)
         logger.propagate = False
+
+
+class _Stop(Exception):
+    """Raised by our SIGTERM handler: uvicorn re-raises the signal after its shutdown."""
+
+
+def run_until_stopped(server: uvicorn.Server, sock: socket.socket, log: logging.Logger,
+                      on_stopped: Callable[[str | None], None]) -> None:
+    """Serve on ``sock`` until Ctrl-C or SIGTERM, then ``on_stopped(error or None)``.
+
+    When nothing handles ``log`` (the plain CLI), its lines go to stderr meanwhile."""
+    console = None
+    if not log.hasHandlers():
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        log.addHandler(console)
+    level = log.level
+    if not log.isEnabledFor(logging.INFO):
+        log.setLevel(logging.INFO)
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if in_main else None
+
+    def _stop(signum: int, frame: object) -> None:
+        raise _Stop
+
+    if in_main:
+        signal.signal(signal.SIGTERM, _stop)
+    error: str | None = None
+    try:
+        server.run(sockets=[sock])
+    except (KeyboardInterrupt, _Stop):
+        pass  # uvicorn already shut down gracefully; this is its re-raised signal
+    except BaseException as exc:
+        error = str(exc) or type(exc).__name__
+        raise
+    finally:
+        sock.close()
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+        try:
+            on_stopped(error)
+        finally:
+            if console is not None:
+                log.removeHandler(console)
+            log.setLevel(level)
 

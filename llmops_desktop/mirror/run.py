@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import sys
-import threading
 from collections.abc import Callable
 
 import uvicorn
@@ -18,6 +15,7 @@ from llmops_desktop.httpserve import (
     check_secret,
     is_loopback,
     not_a_shutdown_cancel,
+    run_until_stopped,
     socket_url,
 )
 from llmops_desktop.mirror.server import create_app
@@ -31,10 +29,6 @@ log = logging.getLogger("llmops_desktop.mirror")
 
 def check_token(token: str) -> str:
     return check_secret(token, "mirror token")
-
-
-class _Stop(Exception):
-    pass
 
 
 def serve(home: Home | str | os.PathLike[str] | None = None, host: str = DEFAULT_HOST,
@@ -70,35 +64,7 @@ def serve(home: Home | str | os.PathLike[str] | None = None, host: str = DEFAULT
                             timeout_graceful_shutdown=3, timeout_keep_alive=15)
     server = NotifyingServer(config, lambda: (on_ready or _log_ready)(url))
 
-    console = None
-    if not log.hasHandlers():  # e.g. the plain CLI: show the ready line and requests
-        console = logging.StreamHandler(sys.stderr)
-        console.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-        log.addHandler(console)
-    level = log.level
-    if not log.isEnabledFor(logging.INFO):
-        log.setLevel(logging.INFO)
-
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.getsignal(signal.SIGTERM) if in_main else None
-
-    def _stop(signum: int, frame: object) -> None:  # uvicorn re-raises SIGTERM after its shutdown
-        raise _Stop
-
-    if in_main:
-        signal.signal(signal.SIGTERM, _stop)
-    try:
-        server.run(sockets=[sock])
-    except (KeyboardInterrupt, _Stop):
-        pass  # uvicorn already shut down gracefully; this is its re-raised signal
-    finally:
-        sock.close()
-        if in_main:
-            signal.signal(signal.SIGTERM, previous)
-        log.info("mirror stopped")
-        if console is not None:
-            log.removeHandler(console)
-        log.setLevel(level)
+    run_until_stopped(server, sock, log, lambda error: log.info("mirror stopped"))
 
 
 def _log_ready(url: str) -> None:

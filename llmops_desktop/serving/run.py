@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import sys
-import threading
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -26,6 +23,7 @@ from llmops_desktop.httpserve import (
     check_secret,
     is_loopback,
     not_a_shutdown_cancel,
+    run_until_stopped,
     socket_url,
 )
 from llmops_desktop.paths import Home
@@ -46,16 +44,12 @@ def check_api_key(key: str) -> str:
     return check_secret(key, "API key")
 
 
-def checkbind_socket(host: str, api_key: str | None) -> None:
+def check_bind(host: str, api_key: str | None) -> None:
     if not api_key and not is_loopback(host):
         raise InvalidInputError(
             f"Refusing to serve on {host} without an API key: anyone who can reach this "
             f"machine could use the model. Set {API_KEY_ENV} (or pass --api-key), or bind to "
             "127.0.0.1.")
-
-
-class _Stop(Exception):
-    pass
 
 
 def serve(artifact: str | int, options: ServeOptions | None = None, *,
@@ -70,7 +64,7 @@ def serve(artifact: str | int, options: ServeOptions | None = None, *,
     home = home if isinstance(home, Home) else Home.resolve(home)
     options = (options or ServeOptions()).checked()
     api_key = check_api_key(api_key or os.environ.get(API_KEY_ENV, "")) or None
-    checkbind_socket(options.host, api_key)
+    check_bind(options.host, api_key)
     catalog = Catalog.open(home)
     try:
         config = DeploymentConfig.for_artifact(catalog.resolve(artifact), options)
@@ -115,43 +109,16 @@ def _serve_bound(catalog: Catalog, home: Home, config: DeploymentConfig, sock: A
     server = NotifyingServer(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
                                     ws="none", server_header=False, timeout_graceful_shutdown=3,
                                     timeout_keep_alive=15), started)
-    console = None
-    if not log.hasHandlers():  # e.g. the plain CLI: show the ready line and requests
-        console = logging.StreamHandler(sys.stderr)
-        console.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-        log.addHandler(console)
-    level = log.level
-    if not log.isEnabledFor(logging.INFO):
-        log.setLevel(logging.INFO)
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.getsignal(signal.SIGTERM) if in_main else None
 
-    def _stop(signum: int, frame: object) -> None:  # uvicorn re-raises SIGTERM after shutdown
-        raise _Stop
-
-    if in_main:
-        signal.signal(signal.SIGTERM, _stop)
-    error: str | None = None
-    try:
-        server.run(sockets=[sock])
-    except (KeyboardInterrupt, _Stop):
-        pass  # uvicorn already shut down gracefully; this is its re-raised signal
-    except BaseException as exc:
-        error = str(exc) or type(exc).__name__
-        raise
-    finally:
-        sock.close()
+    def stopped(error: str | None) -> None:
         app.state.llmops.close()
         recorder.close()
         engine.close()
         update_deployment(catalog, config.id, state="failed" if error else "stopped",
                           error=error)
-        if in_main:
-            signal.signal(signal.SIGTERM, previous)
         log.info("deployment %s stopped (%d request(s) logged)", config.name, recorder.written)
-        if console is not None:
-            log.removeHandler(console)
-        log.setLevel(level)
+
+    run_until_stopped(server, sock, log, stopped)
 
 
 def _log_ready(info: dict[str, Any]) -> None:
