@@ -514,7 +514,14 @@ def cmd_mirror(args: argparse.Namespace) -> int:
 
 # ---- parser ------------------------------------------------------------------------------------
 
+# Modules that add their own commands: each has ``register(add)``, where ``add(name, fn,
+# help)`` returns the subcommand's parser (with ``--json`` already on it).
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
 def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
     from llmops_desktop.settings import Settings
 
     help_of = {i["name"]: i["description"] for i in Settings.field_info()}
@@ -616,6 +623,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("settings", cmd_settings, "show settings, or 'settings KEY VALUE' to change one")
     sp.add_argument("key", nargs="?")
     sp.add_argument("value", nargs="?")
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(add)
     return p
 
 

@@ -141,7 +141,15 @@ def _v4(conn: sqlite3.Connection) -> None:
     migration_deployments(conn)
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4]
+def _v5(conn: sqlite3.Connection) -> None:
+    """Ratings of generated replies (the playground's thumbs up/down)."""
+    from llmops_desktop.serving.feedback import migration_feedback
+
+    migration_feedback(conn)
+
+
+# Append new steps at the end; never reorder or change a released one.
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4, _v5]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

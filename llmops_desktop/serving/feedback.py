@@ -1,0 +1,140 @@
+"""Thumbs up/down on generated replies, kept in the catalog and exported as JSONL.
+
+:func:`migration_feedback` is the schema step (migration 5 in ``catalog/schema.py``).
+One row per rated reply: the reply, the conversation that led to it (system prompt and
+messages), the sampling settings, and the deployment and artifact that produced it, so a
+later fine-tune or evaluation can use the ratings as data. Rating the same reply again
+(``reply_id``) replaces its rating; a rating of 0 takes it back.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from llmops_desktop.catalog import Catalog, current_user, utcnow
+
+
+def migration_feedback(conn: sqlite3.Connection) -> None:
+    """Schema step: the ``feedback`` table (inside the caller's transaction)."""
+    conn.execute("""
+        CREATE TABLE IF NOT EXISTS feedback (
+            id INTEGER PRIMARY KEY,
+            reply_id TEXT NOT NULL UNIQUE,
+            ts TEXT NOT NULL,
+            user TEXT NOT NULL DEFAULT '',
+            rating INTEGER NOT NULL CHECK (rating IN (-1, 1)),
+            deployment_id INTEGER REFERENCES deployments(id) ON DELETE SET NULL,
+            artifact_id INTEGER REFERENCES artifacts(id) ON DELETE SET NULL,
+            artifact_ref TEXT NOT NULL DEFAULT '',
+            system_prompt TEXT NOT NULL DEFAULT '',
+            messages TEXT NOT NULL DEFAULT '[]',
+            prompt TEXT NOT NULL DEFAULT '',
+            reply TEXT NOT NULL,
+            params TEXT NOT NULL DEFAULT '{}',
+            ttft_ms REAL,
+            tokens_per_s REAL,
+            comment TEXT NOT NULL DEFAULT ''
+        )""")
+    conn.execute("CREATE INDEX IF NOT EXISTS feedback_artifact ON feedback(artifact_id)")
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """A rated reply. ``messages`` is the conversation sent to the model (without the
+    system prompt, which is kept apart); ``prompt`` is its last user message."""
+
+    reply_id: str
+    rating: int
+    reply: str
+    prompt: str = ""
+    messages: list[dict[str, str]] = field(default_factory=list)
+    system_prompt: str = ""
+    deployment_id: int | None = None
+    artifact_id: int | None = None
+    artifact_ref: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    ttft_ms: float | None = None
+    tokens_per_s: float | None = None
+    comment: str = ""
+    ts: str = ""
+    user: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_COLUMNS = ("reply_id", "ts", "user", "rating", "deployment_id", "artifact_id", "artifact_ref",
+            "system_prompt", "messages", "prompt", "reply", "params", "ttft_ms",
+            "tokens_per_s", "comment")
+
+
+def rate(catalog: Catalog, feedback: Feedback) -> None:
+    """Store (or replace) the rating of a reply; ``rating == 0`` removes it."""
+    if feedback.rating not in (-1, 0, 1):
+        raise ValueError("rating must be -1, 0 or 1")
+    with catalog.transaction() as conn:
+        if feedback.rating == 0:
+            conn.execute("DELETE FROM feedback WHERE reply_id = ?", (feedback.reply_id,))
+            return
+        row = {**feedback.to_json(), "ts": utcnow(), "user": current_user(),
+               "messages": json.dumps(feedback.messages, ensure_ascii=False),
+               "params": json.dumps(feedback.params)}
+        conn.execute(
+            f"INSERT INTO feedback ({','.join(_COLUMNS)}) VALUES ({','.join('?' * len(_COLUMNS))}) "
+            "ON CONFLICT(reply_id) DO UPDATE SET rating = excluded.rating, ts = excluded.ts, "
+            "user = excluded.user, comment = excluded.comment",
+            tuple(row[c] for c in _COLUMNS))
+
+
+def feedback_rows(catalog: Catalog, *, artifact_id: int | None = None) -> list[Feedback]:
+    """Rated replies, oldest first."""
+    sql = f"SELECT {','.join(_COLUMNS)} FROM feedback"
+    params: tuple[Any, ...] = ()
+    if artifact_id is not None:
+        sql += " WHERE artifact_id = ?"
+        params = (artifact_id,)
+    rows = catalog.conn.execute(sql + " ORDER BY id", params).fetchall()
+    out = []
+    for r in rows:
+        data = dict(zip(_COLUMNS, r))
+        data["messages"] = json.loads(data["messages"] or "[]")
+        data["params"] = json.loads(data["params"] or "{}")
+        out.append(Feedback(**data))
+    return out
+
+
+def iter_jsonl(rows: list[Feedback]) -> Iterator[str]:
+    """One JSON object per rated reply, in the shape fine-tuning tools read: the chat
+    ``messages`` (system, the conversation, the rated reply as the assistant's turn),
+    ``label`` (``true`` for a thumbs up), and the provenance."""
+    for f in rows:
+        messages = ([{"role": "system", "content": f.system_prompt}] if f.system_prompt else [])
+        messages += [*f.messages, {"role": "assistant", "content": f.reply}]
+        yield json.dumps({
+            "messages": messages, "label": f.rating > 0, "rating": f.rating,
+            "prompt": f.prompt, "completion": f.reply, "artifact_id": f.artifact_id,
+            "artifact": f.artifact_ref, "deployment_id": f.deployment_id, "params": f.params,
+            "ttft_ms": f.ttft_ms, "tokens_per_s": f.tokens_per_s, "user": f.user, "ts": f.ts,
+            "comment": f.comment,
+        }, ensure_ascii=False)
+
+
+def export_jsonl(catalog: Catalog, dest: Path | IO[str], *,
+                 artifact_id: int | None = None) -> int:
+    """Write the feedback as JSONL to a path (atomically) or an open text stream."""
+    rows = feedback_rows(catalog, artifact_id=artifact_id)
+    if not isinstance(dest, Path):
+        for line in iter_jsonl(rows):
+            dest.write(line + "\n")
+        return len(rows)
+    tmp = dest.with_name(f".{dest.name}.part")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for line in iter_jsonl(rows):
+            fh.write(line + "\n")
+    tmp.replace(dest)
+    return len(rows)
