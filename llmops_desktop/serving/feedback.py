@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from llmops_desktop.catalog import Catalog, current_user, utcnow
+from llmops_desktop.catalog import Catalog, utcnow
+from llmops_desktop.catalog.catalog import current_user
 
 
 def migration_feedback(conn: sqlite3.Connection) -> None:
