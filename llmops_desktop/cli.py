@@ -191,6 +191,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    if args.path.lower().endswith(".llmpkg"):  # a package: verified and signed-checked
+        from llmops_desktop.share.commands import cmd_import_package
+
+        return cmd_import_package(args)
     catalog = _open_catalog(args)
     params = {"path": os.path.abspath(os.path.expanduser(args.path))
               if os.path.exists(os.path.expanduser(args.path)) else args.path,
@@ -516,7 +520,12 @@ def cmd_mirror(args: argparse.Namespace) -> int:
 
 # Modules that add their own commands: each has ``register(add)``, where ``add(name, fn,
 # help)`` returns the subcommand's parser (with ``--json`` already on it).
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "llmops_desktop.datasets.commands",
+    "llmops_desktop.finetune.commands",
+    "llmops_desktop.monitor.commands",
+    "llmops_desktop.share.commands",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -552,6 +561,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help=help_of["import_mode"])
     sp.add_argument("--allow-pickle", action="store_true", help=help_of["allow_pickle"])
     sp.add_argument("--tag", action="append", help="tag the new artifact (repeatable)")
+    from llmops_desktop.share.commands import add_import_flags
+
+    add_import_flags(sp)  # --trust-unknown, --allow-unsigned for .llmpkg packages
     sp = add("rm", cmd_rm, "remove an artifact and its stored files")
     sp.add_argument("artifact")
     sp.add_argument("--cascade", action="store_true",

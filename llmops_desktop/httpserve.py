@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import ipaddress
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -19,15 +19,7 @@ from typing import IO
 import uvicorn
 
 from llmops_desktop.errors import ConflictError, InvalidInputError
-
-
-def is_loopback(host: str) -> bool:
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+from llmops_desktop.netaddr import check_secret, is_loopback  # noqa: F401 - re-exported
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -98,19 +90,25 @@ class JsonLineHandler(logging.Handler):
                 self.stream.flush()
             finally:
                 self.release()
+        except BrokenPipeError:
+            # The window that read us has closed and left this server running: carry on
+            # serving and send what we would say nowhere (the request log still goes to
+            # the catalog).
+            self.stream = orphan_stream(self.stream)
         except Exception:  # noqa: BLE001 - logging must not break a request
             self.handleError(record)
 
 
-def check_secret(value: str, what: str) -> str:
-    """A token or API key as it will travel in an HTTP header: printable ASCII, no spaces."""
-    value = value.strip()
-    if value and not all(33 <= ord(c) < 127 for c in value):
-        raise InvalidInputError(
-            f"The {what} must be printable ASCII without spaces (it travels in an HTTP "
-            "header). Pick another one, e.g. from 'python -c \"import secrets; "
-            "print(secrets.token_urlsafe(24))\"'.")
-    return value
+def orphan_stream(stream: IO[str]) -> IO[str]:
+    """Point ``stream``'s file descriptor at /dev/null (its reader is gone) and return it."""
+    try:
+        fd = stream.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+        return stream
+    except (OSError, ValueError):
+        return open(os.devnull, "w")
 
 
 def log_as_json_lines(stream: IO[str]) -> None:

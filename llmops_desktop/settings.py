@@ -68,6 +68,43 @@ class Settings:
     hf_cache_dir: str = setting(
         "", "The Hugging Face cache to list models from. Empty: $HF_HUB_CACHE, "
         "$HF_HOME/hub, or ~/.cache/huggingface/hub.", label="Hugging Face cache", group="Import")
+    monitor_sample_hz: int = setting(
+        2, "How many times a second the Monitor reads the GPUs, the system and the "
+        "deployments (1-10). Process lists are read once a second at most.",
+        label="Monitor sample rate (Hz)", minimum=1, maximum=10, group="Monitor")
+    monitor_retention_days: int = setting(
+        7, "Days of monitor history (10-second averages) kept in the catalog; older history "
+        "is deleted.", label="Monitor history (days)", minimum=1, maximum=3650, group="Monitor")
+    alert_gpu_temp_c: int = setting(
+        85, "Alert when a GPU's temperature reaches this many °C (0: no alert).",
+        label="Alert: GPU temperature (°C)", minimum=0, maximum=150, group="Monitor")
+    alert_gpu_mem_pct: int = setting(
+        95, "Alert when a GPU's memory is this full, in percent (0: no alert).",
+        label="Alert: GPU memory (%)", minimum=0, maximum=100, group="Monitor")
+    alert_ram_pct: int = setting(
+        90, "Alert when the machine's RAM is this full, in percent (0: no alert).",
+        label="Alert: RAM (%)", minimum=0, maximum=100, group="Monitor")
+    alert_p95_latency_ms: int = setting(
+        30000, "Alert when a deployment's p95 request latency over the last 10 seconds "
+        "reaches this many milliseconds (0: no alert).", label="Alert: p95 latency (ms)",
+        minimum=0, maximum=3_600_000, group="Monitor")
+    alert_error_rate_pct: int = setting(
+        10, "Alert when this percentage of a deployment's requests over the last 10 seconds "
+        "failed (HTTP 4xx/5xx; clients that left are not counted) (0: no alert).",
+        label="Alert: error rate (%)", minimum=0, maximum=100, group="Monitor")
+    registries: str = setting(
+        "", "Shared-folder registries to publish packages to and pull them from, as "
+        "NAME=PATH entries separated by ';' (e.g. team=/mnt/share/models; usb=/media/usb/models)"
+        ". A registry is any folder colleagues can reach: a mounted share or a USB drive.",
+        label="Registries", group="Sharing")
+    require_signatures: bool = setting(
+        False, "Refuse to import packages that are not signed. Packages signed by a key that "
+        "is not in the trust list are always asked about.", label="Require signatures",
+        group="Sharing")
+    serve_only_approved: bool = setting(
+        False, "Serve only artifacts whose governance status is 'approved'; drafts and "
+        "deprecated artifacts are refused with a message.", label="Serve only approved "
+        "artifacts", group="Sharing")
 
     @classmethod
     def field_info(cls) -> list[dict[str, Any]]:

@@ -148,8 +148,29 @@ def _v5(conn: sqlite3.Connection) -> None:
     migration_feedback(conn)
 
 
+def _v6(conn: sqlite3.Connection) -> None:
+    """Datasets for fine-tuning and their hashed versions (the datasets package owns them)."""
+    from llmops_desktop.datasets.store import migration_datasets
+
+    migration_datasets(conn)
+
+
+def _v7(conn: sqlite3.Connection) -> None:
+    """Monitor history: downsampled GPU, system and deployment series (the monitor owns them)."""
+    from llmops_desktop.monitor.history import migration_monitor
+
+    migration_monitor(conn)
+
+
+def _v8(conn: sqlite3.Connection) -> None:
+    """Governance status of artifacts: draft, approved, deprecated (the share package owns it)."""
+    from llmops_desktop.share.governance import migration_status
+
+    migration_status(conn)
+
+
 # Append new steps at the end; never reorder or change a released one.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4, _v5]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

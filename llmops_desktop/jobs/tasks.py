@@ -28,6 +28,11 @@ TASK_MODULES: dict[str, str] = {
     "demo": "llmops_desktop.demo",
     "download": "llmops_desktop.acquire.download",
     "quantize": "llmops_desktop.quantize.task",
+    "finetune": "llmops_desktop.finetune.task",
+    "merge": "llmops_desktop.finetune.merge",
+    "lora-gguf": "llmops_desktop.finetune.merge",
+    "export": "llmops_desktop.share.export",
+    "import-package": "llmops_desktop.share.unpack",
 }
 
 

@@ -5,6 +5,10 @@ into signals through one relay made on the GUI thread and never destroyed (a QOb
 last reference a reader thread dropped would be destroyed outside its thread). The live
 state of a deployment is a plain Python object the controller owns; the catalog keeps the
 durable record (the child writes it). SIGTERM stops a child cleanly.
+
+Children run in their own session, so a deployment the user keeps running when the window
+closes outlives it (and a terminal's hang-up); the next window finds it in the catalog
+(:meth:`DeployController.adopt_running`) and watches its pid instead of its output.
 """
 
 from __future__ import annotations
@@ -20,13 +24,16 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
+from llmops_desktop.errors import NotFoundError
 from llmops_desktop.jobs.events import Error, Log, Result, parse_event
 from llmops_desktop.paths import Home
-from llmops_desktop.serving.config import DEFAULT_HOST
+from llmops_desktop.serving.config import API_KEY_ENV, DEFAULT_HOST
+from llmops_desktop.serving.store import Deployment, deployment, is_server_process, reconcile
 
 STOP_GRACE_S = 5.0
+ADOPTED_POLL_MS = 1000
 KEEP_LINES = 500
 STATES = ("starting", "running", "stopped", "failed")
 
@@ -44,16 +51,35 @@ class DeployRequest:
     threads: int | None = None
     parallel: int | None = None
     name: str | None = None
+    gpu_layers: int | None = None
+    api_key: str = ""  # goes to the child in its environment, never on its command line
 
     def command(self, home: Home) -> list[str]:
         cmd = [sys.executable, "-m", "llmops_desktop.serving", "--home", str(home.root),
                "--artifact", str(self.artifact_id), "--engine", self.engine,
                "--host", self.host, "--port", str(self.port)]
         for flag, value in (("--ctx", self.ctx), ("--threads", self.threads),
-                            ("--parallel", self.parallel), ("--name", self.name)):
+                            ("--parallel", self.parallel), ("--name", self.name),
+                            ("--gpu-layers", self.gpu_layers)):
             if value is not None and value != "":
                 cmd += [flag, str(value)]
         return cmd
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PYTHONUNBUFFERED"] = "1"
+        env.pop(API_KEY_ENV, None)
+        if self.api_key:
+            env[API_KEY_ENV] = self.api_key
+        return env
+
+    @classmethod
+    def from_record(cls, d: Deployment) -> DeployRequest:
+        """The request that would start ``d`` again (its API key is not kept anywhere)."""
+        s = d.settings
+        return cls(artifact_id=d.artifact_id or 0, artifact_ref=d.artifact_ref, engine=d.engine,
+                   port=d.port or 0, host=d.host, ctx=s.get("ctx"), threads=s.get("threads"),
+                   parallel=s.get("parallel"), name=d.name, gpu_layers=s.get("gpu_layers"))
 
 
 class LiveDeployment:
@@ -68,8 +94,20 @@ class LiveDeployment:
         self.lines: deque[str] = deque(maxlen=KEEP_LINES)
         self.ready_at: float | None = None
         self.process: subprocess.Popen[bytes] | None = None
+        self.adopted_pid: int | None = None  # a server a previous window left running
         self.stopping = False
         self.restart_pending = False
+
+    @property
+    def alive(self) -> bool:
+        """Whether its server process is still there (started by us or adopted)."""
+        if self.process is not None:
+            return self.process.poll() is None
+        return self.adopted_pid is not None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else self.adopted_pid
 
     @property
     def name(self) -> str:
@@ -135,6 +173,10 @@ class DeployController(QObject):
         signals.sig_line.connect(self._on_line, queued)
         signals.sig_ready.connect(self._on_ready, queued)
         signals.sig_exited.connect(self._on_exited, queued)
+        self._adopted_timer = QTimer(self)
+        self._adopted_timer.setInterval(ADOPTED_POLL_MS)
+        self._adopted_timer.timeout.connect(self._poll_adopted)
+        self._catalog = None
 
     @property
     def log_path(self):
@@ -151,10 +193,44 @@ class DeployController(QObject):
         self.sig_added.emit(key)
         return key
 
+    def adopt_running(self, catalog) -> list[int]:
+        """Take over the deployments the catalog knows to be serving (left running by a
+        previous window, or started from a terminal); mark the dead ones failed. Returns the
+        keys of those adopted."""
+        known = {d.deployment_id for d in self.deployments.values()}
+        keys = []
+        for record in reconcile(catalog):
+            if record.id in known or record.state != "running":
+                continue
+            key = next(_keys)
+            d = LiveDeployment(key, DeployRequest.from_record(record))
+            d.adopted_pid = record.pid
+            d.state = "running"
+            d.info = {"url": record.url, "deployment_id": record.id, "name": record.name,
+                      "model": record.artifact_ref, "engine": record.engine, "pid": record.pid}
+            d.ready_at = _monotonic_since(record.started_at)
+            d.lines.append(f"Found running (pid {record.pid}) since {record.started_at}; its "
+                           f"log lines go to {self.log_path} now.")
+            self.deployments[key] = d
+            keys.append(key)
+            self.sig_added.emit(key)
+        if keys:
+            self._catalog = catalog
+            self._adopted_timer.start()
+        return keys
+
     def stop(self, key: int, *, wait: bool = False) -> None:
         """SIGTERM a deployment; with ``wait`` (the app is quitting) wait, then SIGKILL."""
         d = self.deployments.get(key)
-        if d is None or d.process is None:
+        if d is None:
+            return
+        if d.adopted_pid is not None:
+            d.stopping = True
+            _terminate_pid(d.adopted_pid, wait=wait)
+            if wait:
+                self._poll_adopted()
+            return
+        if d.process is None:
             return
         d.stopping = True
         process = d.process
@@ -172,7 +248,7 @@ class DeployController(QObject):
         d = self.deployments.get(key)
         if d is None:
             return
-        if d.process is None:
+        if not d.alive:
             self._spawn(d)
             self.sig_changed.emit(key)
             return
@@ -184,19 +260,26 @@ class DeployController(QObject):
             self.stop(key, wait=wait)
 
     def running_count(self) -> int:
-        return sum(1 for d in self.deployments.values() if d.process is not None)
+        return sum(1 for d in self.deployments.values() if d.alive)
+
+    def detach_all(self) -> None:
+        """Leave every deployment running (the window is closing): stop watching them."""
+        self._adopted_timer.stop()
+        for d in self.deployments.values():
+            if d.process is not None and d.process.stdout is not None:
+                d.stopping = True  # the reader sees the pipe close; that is no failure
 
     # ---- internals ------------------------------------------------------------------------
 
     def _spawn(self, d: LiveDeployment) -> None:
-        env = dict(os.environ)
-        env["PYTHONUNBUFFERED"] = "1"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         d.state, d.info, d.error, d.ready_at = "starting", {}, "", None
         d.stopping = d.restart_pending = False
+        d.adopted_pid = None
         with open(self.log_path, "ab") as log:
             d.process = subprocess.Popen(d.request.command(self.home), stdout=subprocess.PIPE,
-                                         stderr=log, stdin=subprocess.DEVNULL, env=env)
+                                         stderr=log, stdin=subprocess.DEVNULL,
+                                         env=d.request.environment(), start_new_session=True)
         threading.Thread(target=_read_deployment, args=(_deploy_bridge(), d.key, d.process),
                          daemon=True, name=f"llmops-deploy-{d.key}").start()
 
@@ -240,6 +323,68 @@ class DeployController(QObject):
         if d.restart_pending:
             self._spawn(d)
             self.sig_changed.emit(key)
+
+
+    def _poll_adopted(self) -> None:
+        """An adopted server is not our child: notice its end by its pid, then read how it
+        ended from the catalog (the server writes 'stopped' on a clean stop)."""
+        adopted = [d for d in self.deployments.values() if d.adopted_pid is not None]
+        for d in adopted:
+            if is_server_process(d.adopted_pid):
+                continue
+            d.adopted_pid = None
+            record = None
+            if d.deployment_id is not None:
+                reconcile(self._catalog)  # a server that died uncleanly is marked failed
+                try:
+                    record = deployment(self._catalog, d.deployment_id)
+                except NotFoundError:
+                    record = None
+            failed = record is not None and record.state == "failed" and not d.stopping
+            d.state = "failed" if failed else "stopped"
+            d.error = (record.error or "") if failed and record else ""
+            d.ready_at = None
+            self.sig_stopped.emit(d.key, d.error)
+            self.sig_changed.emit(d.key)
+            if d.restart_pending:
+                self._spawn(d)
+                self.sig_changed.emit(d.key)
+        if not any(d.adopted_pid is not None for d in self.deployments.values()):
+            self._adopted_timer.stop()
+
+
+def _monotonic_since(iso: str | None) -> float | None:
+    from datetime import datetime, timezone
+
+    if not iso:
+        return None
+    try:
+        started = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if started.tzinfo is None:
+        started = started.replace(tzinfo=timezone.utc)
+    age = (datetime.now(timezone.utc) - started).total_seconds()
+    return time.monotonic() - max(0.0, age)
+
+
+def _terminate_pid(pid: int, *, wait: bool) -> None:
+    """SIGTERM a server that is not our child; with ``wait``, SIGKILL it after the grace."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    if not wait:
+        return
+    deadline = time.monotonic() + STOP_GRACE_S
+    while time.monotonic() < deadline:
+        if not is_server_process(pid):
+            return
+        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _read_deployment(signals: _DeploySignals, key: int, process: subprocess.Popen[bytes]) -> None:

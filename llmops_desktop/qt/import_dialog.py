@@ -73,6 +73,10 @@ def check_request(request: ImportRequest, settings: Settings) -> Any:
     """Validate cheaply (headers, layout); raises the core's user-facing errors."""
     from llmops_desktop.importer import inspect_source
 
+    if request.path.lower().endswith(".llmpkg"):  # a package: its manifest and signature
+        from llmops_desktop.share.unpack import inspect_package
+
+        return inspect_package(None, request.path)
     allow = settings.allow_pickle if request.allow_pickle is None else request.allow_pickle
     return inspect_source(request.path, allow_pickle=allow, name=request.name,
                           hf_cache_dir=default_cache_dir(settings.hf_cache_dir))
@@ -262,7 +266,8 @@ class ImportDialog(QDialog):
         start = self.path_edit.text() or str(Path.home())
         if self.source_kind() == "file":
             path, _ = QFileDialog.getOpenFileName(self, "Import a GGUF file", start,
-                                                  "GGUF models (*.gguf);;All files (*)")
+                                                  "GGUF models and packages (*.gguf *.llmpkg);;"
+                                                  "All files (*)")
         else:
             path = QFileDialog.getExistingDirectory(self, "Import a model folder", start)
         if path:

@@ -30,17 +30,25 @@ from llmops_desktop.qt.context import AppContext, AppEvents, Page, icon
 from llmops_desktop.qt.download_rows import shareable_url
 from llmops_desktop.qt.import_dialog import ImportDialog, ImportRequest, check_request
 from llmops_desktop.qt.job_controller import JobController
+from llmops_desktop.qt.pages.datasets import DatasetsPage
 from llmops_desktop.qt.pages.deployments import DeploymentsPage
 from llmops_desktop.qt.pages.download import DownloadPage
+from llmops_desktop.qt.pages.finetune import FinetunePage
 from llmops_desktop.qt.pages.jobs import JobsPage
 from llmops_desktop.qt.pages.models import ModelsPage
+from llmops_desktop.qt.pages.monitor import MonitorPage
+from llmops_desktop.qt.pages.playground import PlaygroundPage
+from llmops_desktop.qt.pages.registries import RegistriesPage
 from llmops_desktop.qt.pages.settings import SettingsPage
 from llmops_desktop.qt.widgets import JobsStatusButton, MessageBanner
 from llmops_desktop.qt.workers import run_in_thread
 from llmops_desktop.settings import load_settings
 
-PAGES: list[type[Page]] = [ModelsPage, DownloadPage, DeploymentsPage, JobsPage, SettingsPage]
-MODEL_SUFFIXES = (".gguf",)
+PAGES: list[type[Page]] = [ModelsPage, DownloadPage, DatasetsPage, FinetunePage,
+                           RegistriesPage, DeploymentsPage,
+                           PlaygroundPage,
+                           MonitorPage, JobsPage, SettingsPage]
+MODEL_SUFFIXES = (".gguf", ".llmpkg")
 
 
 def droppable_paths(urls: list) -> list[Path]:
@@ -67,6 +75,8 @@ class MainWindow(QMainWindow):
                               load_settings(self.home.settings_path))
         self._started: dict[int, str] = {}  # job id -> what this window started it for
         self._select_after_reload: int | None = None
+        self.deployments_on_close = "ask"
+        """What closing does to running deployments: 'ask', 'keep' or 'stop'."""
         self.setWindowTitle("LLMOps Desktop")
         self.setWindowIcon(icon("app"))
         self.setAcceptDrops(True)
@@ -126,6 +136,8 @@ class MainWindow(QMainWindow):
         jobs.sig_jobs_changed.connect(self._update_jobs_status)
         self.models_page.sig_reloaded.connect(self._on_models_reloaded)
         self.models_page.sig_serve_requested.connect(self.serve_artifact)
+        self.playground_page.attach(self.deployments_page.deploy)
+        self.deployments_page.sig_chat_requested.connect(self.chat_with)
         download = self.download_page
         download.sig_settings_requested.connect(lambda: self.show_page("settings"))
         download.sig_show_artifact_requested.connect(self.show_artifact)
@@ -145,6 +157,17 @@ class MainWindow(QMainWindow):
         page = self.pages["deployments"]
         assert isinstance(page, DeploymentsPage)
         return page
+
+    @property
+    def playground_page(self) -> PlaygroundPage:
+        page = self.pages["playground"]
+        assert isinstance(page, PlaygroundPage)
+        return page
+
+    def chat_with(self, key: int) -> None:
+        """Open the Playground on a deployment."""
+        self.show_page("playground")
+        self.playground_page.select_deployment(key)
 
     @property
     def download_page(self) -> DownloadPage:
@@ -287,6 +310,13 @@ class MainWindow(QMainWindow):
                           receiver=self)
 
     def start_import(self, request: ImportRequest) -> int:
+        if request.path.lower().endswith(".llmpkg"):  # a package: its signer is checked first
+            from llmops_desktop.qt.share_widgets import import_package_file
+
+            name = f"Import of {Path(request.path).name}"
+            import_package_file(self.ctx, request.path, self,
+                                lambda job_id: self._started.__setitem__(job_id, name))
+            return 0
         job = self.ctx.jobs.start("import", request.job_params())
         self._started[job.id] = f"Import of {Path(request.path).name}"
         self.statusBar().showMessage(f"Importing {request.path} (job #{job.id})…", 5000)
@@ -377,9 +407,36 @@ class MainWindow(QMainWindow):
             page.save_state(self.state)
         self.state.sync()
 
+    def ask_keep_deployments(self, count: int) -> str:
+        """Ask what to do with running deployments on quit: 'keep', 'stop' or 'cancel'."""
+        box = QMessageBox(QMessageBox.Icon.Question, "Deployments are running",
+                          f"{count} deployment{'s are' if count != 1 else ' is'} serving. "
+                          "Keep serving after LLMOps Desktop closes?", parent=self)
+        box.setInformativeText("Kept deployments go on answering requests and appear here "
+                               "again on the next start, where you can stop them.")
+        keep = box.addButton("Keep running", QMessageBox.ButtonRole.AcceptRole)
+        stop = box.addButton("Stop them", QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(keep)
+        box.exec()
+        clicked = box.clickedButton()
+        return "keep" if clicked is keep else "stop" if clicked is stop else "cancel"
+
     def closeEvent(self, event: QCloseEvent) -> None:
+        deploy = self.deployments_page.deploy
+        running = deploy.running_count()
+        choice = "stop"
+        if running:
+            choice = (self.deployments_on_close if self.deployments_on_close != "ask"
+                      else self.ask_keep_deployments(running))
+            if choice == "cancel":
+                event.ignore()
+                return
         self.save_state()
         self.ctx.jobs.stop()  # running jobs carry on; the next window finds them
         self.download_page.mirror.stop(wait=True)  # the mirror does not outlive the app
-        self.deployments_page.deploy.stop_all(wait=True)  # nor do the deployments
+        if choice == "keep":
+            deploy.detach_all()
+        else:
+            deploy.stop_all(wait=True)
         super().closeEvent(event)

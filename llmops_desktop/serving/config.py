@@ -19,8 +19,9 @@ from llmops_desktop.quantize.targets import BNB_MODES
 from llmops_desktop.serving.engines.base import EngineSettings
 
 DEFAULT_HOST = "127.0.0.1"
+API_KEY_ENV = "LLMOPS_API_KEY"  # how a server child gets its key (never a command line)
 DEFAULT_PORT = 8000
-ENGINE_FOR_KIND = {"gguf": "llama.cpp", "hf": "torch"}
+ENGINE_FOR_KIND = {"gguf": "llama.cpp", "hf": "torch", "lora": "torch"}
 
 
 def option(default: Any, description: str, *, label: str, choices: tuple[str, ...] = (),
@@ -71,6 +72,10 @@ class ServeOptions:
     quantization: str | None = option(
         None, "torch: load the weights in bitsandbytes 4-bit (nf4, fp4) or 8-bit (int8).",
         label="Load quantized", choices=BNB_MODES)
+    lora: str | None = option(
+        None, "llama.cpp: a LoRA GGUF artifact (made by 'llmops lora-gguf') applied on top "
+        "of the served GGUF, which must be its base model's.", label="LoRA adapter",
+        metavar="ARTIFACT")
 
     @classmethod
     def field_info(cls) -> list[dict[str, Any]]:
@@ -95,6 +100,16 @@ class ServeOptions:
                     raise InvalidInputError(f"{info['label']}: {value} is outside "
                                             f"{low}..{high if high is not None else ''}.")
         return self
+
+
+def check_bind(host: str, api_key: str | None) -> None:
+    from llmops_desktop.netaddr import is_loopback
+
+    if not api_key and not is_loopback(host):
+        raise InvalidInputError(
+            f"Refusing to serve on {host} without an API key: anyone who can reach this "
+            f"machine could use the model. Set {API_KEY_ENV} (or pass --api-key), or bind to "
+            "127.0.0.1.")
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -130,6 +145,8 @@ class DeploymentConfig:
     model_path: Path
     options: ServeOptions
     id: int = 0  # the deployment's row in the catalog, once it has one
+    lora_path: Path | None = None  # llama.cpp: the LoRA GGUF on top
+    base_path: Path | None = None  # torch serving an adapter: its base model's folder
 
     @property
     def engine(self) -> str:
@@ -142,20 +159,44 @@ class DeploymentConfig:
                           str(self.artifact_id)})
 
     @classmethod
-    def for_artifact(cls, artifact: Artifact, options: ServeOptions) -> DeploymentConfig:
+    def for_artifact(cls, artifact: Artifact, options: ServeOptions,
+                     catalog: Any = None) -> DeploymentConfig:
+        """Check ``options`` against ``artifact``; with ``catalog``, also find what an adapter
+        needs (the base model of a LoRA adapter, the ``--lora`` GGUF)."""
         options = options.checked()
         if artifact.state != ArtifactState.READY:
             raise InvalidInputError(f"{artifact.ref} is {artifact.state.value}, not ready; "
                                     "only a ready artifact can be served.")
-        if artifact.kind == "lora":
+        if artifact.metadata.get("format") == "lora-gguf":
             raise InvalidInputError(
-                f"{artifact.ref} is a LoRA adapter; merge it into its base model first, then "
-                "serve the merged model.")
+                f"{artifact.ref} is a LoRA adapter as GGUF: serve its base model's GGUF with "
+                f"'--lora {artifact.ref}'.")
         engine = options.engine or ENGINE_FOR_KIND.get(artifact.kind)
         if engine is None:
             raise InvalidInputError(f"{artifact.ref} is a {artifact.kind!r} artifact, which "
                                     "no engine serves; pass --engine.")
+        if artifact.kind == "lora" and engine != "torch":
+            raise InvalidInputError(
+                f"{artifact.ref} is a LoRA adapter: serve it with --engine torch, or make a "
+                f"LoRA GGUF ('llmops lora-gguf {artifact.ref}') and serve the base model's GGUF "
+                "with --lora, or merge it ('llmops merge').")
+        lora_path = base_path = None
+        if artifact.kind == "lora" and catalog is not None:
+            base_path = _adapter_base(catalog, artifact)
+        if options.lora:
+            if engine != "llama.cpp":
+                raise InvalidInputError("--lora applies a LoRA GGUF with the llama.cpp engine; "
+                                        "the torch engine serves an adapter artifact directly.")
+            if catalog is None:
+                raise InvalidInputError("--lora needs the catalog to find the adapter.")
+            lora = catalog.resolve(options.lora)
+            if lora.metadata.get("format") != "lora-gguf":
+                raise InvalidInputError(f"{lora.ref} is not a LoRA GGUF; make one with "
+                                        f"'llmops lora-gguf ADAPTER'.")
+            lora_path = Path(lora.path)
         expected = {"llama.cpp": "gguf", "torch": "hf"}.get(engine)
+        if artifact.kind == "lora" and engine == "torch":
+            expected = "lora"
         if expected and artifact.kind != expected:
             hint = ("quantize it to GGUF first ('llmops quantize ... --to Q4_K_M') or use "
                     "--engine torch" if engine == "llama.cpp" else "use --engine llama.cpp")
@@ -166,14 +207,27 @@ class DeploymentConfig:
             raise InvalidInputError("A deployment name cannot be empty.")
         return cls(name=name, artifact_id=artifact.id, artifact_ref=artifact.ref,
                    model_name=artifact.model_name, model_path=Path(artifact.path),
-                   options=replace(options, engine=engine, name=name))
+                   options=replace(options, engine=engine, name=name), lora_path=lora_path,
+                   base_path=base_path)
 
     def engine_settings(self) -> EngineSettings:
         o = self.options
         return EngineSettings(ctx=o.ctx, threads=o.threads, gpu_layers=o.gpu_layers,
                               parallel=o.parallel, device=o.device,
-                              quantization=o.quantization, batch=o.batch)
+                              quantization=o.quantization, batch=o.batch,
+                              lora_path=str(self.lora_path) if self.lora_path else None,
+                              base_path=str(self.base_path) if self.base_path else None)
 
     def settings_json(self) -> dict[str, Any]:
         """The options as the deployment record keeps them (no secrets among them)."""
         return asdict(self.options)
+
+
+def _adapter_base(catalog: Any, adapter: Artifact) -> Path:
+    """The base model a LoRA adapter artifact was trained on: its parent in the catalog."""
+    parent = catalog.artifact(adapter.parent_id) if adapter.parent_id else None
+    if parent is None or parent.kind != "hf" or parent.state != ArtifactState.READY:
+        raise InvalidInputError(
+            f"{adapter.ref} is a LoRA adapter whose base model is not in the catalog as a "
+            "ready Hugging Face artifact. Import the base, or merge the adapter elsewhere.")
+    return Path(parent.path)

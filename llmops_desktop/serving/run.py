@@ -16,7 +16,6 @@ from typing import Any
 import uvicorn
 
 from llmops_desktop.catalog import Catalog
-from llmops_desktop.errors import InvalidInputError
 from llmops_desktop.httpserve import (
     NotifyingServer,
     bind_socket,
@@ -28,7 +27,12 @@ from llmops_desktop.httpserve import (
 )
 from llmops_desktop.paths import Home
 from llmops_desktop.serving.app import create_app
-from llmops_desktop.serving.config import DeploymentConfig, ServeOptions
+from llmops_desktop.serving.config import (  # noqa: F401 - check_bind re-exported
+    API_KEY_ENV,
+    DeploymentConfig,
+    ServeOptions,
+    check_bind,
+)
 from llmops_desktop.serving.engines.base import get_engine
 from llmops_desktop.serving.recorder import RequestRecorder
 from llmops_desktop.serving.store import (
@@ -36,20 +40,11 @@ from llmops_desktop.serving.store import (
     update_deployment,
 )
 
-API_KEY_ENV = "LLMOPS_API_KEY"
 log = logging.getLogger("llmops_desktop.serving")
 
 
 def check_api_key(key: str) -> str:
     return check_secret(key, "API key")
-
-
-def check_bind(host: str, api_key: str | None) -> None:
-    if not api_key and not is_loopback(host):
-        raise InvalidInputError(
-            f"Refusing to serve on {host} without an API key: anyone who can reach this "
-            f"machine could use the model. Set {API_KEY_ENV} (or pass --api-key), or bind to "
-            "127.0.0.1.")
 
 
 def serve(artifact: str | int, options: ServeOptions | None = None, *,
@@ -67,7 +62,11 @@ def serve(artifact: str | int, options: ServeOptions | None = None, *,
     check_bind(options.host, api_key)
     catalog = Catalog.open(home)
     try:
-        config = DeploymentConfig.for_artifact(catalog.resolve(artifact), options)
+        target = catalog.resolve(artifact)
+        from llmops_desktop.share.governance import check_servable
+
+        check_servable(catalog, target)  # Settings may allow approved artifacts only
+        config = DeploymentConfig.for_artifact(target, options, catalog)
         get_engine(config.engine)  # an unknown engine fails before the port is taken
         sock = bind_socket(options.host, options.port)
         url = socket_url(sock, options.host)

@@ -12,6 +12,7 @@ RequestRecorder`. Rows outlive the artifact: removing it sets ``artifact_id`` to
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -155,12 +156,16 @@ def request_log(catalog: Catalog, *, deployment_id: int | None = None,
 
 
 def create_deployment(catalog: Catalog, *, name: str, artifact_id: int, artifact_ref: str,
-                      engine: str, host: str, settings: dict[str, Any]) -> int:
+                      engine: str, host: str, settings: dict[str, Any],
+                      pid: int | None = None) -> int:
+    """A new deployment row, ``starting``; ``pid`` is the server process's (default: this
+    one's), so a crash before it is ready is still recognised by :func:`reconcile`."""
     with catalog.transaction() as conn:
         cur = conn.execute(
             "INSERT INTO deployments (name, artifact_id, artifact_ref, engine, host, settings, "
-            "state, created_at) VALUES (?, ?, ?, ?, ?, ?, 'starting', ?)",
-            (name, artifact_id, artifact_ref, engine, host, json.dumps(settings), utcnow()))
+            "state, pid, created_at) VALUES (?, ?, ?, ?, ?, ?, 'starting', ?, ?)",
+            (name, artifact_id, artifact_ref, engine, host, json.dumps(settings),
+             os.getpid() if pid is None else pid, utcnow()))
         deployment_id = int(cur.lastrowid)
         catalog.audit("serve", artifact_id=artifact_id,
                       details={"deployment_id": deployment_id, "name": name, "engine": engine,
@@ -200,3 +205,35 @@ def deployments(catalog: Catalog, *, limit: int = 200) -> list[Deployment]:
     ids = [r[0] for r in catalog.conn.execute(
         "SELECT id FROM deployments ORDER BY id DESC LIMIT ?", (limit,))]
     return [deployment(catalog, i) for i in ids]
+
+
+def is_server_process(pid: int | None) -> bool:
+    """Whether ``pid`` is alive and one of our servers (not a recycled pid)."""
+    if not pid:
+        return False
+    import psutil
+
+    try:
+        cmdline = psutil.Process(pid).cmdline()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return False
+    except psutil.AccessDenied:
+        return True  # alive, another user's: leave it be
+    text = " ".join(cmdline)
+    return "llmops_desktop.serving" in text or ("llmops" in text and " serve" in text)
+
+
+def reconcile(catalog: Catalog) -> list[Deployment]:
+    """The deployments still serving; those the catalog calls live whose process is gone
+    (killed, crashed, machine restarted) are marked failed, saying so."""
+    alive = []
+    ids = [r[0] for r in catalog.conn.execute(
+        "SELECT id FROM deployments WHERE state IN ('starting', 'running') ORDER BY id")]
+    for d in (deployment(catalog, i) for i in ids):
+        if is_server_process(d.pid):
+            alive.append(d)
+        else:
+            update_deployment(catalog, d.id, state="failed",
+                              error="The server process ended without stopping cleanly "
+                                    "(killed, crashed, or the machine restarted).")
+    return alive

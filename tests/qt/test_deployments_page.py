@@ -41,6 +41,7 @@ def gguf_artifact(catalog, home, demo_gguf) -> int:
 @pytest.fixture
 def window(qtbot, home, gguf_artifact):
     win = MainWindow(home)
+    win.deployments_on_close = "stop"  # qtbot closes it before this fixture's teardown
     qtbot.addWidget(win)
     win.show()
     yield win

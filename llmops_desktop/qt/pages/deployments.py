@@ -1,8 +1,10 @@
 """The Deployments page: serve a catalog artifact over an OpenAI-compatible API, and watch it.
 
 A form starts ``python -m llmops_desktop.serving`` for a ready artifact (through
-:class:`DeployController`); the list shows what this window started, and the selected one's
-log lines, recent requests from the catalog, and snippets to call it with.
+:class:`DeployController`), prefilled with settings chosen from the model and the machine
+(:func:`~llmops_desktop.serving.defaults.suggest_options`, each with its reason). The list
+shows the deployments this window started and those found still running from before, and
+the selected one's log lines, recent requests from the catalog, and snippets to call it with.
 """
 
 from __future__ import annotations
@@ -42,7 +44,9 @@ from llmops_desktop.catalog import Artifact, ArtifactState
 from llmops_desktop.qt.context import AppContext, Page, icon
 from llmops_desktop.qt.deploy_controller import DeployController, DeployRequest, LiveDeployment
 from llmops_desktop.qt.formatting import local_time
-from llmops_desktop.serving.config import ENGINE_FOR_KIND, ServeOptions
+from llmops_desktop.qt.workers import run_in_thread
+from llmops_desktop.serving.config import DEFAULT_HOST, ENGINE_FOR_KIND, ServeOptions
+from llmops_desktop.serving.defaults import Hardware, detect_hardware, suggest_options
 from llmops_desktop.serving.store import request_log
 
 REQUESTS_REFRESH_MS = 2000
@@ -58,7 +62,8 @@ def _field(name: str) -> dict:
 
 
 def servable(artifact: Artifact) -> bool:
-    return artifact.state == ArtifactState.READY and artifact.kind in ENGINE_FOR_KIND
+    return (artifact.state == ArtifactState.READY and artifact.kind in ENGINE_FOR_KIND
+            and artifact.metadata.get("format") != "lora-gguf")
 
 
 def uptime_text(seconds: float | None) -> str:
@@ -70,17 +75,20 @@ def uptime_text(seconds: float | None) -> str:
     return f"{s // 3600}h {s % 3600 // 60:02d}m"
 
 
-def curl_snippet(url: str, model: str) -> str:
+def curl_snippet(url: str, model: str, *, needs_key: bool = False) -> str:
     body = json.dumps({"model": model, "messages": [{"role": "user", "content": "Hello!"}],
                        "max_tokens": 64})
+    auth = "  -H \"Authorization: Bearer $LLMOPS_API_KEY\" \\\n" if needs_key else ""
     return (f"curl {url}/v1/chat/completions \\\n"
             "  -H 'Content-Type: application/json' \\\n"
+            f"{auth}"
             f"  -d '{body}'")
 
 
-def python_snippet(url: str, model: str) -> str:
-    return ("from openai import OpenAI\n\n"
-            f'client = OpenAI(base_url="{url}/v1", api_key="not-needed")\n'
+def python_snippet(url: str, model: str, *, needs_key: bool = False) -> str:
+    key = 'os.environ["LLMOPS_API_KEY"]' if needs_key else '"not-needed"'
+    return (("import os\n" if needs_key else "") + "from openai import OpenAI\n\n"
+            f'client = OpenAI(base_url="{url}/v1", api_key={key})\n'
             "reply = client.chat.completions.create(\n"
             f"    model={model!r},\n"
             '    messages=[{"role": "user", "content": "Hello!"}],\n'
@@ -99,6 +107,8 @@ class DeploymentsPage(Page):
 
     sig_selection_changed = Signal(int)
     """The selected deployment changed (its key, 0 for none)."""
+    sig_chat_requested = Signal(int)
+    """The user wants to chat with this deployment (its key) in the Playground."""
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(ctx, parent)
@@ -127,8 +137,12 @@ class DeploymentsPage(Page):
         self.deploy.sig_line.connect(self._on_line)
         self.deploy.sig_stopped.connect(self._on_stopped)
         ctx.jobs.sig_job_finished.connect(lambda *_: self.reload_artifacts())
+        self.hardware: Hardware | None = None
+        self._defaults_for: int | None = None
         self.reload_artifacts()
         self._update_buttons()
+        run_in_thread(detect_hardware, self._on_hardware, receiver=self)
+        self.deploy.adopt_running(ctx.catalog)
 
     # ---- building -------------------------------------------------------------------------
 
@@ -163,32 +177,67 @@ class DeploymentsPage(Page):
         self.ctx_spin.setSingleStep(512)
         self.threads_spin = self._spin("threads", "auto")
         self.parallel_spin = self._spin("parallel")
+        self.gpu_layers_spin = self._spin("gpu_layers")
+        self.gpu_layers_spin.setRange(-1, 999)
+        self.gpu_layers_spin.setSpecialValueText("all")
         self.name_edit = QLineEdit()
         self.name_edit.setPlaceholderText("default: NAME@VERSION")
         self.name_edit.setToolTip(_field("name")["description"])
+        self.host_combo = QComboBox()
+        self.host_combo.setEditable(True)
+        self.host_combo.addItem(DEFAULT_HOST)
+        self.host_combo.addItem("0.0.0.0")
+        self.host_combo.setToolTip(_field("host")["description"])
+        self.host_combo.currentTextChanged.connect(self._on_host_changed)
+        self.api_key_edit = QLineEdit()
+        self.api_key_edit.setEchoMode(QLineEdit.EchoMode.PasswordEchoOnEdit)
+        self.api_key_edit.setPlaceholderText("none (this machine only)")
+        self.api_key_edit.setToolTip(
+            "Key clients must send as 'Authorization: Bearer KEY'. Required for any address "
+            "but 127.0.0.1. It reaches the server in its environment, never a command line, "
+            "log or the catalog.")
+        generate = QPushButton("Generate")
+        generate.setToolTip("Fill in a new random key")
+        generate.clicked.connect(self.generate_api_key)
         self.start_button = QPushButton(icon("resume"), "Start")
+        self.start_button.setToolTip("Start serving (Ctrl+Return)")
+        self.start_button.setShortcut("Ctrl+Return")
         self.start_button.clicked.connect(self.start_selected)
+        self.defaults_label = QLabel()
+        self.defaults_label.setWordWrap(True)
+        self.defaults_label.setStyleSheet("color: palette(mid);")
 
         left = QFormLayout()
         left.addRow("Model", self.artifact_combo)
         left.addRow(_field("engine")["label"], self.engine_combo)
         left.addRow(_field("name")["label"], self.name_edit)
+        host_row = QHBoxLayout()
+        host_row.addWidget(self.host_combo, 1)
+        host_row.addWidget(QLabel(_field("port")["label"]))
+        host_row.addWidget(self.port_spin)
+        left.addRow(_field("host")["label"], host_row)
+        key_row = QHBoxLayout()
+        key_row.addWidget(self.api_key_edit, 1)
+        key_row.addWidget(generate)
+        left.addRow("API key", key_row)
         right = QFormLayout()
-        right.addRow(_field("port")["label"], self.port_spin)
         right.addRow(_field("ctx")["label"], self.ctx_spin)
         row = QHBoxLayout()
         row.addWidget(self.threads_spin)
         row.addWidget(QLabel(_field("parallel")["label"]))
         row.addWidget(self.parallel_spin)
         right.addRow(_field("threads")["label"], row)
+        right.addRow(_field("gpu_layers")["label"], self.gpu_layers_spin)
         start_row = QHBoxLayout()
         start_row.addWidget(self.start_button)
-        start_row.addStretch(1)
-        left.addRow("", start_row)
-        layout = QHBoxLayout(box)
+        start_row.addWidget(self.defaults_label, 1)
+        outer = QVBoxLayout(box)
+        layout = QHBoxLayout()
         layout.addLayout(left, 3)
         layout.addSpacing(12)
         layout.addLayout(right, 2)
+        outer.addLayout(layout)
+        outer.addLayout(start_row)
         return box
 
     def _build_list(self) -> QWidget:
@@ -237,8 +286,13 @@ class DeploymentsPage(Page):
         self.stop_button.clicked.connect(self.stop_selected)
         self.restart_button = QPushButton(icon("refresh"), "Restart")
         self.restart_button.clicked.connect(self.restart_selected)
+        self.chat_button = QPushButton(icon("chat"), "Chat")
+        self.chat_button.setToolTip("Try this deployment in the Playground")
+        self.chat_button.clicked.connect(
+            lambda: (d := self.selected()) is not None and self.sig_chat_requested.emit(d.key))
         top = QHBoxLayout()
         top.addWidget(self.detail_title, 1)
+        top.addWidget(self.chat_button)
         top.addWidget(self.restart_button)
         top.addWidget(self.stop_button)
 
@@ -302,18 +356,56 @@ class DeploymentsPage(Page):
         return DeployRequest(
             artifact_id=int(self.artifact_combo.itemData(index)),
             artifact_ref=text.split("  (")[0], engine=self.engine_combo.currentText(),
-            port=self.port_spin.value(), ctx=self.ctx_spin.value() or None,
-            threads=self.threads_spin.value() or None, parallel=self.parallel_spin.value(),
-            name=self.name_edit.text().strip() or None)
+            port=self.port_spin.value(), host=self.host_combo.currentText().strip(),
+            ctx=self.ctx_spin.value() or None, threads=self.threads_spin.value() or None,
+            parallel=self.parallel_spin.value(), gpu_layers=self.gpu_layers_spin.value(),
+            name=self.name_edit.text().strip() or None,
+            api_key=self.api_key_edit.text().strip())
 
     def start_selected(self) -> int:
-        """Start the form's deployment; returns its key (0 if there is nothing to serve)."""
+        """Start the form's deployment; returns its key (0 if it cannot start)."""
         request = self.form_request()
         if request is None:
             self.ctx.events.sig_error.emit("Import or make a GGUF or Hugging Face model to "
                                            "serve first.")
             return 0
+        from llmops_desktop.errors import InvalidInputError
+        from llmops_desktop.netaddr import check_secret
+        from llmops_desktop.serving.config import check_bind
+
+        try:
+            check_secret(request.api_key, "API key")
+            check_bind(request.host or DEFAULT_HOST, request.api_key or None)
+        except InvalidInputError as exc:
+            self.ctx.events.sig_error.emit(str(exc))
+            self.api_key_edit.setFocus()
+            return 0
         return self.deploy.start(request)
+
+    def generate_api_key(self) -> None:
+        import secrets
+
+        self.api_key_edit.setText(secrets.token_urlsafe(24))
+        self.api_key_edit.setEchoMode(QLineEdit.EchoMode.Normal)
+
+    def apply_defaults(self) -> None:
+        """Fill the form with what suits the chosen model on this machine, and say why."""
+        artifact_id = self.artifact_combo.currentData()
+        if artifact_id is None or self.hardware is None:
+            self.defaults_label.setText("" if artifact_id is None else "Checking this machine…")
+            return
+        try:
+            artifact = self.ctx.catalog.artifact(int(artifact_id))
+        except Exception:  # noqa: BLE001 - removed meanwhile: the next reload drops it
+            return
+        options, reasons = suggest_options(artifact, self.hardware)
+        self.engine_combo.setCurrentText(options.engine or "")
+        self.ctx_spin.setValue(options.ctx or 0)
+        self.threads_spin.setValue(options.threads or 0)
+        self.parallel_spin.setValue(options.parallel)
+        self.gpu_layers_spin.setValue(options.gpu_layers)
+        self.defaults_label.setText("Suggested for this model and machine: " + "; ".join(reasons)
+                                    + ".")
 
     def selected(self) -> LiveDeployment | None:
         item = self.tree.currentItem()
@@ -371,6 +463,21 @@ class DeploymentsPage(Page):
         if engine:
             self.engine_combo.setCurrentText(engine)
         self.start_button.setEnabled(index >= 0)
+        if index >= 0 and self.artifact_combo.itemData(index) != self._defaults_for:
+            self._defaults_for = self.artifact_combo.itemData(index)
+            self.apply_defaults()
+
+    def _on_hardware(self, hw: Hardware) -> None:
+        self.hardware = hw
+        self._defaults_for = self.artifact_combo.currentData()
+        self.apply_defaults()
+
+    def _on_host_changed(self, host: str) -> None:
+        from llmops_desktop.netaddr import is_loopback
+
+        local = not host.strip() or is_loopback(host.strip())
+        self.api_key_edit.setPlaceholderText("none (this machine only)" if local else
+                                             "required off this machine: press Generate")
 
     def _on_added(self, key: int) -> None:
         item = QTreeWidgetItem()
@@ -426,13 +533,17 @@ class DeploymentsPage(Page):
                                       + (f"<br><span style='color:#c62828'>{d.error}</span>"
                                          if d.state == "failed" and d.error else ""))
             url = d.url or f"http://{d.request.host}:{d.request.port or 'PORT'}"
-            self.curl_edit.setPlainText(curl_snippet(url, d.name))
-            self.python_edit.setPlainText(python_snippet(url, d.name))
+            from llmops_desktop.netaddr import is_loopback
+
+            needs_key = bool(d.request.api_key) or not is_loopback(d.request.host)
+            self.curl_edit.setPlainText(curl_snippet(url, d.name, needs_key=needs_key))
+            self.python_edit.setPlainText(python_snippet(url, d.name, needs_key=needs_key))
         self._update_buttons()
 
     def _update_buttons(self) -> None:
         d = self.selected()
-        self.stop_button.setEnabled(d is not None and d.process is not None)
+        self.stop_button.setEnabled(d is not None and d.alive)
+        self.chat_button.setEnabled(d is not None and d.state == "running")
         self.restart_button.setEnabled(d is not None)
 
     def _update_uptimes(self) -> None:

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 from llmops_desktop.catalog import Artifact, Catalog
 from llmops_desktop.errors import NotFoundError
 from llmops_desktop.qt.formatting import human_count, human_size, local_time
+from llmops_desktop.qt.share_widgets import StatusBox
 from llmops_desktop.qt.variants_view import VariantsView, format_perplexity
 
 # Metadata keys shown first, with friendly labels; the rest follow as they are.
@@ -68,6 +69,7 @@ class DetailsPane(QWidget):
         self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.subtitle = QLabel()
         self.subtitle.setWordWrap(True)
+        self.status_box = StatusBox(catalog)  # governance status (with a comment), Export…
         self.tabs = QTabWidget()
         self.overview = QWidget()
         self.form = QFormLayout(self.overview)
@@ -92,6 +94,7 @@ class DetailsPane(QWidget):
         layout.setContentsMargins(8, 0, 0, 0)
         layout.addWidget(self.title)
         layout.addWidget(self.subtitle)
+        layout.addWidget(self.status_box)
         layout.addWidget(self.tabs, 1)
         self.show_artifact(None)
 
@@ -115,6 +118,7 @@ class DetailsPane(QWidget):
             except NotFoundError:
                 self.artifact = None
         a = self.artifact
+        self.status_box.set_artifact(a.id if a is not None else None)
         self.tabs.setEnabled(a is not None)
         if a is None:
             self.title.setText("No model selected")

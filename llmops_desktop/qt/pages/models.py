@@ -149,6 +149,8 @@ class ModelsPage(Page):
 
         self.details = DetailsPane(self.ctx.catalog)
         self.details.sig_artifact_activated.connect(self.select_artifact)
+        self.details.status_box.sig_export_requested.connect(self.open_export_dialog)
+        self.details.status_box.sig_status_changed.connect(lambda *_: self.details.refresh())
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(self.table)
         self.splitter.addWidget(self.details)
@@ -186,7 +188,18 @@ class ModelsPage(Page):
         self.act_remove.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         self.table.addAction(self.act_remove)
         self.act_show_job = self._action("jobs", "Show job", self.show_job)
-        self.model_actions = [self.act_quantize, self.act_serve, self.act_copy_path, self.act_open_folder,
+        self.act_export = self._action("export", "Export…", lambda: self.open_export_dialog())
+        self.act_export.setToolTip("Export as a signed package, an Ollama or an HF folder")
+
+        def finetune_selected() -> None:
+            from llmops_desktop.qt.pages.finetune import open_finetune
+
+            open_finetune(self, self.selected_artifact())
+
+        self.act_finetune = self._action("quantize", "Fine-tune…", finetune_selected)
+        self.act_finetune.setToolTip("Train a LoRA adapter of the selected HF model on a dataset")
+        self.model_actions = [self.act_quantize, self.act_serve, self.act_finetune, self.act_export,
+                              self.act_copy_path, self.act_open_folder,
                               self.act_tag, self.act_remove, self.act_show_job]
         self._update_actions()
 
@@ -354,6 +367,16 @@ class ModelsPage(Page):
         dialog.sig_show_variants_requested.connect(self.show_variants)
         dialog.show()
         return dialog
+
+    def open_export_dialog(self, artifact_id: int | None = None) -> object:
+        """The Export dialog for an artifact (the selected one by default)."""
+        from llmops_desktop.qt.export_dialog import open_export_dialog
+
+        a = self.selected_artifact() if artifact_id is None else None
+        if artifact_id is None and a is None:
+            self.ctx.events.sig_error.emit("Select a model to export first.")
+            return None
+        return open_export_dialog(self.ctx, artifact_id or a.id, self.window())
 
     def show_variants(self, artifact_id: int) -> None:
         """Select an artifact and show its Variants tab."""

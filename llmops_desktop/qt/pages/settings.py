@@ -106,6 +106,10 @@ class SettingsPage(Page):
             form = groups.get(group)
             if form is not None:
                 self._add_secret_field(form, name, label, help_text)
+        from llmops_desktop.qt.share_widgets import TrustBox
+
+        self.trust_box = TrustBox(ctx)  # own key, trusted colleagues' keys
+        body.addWidget(self.trust_box)
         body.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)

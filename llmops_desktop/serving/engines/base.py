@@ -43,6 +43,8 @@ class EngineSettings:
     device: str = "auto"  # torch: cpu, cuda, cuda:N or auto
     quantization: str | None = None  # torch: bnb-nf4, bnb-fp4 or bnb-int8
     batch: int | None = None  # llama.cpp: prompt batch size (n_batch)
+    lora_path: str | None = None  # llama.cpp: a LoRA GGUF applied on top of the model
+    base_path: str | None = None  # torch, serving a LoRA adapter: its base model's folder
 
 
 @dataclass(frozen=True)

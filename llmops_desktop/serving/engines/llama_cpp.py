@@ -101,6 +101,8 @@ class LlamaCppEngine(Engine):
             "n_threads_batch": threads, "n_gpu_layers": settings.gpu_layers, "verbose": False}
         if settings.batch:
             kwargs["n_batch"] = settings.batch
+        if settings.lora_path:  # a LoRA GGUF applied on top
+            kwargs["lora_path"] = str(settings.lora_path)
         contexts: list[Any] = []
         try:
             for _ in range(settings.parallel):

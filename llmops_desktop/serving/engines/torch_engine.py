@@ -35,6 +35,17 @@ DEFAULT_MAX_CTX = 4096
 _CONTEXT_OVERLAP = 5  # tokens of left context re-decoded so spaces come out right
 
 
+def _adapter_base(adapter_dir: Path) -> Path:
+    """The base model folder a PEFT LoRA adapter names (``base_model_name_or_path``)."""
+    cfg = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
+    base = Path(str(cfg.get("base_model_name_or_path") or ""))
+    if not base.is_absolute() or not (base / "config.json").is_file():
+        raise InvalidInputError(
+            f"{adapter_dir.name} is a LoRA adapter whose base model ({base or 'not named'}) is "
+            "not on this machine. Import the base, or merge the adapter and serve the merge.")
+    return base
+
+
 @register_engine("torch")
 class TorchEngine(Engine):
     """One transformers model, shared by up to ``parallel`` generating threads."""
@@ -59,6 +70,11 @@ class TorchEngine(Engine):
     @classmethod
     def load(cls, model_path: Path, settings: EngineSettings) -> TorchEngine:
         model_path = Path(model_path)
+        adapter_dir = None
+        if (model_path / "adapter_config.json").is_file():  # a LoRA adapter: base + adapter
+            adapter_dir = model_path
+            model_path = (Path(settings.base_path) if settings.base_path
+                          else _adapter_base(model_path))
         config_path = model_path / "config.json"
         if not config_path.is_file():
             raise InvalidInputError(
@@ -89,7 +105,14 @@ class TorchEngine(Engine):
                     str(model_path), dtype=torch.float32 if device == "cpu" else "auto")
                 model.to(device)
                 model.eval()
-            tokenizer = AutoTokenizer.from_pretrained(str(model_path))
+            if adapter_dir is not None:
+                from peft import PeftModel
+
+                model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
+                model.eval()
+            tok_dir = (adapter_dir if adapter_dir is not None
+                       and (adapter_dir / "tokenizer_config.json").is_file() else model_path)
+            tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
         except (OSError, ValueError) as exc:
             raise InvalidInputError(f"transformers could not load {model_path}: {exc}") from exc
         trained = int(getattr(model.config, "max_position_embeddings", 0) or DEFAULT_MAX_CTX)

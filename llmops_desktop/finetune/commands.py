@@ -1,0 +1,145 @@
+"""``llmops finetune``, ``llmops merge`` and ``llmops lora-gguf``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+_BOOL_FIELDS = ("packing", "gradient_checkpointing")
+_SKIP = ("name",)
+
+
+def _cli():
+    from llmops_desktop import cli
+
+    return cli
+
+
+def build_options(args: argparse.Namespace, base: Any) -> Any:
+    """Defaults, then the defaults for the base's size, then what the user gave."""
+    from llmops_desktop.finetune.config import FinetuneOptions, defaults_for, model_parameters
+
+    values = FinetuneOptions().to_dict()
+    values.update(defaults_for(model_parameters(base.path, base.metadata)))
+    for name in values:
+        given = getattr(args, name, None)
+        if given is not None:
+            values[name] = given
+    opts = FinetuneOptions.from_dict(values)
+    opts.check()
+    return opts
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from llmops_desktop.errors import CancelledError, InvalidInputError
+    from llmops_desktop.finetune.memory import describe, estimate_memory
+    from llmops_desktop.finetune.task import qlora_unavailable, resume_params, start_params
+
+    cli = _cli()
+    catalog = cli._open_catalog(args)
+    if args.resume is not None:
+        params = resume_params(catalog, args.resume)
+    else:
+        if not args.base or not args.dataset:
+            raise SystemExit("llmops finetune: give BASE and DATASET (or --resume JOB_ID)")
+        from llmops_desktop.datasets.store import resolve_version
+
+        base = catalog.resolve(args.base)
+        version = resolve_version(catalog, args.dataset)
+        opts = build_options(args, base)
+        if opts.method == "qlora" and (why := qlora_unavailable(base, opts.device)):
+            raise InvalidInputError(f"QLoRA is not available here: {why} Use --method lora.")
+        if args.estimate:
+            est = estimate_memory(base.path, opts, metadata=base.metadata)
+            if args.json:
+                cli._print_json(est.to_json() | {"options": opts.to_dict()})
+            else:
+                print(describe(est))
+            return 0
+        params = start_params(base, version, opts)
+    try:
+        result = cli.run_job_in_terminal(catalog, "finetune", params, quiet=args.json)
+    except CancelledError:
+        job = next((j for j in catalog.jobs(limit=20) if j.kind == "finetune"), None)
+        if job is not None:
+            print(f"stopped; continue with: llmops finetune --resume {job.id}", file=sys.stderr)
+        raise
+    adapter = catalog.artifact(result["artifact_id"])
+    if args.json:
+        cli._print_json(result | {"artifact": adapter.to_json()})
+        return 0
+    ppl = result.get("perplexity", {})
+    print(f"made {adapter.ref} (artifact #{adapter.id}), a LoRA adapter of "
+          f"{adapter.metadata.get('base_model')}, after {result.get('steps')} steps")
+    print(f"  final training loss {result.get('final_loss'):.4f}"
+          + (f", validation loss {result['final_val_loss']:.4f}"
+             if result.get("final_val_loss") is not None else ""))
+    if ppl:
+        print("  validation perplexity: " + "  ".join(f"{k} {v:.3f}" for k, v in ppl.items()))
+    print(f"  merge it: llmops merge {adapter.ref}; serve it: llmops serve {adapter.ref}")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    cli = _cli()
+    catalog = cli._open_catalog(args)
+    adapter = catalog.resolve(args.adapter)
+    result = cli.run_job_in_terminal(catalog, "merge", {"adapter_id": adapter.id,
+                                                        "name": args.name}, quiet=args.json)
+    return cli._report_artifact(args, catalog.artifact(result["artifact_id"]), "merged", "")
+
+
+def cmd_lora_gguf(args: argparse.Namespace) -> int:
+    cli = _cli()
+    catalog = cli._open_catalog(args)
+    adapter = catalog.resolve(args.adapter)
+    result = cli.run_job_in_terminal(catalog, "lora-gguf", {
+        "adapter_id": adapter.id, "outtype": args.outtype, "name": args.name}, quiet=args.json)
+    return cli._report_artifact(args, catalog.artifact(result["artifact_id"]), "wrote", "")
+
+
+def add_option_arguments(p: argparse.ArgumentParser) -> None:
+    from llmops_desktop.finetune.config import FinetuneOptions
+
+    for info in FinetuneOptions.field_info():
+        name = info["name"]
+        flag = "--" + name.replace("_", "-")
+        help_text = info["help"] + (f" (default {info['default']}, or by model size)"
+                                    if name not in _SKIP else "")
+        if name in _BOOL_FIELDS:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                           help=help_text)
+            continue
+        default = info["default"]
+        kind: Any = str
+        if name in ("max_steps", "threads", "validation"):
+            kind = float if name == "validation" else int
+        elif isinstance(default, bool):
+            kind = str
+        elif isinstance(default, int):
+            kind = int
+        elif isinstance(default, float):
+            kind = float
+        p.add_argument(flag, type=kind, default=None, choices=info["choices"], help=help_text)
+
+
+def register(add) -> None:
+    p = add("finetune", cmd_finetune,
+            "train a LoRA/QLoRA adapter of an HF model on a dataset (resumable job)")
+    p.add_argument("base", nargs="?", help="the base model: id, NAME or NAME@VERSION")
+    p.add_argument("dataset", nargs="?", help="the dataset: NAME, NAME@VERSION or id")
+    p.add_argument("--resume", type=int, metavar="JOB_ID",
+                   help="continue a cancelled, failed or killed fine-tune from its last "
+                        "checkpoint (same options, same result)")
+    p.add_argument("--estimate", action="store_true",
+                   help="print the memory estimate and advice; train nothing")
+    add_option_arguments(p)
+    p = add("merge", cmd_merge, "merge a LoRA adapter into its base (a new HF artifact)")
+    p.add_argument("adapter")
+    p.add_argument("--name", help="model name of the merge (default: ADAPTER-merged)")
+    p = add("lora-gguf", cmd_lora_gguf,
+            "write a LoRA adapter as a llama.cpp LoRA GGUF (served on top of the base's GGUF)")
+    p.add_argument("adapter")
+    p.add_argument("--outtype", choices=("f16", "f32"), default="f16")
+    p.add_argument("--name", help="model name of the GGUF (default: ADAPTER-gguf)")

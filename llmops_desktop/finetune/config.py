@@ -1,0 +1,163 @@
+"""Fine-tune options: one typed record, its defaults per model size, and its checks.
+
+The same descriptions are the CLI's help and the Fine-tune page's tooltips.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmops_desktop.errors import InvalidInputError
+
+METHODS = ("lora", "qlora")
+STRATEGIES = ("ddp", "fsdp")
+SCHEDULERS = ("cosine", "linear", "constant")
+DEFAULT_TARGETS = "all-linear"
+
+
+def _opt(default: Any, help: str, **kw: Any) -> Any:
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class FinetuneOptions:
+    """Everything a run is made of besides its base model and dataset."""
+
+    method: str = _opt("lora", "lora: train a small adapter on the full-precision base. qlora: "
+                       "load the base in 4-bit (bitsandbytes nf4) to save memory; needs a GPU "
+                       "or a CPU with compatible layer shapes.", choices=METHODS)
+    r: int = _opt(16, "LoRA rank: size of the adapter's low-rank matrices. Higher learns more "
+                  "and costs more memory; 8-64 is usual.")
+    alpha: float = _opt(32.0, "LoRA alpha: the adapter's output is scaled by alpha/r; usually "
+                        "twice the rank.")
+    dropout: float = _opt(0.05, "Dropout on the adapter's input during training (0 to 0.1).")
+    target_modules: str = _opt(DEFAULT_TARGETS, "Layers that get an adapter, comma-separated "
+                               "(e.g. q_proj,v_proj), or all-linear for every linear layer "
+                               "except the output head.")
+    epochs: float = _opt(1.0, "Passes over the training rows (fractions allowed).")
+    max_steps: int | None = _opt(None, "Stop after this many optimizer steps (overrides epochs).")
+    lr: float = _opt(2e-4, "Peak learning rate of the adapter (AdamW), reached after warm-up.")
+    batch_size: int = _opt(4, "Rows per micro-batch on each device.")
+    grad_accum: int = _opt(1, "Micro-batches whose gradients add up to one optimizer step: the "
+                           "effective batch is batch size x this x devices.")
+    max_len: int = _opt(1024, "Longest sequence in tokens; longer rows are cut (the count is "
+                        "reported). Memory grows with it.")
+    packing: bool = _opt(False, "Pack several short rows into each sequence of max length: "
+                         "faster on short rows; rows may then see each other.")
+    gradient_checkpointing: bool = _opt(False, "Recompute activations in the backward pass: "
+                                        "much less memory at about a third more time.")
+    seed: int = _opt(0, "Seed of adapter initialisation, data order and dropout: the same seed "
+                     "gives the same run.")
+    validation: float | None = _opt(None, "Fraction of rows held out for validation loss and "
+                                    "perplexity (default: the dataset version's split).")
+    eval_steps: int = _opt(50, "Measure validation loss every this many steps (and at the end).")
+    save_steps: int = _opt(100, "Save a checkpoint every this many steps (and at the end and on "
+                           "Cancel); Resume continues from the last one.")
+    warmup_ratio: float = _opt(0.03, "Fraction of the steps spent warming the learning rate up.")
+    scheduler: str = _opt("cosine", "Learning-rate schedule after warm-up.", choices=SCHEDULERS)
+    weight_decay: float = _opt(0.0, "AdamW weight decay on the adapter.")
+    max_grad_norm: float = _opt(1.0, "Clip the gradient norm to this (0 turns clipping off).")
+    device: str = _opt("auto", "auto (CUDA when torch sees a GPU, else CPU), cpu, or cuda.")
+    nproc: int = _opt(1, "Training processes on this machine (one per GPU). More than one "
+                      "launches through torchrun (DDP; gloo on CPU, NCCL on GPUs).")
+    strategy: str = _opt("ddp", "With several processes: ddp (a full copy of the model per "
+                         "device) or fsdp (parameters sharded across devices).",
+                         choices=STRATEGIES)
+    nnodes: int = _opt(1, "Machines taking part (multi-node: run the same job on each, with "
+                       "the same rendezvous endpoint).")
+    node_rank: int = _opt(0, "This machine's rank among the nodes (0 on the first).")
+    rdzv_endpoint: str = _opt("", "host:port of the rendezvous (the first node) for multi-node "
+                              "runs; empty for one machine.")
+    threads: int | None = _opt(None, "CPU threads for torch (default: torch's choice).")
+    name: str = _opt("", "Name of the adapter in the catalog (default: BASE-lora-DATASET).")
+
+    @classmethod
+    def field_info(cls) -> list[dict[str, Any]]:
+        return [{"name": f.name, "default": f.default, "help": f.metadata.get("help", ""),
+                 "choices": f.metadata.get("choices")} for f in dataclasses.fields(cls)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FinetuneOptions:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise InvalidInputError(f"Unknown fine-tune option(s): {', '.join(sorted(unknown))}.")
+        return cls(**data)
+
+    def check(self) -> None:
+        if self.method not in METHODS:
+            raise InvalidInputError(f"--method must be one of {', '.join(METHODS)}.")
+        if self.strategy not in STRATEGIES:
+            raise InvalidInputError(f"--strategy must be one of {', '.join(STRATEGIES)}.")
+        if self.scheduler not in SCHEDULERS:
+            raise InvalidInputError(f"--scheduler must be one of {', '.join(SCHEDULERS)}.")
+        for name in ("r", "batch_size", "grad_accum", "max_len", "eval_steps", "save_steps",
+                     "nproc", "nnodes"):
+            if int(getattr(self, name)) < 1:
+                raise InvalidInputError(f"--{name.replace('_', '-')} must be at least 1.")
+        if self.max_len < 8:
+            raise InvalidInputError("--max-len must be at least 8 tokens.")
+        if not 0.0 <= self.dropout < 1.0:
+            raise InvalidInputError("--dropout must be at least 0 and below 1.")
+        if self.lr <= 0 or self.alpha <= 0:
+            raise InvalidInputError("--lr and --alpha must be positive.")
+        if self.epochs <= 0 and not self.max_steps:
+            raise InvalidInputError("--epochs must be positive (or give --max-steps).")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise InvalidInputError("--max-steps must be at least 1.")
+        if self.validation is not None and not 0.0 <= self.validation < 1.0:
+            raise InvalidInputError("--validation must be at least 0 and below 1.")
+        if self.nnodes > 1 and not self.rdzv_endpoint:
+            raise InvalidInputError("A multi-node run needs --rdzv-endpoint HOST:PORT (the "
+                                    "first node's address and a free port).")
+        if not 0 <= self.node_rank < self.nnodes:
+            raise InvalidInputError("--node-rank must be between 0 and nnodes - 1.")
+
+    def targets(self) -> str | list[str]:
+        t = self.target_modules.strip()
+        if not t or t == DEFAULT_TARGETS:
+            return DEFAULT_TARGETS
+        return [x.strip() for x in t.split(",") if x.strip()]
+
+
+def model_parameters(model_dir: Path, metadata: dict[str, Any] | None = None) -> int | None:
+    if metadata and isinstance(metadata.get("parameters"), int):
+        return int(metadata["parameters"])
+    cfg = read_model_config(model_dir)
+    try:
+        h, n, i, v = (cfg["hidden_size"], cfg["num_hidden_layers"], cfg["intermediate_size"],
+                      cfg["vocab_size"])
+    except (KeyError, TypeError):
+        return None
+    return int(n * (4 * h * h + 3 * h * i) + 2 * v * h)
+
+
+def read_model_config(model_dir: Path) -> dict[str, Any]:
+    try:
+        cfg = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return cfg.get("text_config", cfg) if isinstance(cfg, dict) else {}
+
+
+def defaults_for(parameters: int | None) -> dict[str, Any]:
+    """Sensible starting options for a model of this many parameters."""
+    p = parameters or 0
+    if p < 1.5e9:
+        return {"r": 16, "alpha": 32.0, "lr": 2e-4, "batch_size": 8, "grad_accum": 1,
+                "max_len": 1024, "gradient_checkpointing": False, "method": "lora"}
+    if p < 5e9:
+        return {"r": 16, "alpha": 32.0, "lr": 2e-4, "batch_size": 4, "grad_accum": 4,
+                "max_len": 2048, "gradient_checkpointing": True, "method": "lora"}
+    if p < 16e9:
+        return {"r": 16, "alpha": 32.0, "lr": 1e-4, "batch_size": 2, "grad_accum": 8,
+                "max_len": 2048, "gradient_checkpointing": True, "method": "qlora"}
+    return {"r": 8, "alpha": 16.0, "lr": 1e-4, "batch_size": 1, "grad_accum": 16,
+            "max_len": 2048, "gradient_checkpointing": True, "method": "qlora"}

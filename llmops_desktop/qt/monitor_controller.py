@@ -1,0 +1,266 @@
+"""The window's one monitor sampler, and its news on the GUI thread.
+
+:func:`monitor_for` gives every page the same :class:`MonitorController` (the Monitor
+page, and the small live charts of other pages). The sampler itself is plain Python on
+its own thread (:mod:`llmops_desktop.monitor.sampler`); it is built on a helper thread
+too, so the window's start never pays for numpy, psutil or prometheus_client. Its
+callbacks reach the GUI thread through one relay object made on the GUI thread and never
+destroyed (a QObject a worker thread held the last reference to would be destroyed
+outside its thread). Samples are coalesced: if the GUI has not taken the last one yet,
+the next does not queue another signal, so a busy GUI never falls behind and never
+waits. The sampler stops with the window (its Close event, or the app quitting).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt, Signal
+from PySide6.QtWidgets import QWidget
+
+from llmops_desktop.paths import Home
+from llmops_desktop.qt.pyside_fixes import guard_bool_refcounts
+from llmops_desktop.qt.workers import run_in_thread
+from llmops_desktop.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class _MonitorRelay(QObject):
+    """Carries sampler news to the GUI thread (one for the process, never destroyed)."""
+
+    sig_sample = Signal(int)
+    """Controller key: a new sample is waiting in its sampler."""
+    sig_alert = Signal(int, object)
+    """Controller key and an AlertEvent."""
+    sig_started = Signal(int, object, str)
+    """Controller key, the Sampler (None if it failed to start) and an error message."""
+
+
+_relay: _MonitorRelay | None = None
+_controllers: dict[int, weakref.ref[MonitorController]] = {}
+_keys = itertools.count(1)
+
+
+def _get_relay() -> _MonitorRelay:
+    global _relay
+    if _relay is None:
+        _relay = _MonitorRelay()
+        queued = Qt.ConnectionType.QueuedConnection
+        _relay.sig_sample.connect(lambda key: _dispatch(key, "_on_sample"), queued)
+        _relay.sig_alert.connect(lambda key, ev: _dispatch(key, "_on_alert", ev), queued)
+        _relay.sig_started.connect(lambda key, s, err: _dispatch(key, "_on_started", s, err),
+                                   queued)
+    return _relay
+
+
+def _dispatch(key: int, method: str, *args: Any) -> None:
+    ref = _controllers.get(key)
+    controller = ref() if ref is not None else None
+    if controller is not None:
+        getattr(controller, method)(*args)
+
+
+class MonitorController(QObject):
+    """Owns the app's sampler; relays its samples and alerts as signals."""
+
+    sig_started = Signal()
+    """The sampler runs: :attr:`store` and :attr:`gpu_status` are there."""
+    sig_failed = Signal(str)
+    """The sampler could not start (the message says why)."""
+    sig_sample = Signal(object)
+    """A new Sample (the latest; samples the GUI was too busy for are skipped)."""
+    sig_alert = Signal(object)
+    """An AlertEvent fired or cleared."""
+
+    def __init__(self, home: Home, settings: Settings, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.home = home
+        self.settings = settings
+        self.key = next(_keys)
+        _controllers[self.key] = weakref.ref(self)
+        self.sampler: Any = None  # monitor.sampler.Sampler once started
+        self.error = ""
+        self._booting = False
+        self._stopped = False
+        self._pending = threading.Event()  # a sample signal is queued, not yet taken
+        self._api_keys: dict[int, str] = {}
+        relay = _get_relay()
+        # plain closures over plain objects: they run on the sampler thread
+        pending, key = self._pending, self.key
+
+        def on_sample(_sample: Any) -> None:
+            if not pending.is_set():
+                pending.set()
+                relay.sig_sample.emit(key)
+
+        def on_alert(event: Any) -> None:
+            relay.sig_alert.emit(key, event)
+
+        self._on_sample_cb: Callable[[Any], None] = on_sample
+        self._on_alert_cb: Callable[[Any], None] = on_alert
+
+    # ---- state ------------------------------------------------------------------------------
+
+    @property
+    def store(self) -> Any:
+        """The sampler's SeriesStore (None until started)."""
+        return self.sampler.store if self.sampler is not None else None
+
+    @property
+    def gpu_status(self) -> Any:
+        return self.sampler.gpu_status if self.sampler is not None else None
+
+    @property
+    def latest(self) -> Any:
+        return self.sampler.latest if self.sampler is not None else None
+
+    def is_running(self) -> bool:
+        return self.sampler is not None and self.sampler.is_running()
+
+    # ---- start and stop ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Build and start the sampler on a helper thread (returns at once)."""
+        if self._booting or self.sampler is not None or self._stopped:
+            return
+        self._booting = True
+        home, settings, key = self.home, self.settings, self.key
+        relay = _get_relay()
+        on_sample, on_alert = self._on_sample_cb, self._on_alert_cb
+
+        def boot() -> None:
+            try:
+                from llmops_desktop.monitor.sampler import Sampler, SamplerConfig
+
+                sampler = Sampler(home, SamplerConfig.from_settings(settings))
+                sampler.add_listener(on_sample)
+                sampler.add_alert_listener(on_alert)
+                sampler.start()
+            except Exception as exc:  # noqa: BLE001 - said in the page
+                log.exception("monitor sampler failed to start")
+                relay.sig_started.emit(key, None, f"The monitor could not start: {exc}")
+                return
+            relay.sig_started.emit(key, sampler, "")
+
+        threading.Thread(target=boot, name="llmops-monitor-boot", daemon=True).start()
+
+    def _on_started(self, sampler: Any, error: str) -> None:
+        self._booting = False
+        if sampler is None:
+            self.error = error
+            self.sig_failed.emit(error)
+            return
+        if self._stopped:  # the window closed while it was booting
+            sampler.stop()
+            return
+        self.sampler = sampler
+        for dep_id, api_key in self._api_keys.items():
+            sampler.set_api_key(dep_id, api_key)
+        self.sig_started.emit()
+
+    def stop(self, wait: bool = True) -> None:
+        """Stop sampling (the history still in memory is written first)."""
+        self._stopped = True
+        sampler, self.sampler = self.sampler, None
+        if sampler is None:
+            return
+        if wait:
+            sampler.stop()
+        else:
+            threading.Thread(target=sampler.stop, daemon=True).start()
+
+    # ---- settings ---------------------------------------------------------------------------
+
+    def apply_settings(self, settings: Settings) -> None:
+        """New rate, retention and thresholds, without restarting."""
+        self.settings = settings
+        if self.sampler is None:
+            return
+        from llmops_desktop.monitor.alerts import rules_from_settings
+
+        self.sampler.set_rate(settings.monitor_sample_hz)
+        self.sampler.set_retention(settings.monitor_retention_days)
+        self.sampler.set_rules(rules_from_settings(settings))
+
+    def set_api_key(self, deployment_id: int, key: str | None) -> None:
+        """The API key to read a deployment's /metrics with (kept in memory only)."""
+        if key:
+            self._api_keys[deployment_id] = key
+        else:
+            self._api_keys.pop(deployment_id, None)
+        if self.sampler is not None:
+            self.sampler.set_api_key(deployment_id, key)
+
+    # ---- history ----------------------------------------------------------------------------
+
+    def load_history(self, t0: float, t1: float, on_done: Callable[[dict[str, Any]], None],
+                     on_error: Callable[[BaseException], None] | None = None,
+                     *, receiver: QObject | None = None) -> None:
+        """Read history for [t0, t1] off the GUI thread; ``on_done({"series": {key: (t, v)},
+        "labels": {key: label}})`` on the GUI thread."""
+        home = self.home
+
+        def read() -> dict[str, Any]:
+            from llmops_desktop.catalog import Catalog
+            from llmops_desktop.monitor.history import read_history, series_labels
+
+            with Catalog.open(home) as catalog:
+                return {"series": read_history(catalog.conn, t0, t1),
+                        "labels": series_labels(catalog.conn)}
+
+        run_in_thread(read, on_done, on_error, receiver=receiver)
+
+    # ---- relay slots (GUI thread) -------------------------------------------------------------
+
+    def _on_sample(self) -> None:
+        self._pending.clear()
+        sample = self.latest
+        if sample is not None:
+            self.sig_sample.emit(sample)
+
+    def _on_alert(self, event: Any) -> None:
+        self.sig_alert.emit(event)
+
+
+class _CloseWatcher(QObject):
+    """Stops the controller when the window it belongs to closes."""
+
+    def __init__(self, controller: MonitorController, window: QWidget) -> None:
+        super().__init__(controller)
+        self._controller = controller
+        window.installEventFilter(self)
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        if event.type() == QEvent.Type.Close and event.isAccepted():
+            self._controller.stop(wait=True)
+        return False
+
+
+def monitor_for(ctx: Any) -> MonitorController:
+    """The window's controller (made, and started, on first use)."""
+    found = ctx.events.findChild(MonitorController)
+    if found is not None:
+        return found
+    guard_bool_refcounts()  # live charts emit many signals: see pyside_fixes
+    controller = MonitorController(ctx.home, ctx.settings, ctx.events)
+    ctx.events.sig_settings_saved.connect(controller.apply_settings)
+    window = ctx.events.parent()
+    if isinstance(window, QWidget):
+        _CloseWatcher(controller, window)
+    app = QCoreApplication.instance()
+    if app is not None:
+        ref = weakref.ref(controller)
+        app.aboutToQuit.connect(lambda: (c := ref()) is not None and c.stop(wait=True))
+    sampler_holder: dict[str, Any] = {}
+    controller.sig_started.connect(lambda: sampler_holder.update(s=controller.sampler))
+    # the window's events object going away (window deleted) stops the thread too
+    ctx.events.destroyed.connect(lambda *_: (s := sampler_holder.get("s")) is not None
+                                 and s.stop(timeout=5))
+    controller.start()
+    return controller

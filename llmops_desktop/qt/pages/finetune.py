@@ -1,0 +1,510 @@
+"""The Fine-tune page: settings with defaults per model size, the memory estimate, live charts.
+
+The form is built from :class:`~llmops_desktop.finetune.config.FinetuneOptions` (each
+field's description is its tooltip). Start submits a "finetune" job through the window's
+job controller. The charts follow a job by reading its run folder's ``metrics.jsonl``
+(one line per step, written by the training loop), so they work the same for a job this
+window started and for one found running when the window opens again (re-attach).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QTimer, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from llmops_desktop.catalog import JobState
+from llmops_desktop.finetune.config import FinetuneOptions
+from llmops_desktop.qt.context import AppContext, Page
+
+POLL_MS = 500
+# Fields shown in the form, in order; the rest keep their defaults (the CLI has them all).
+FORM_FIELDS = ("method", "r", "alpha", "dropout", "target_modules", "epochs", "max_steps", "lr",
+               "batch_size", "grad_accum", "max_len", "packing", "gradient_checkpointing",
+               "seed", "validation", "eval_steps", "save_steps", "nproc", "strategy")
+CHARTS = (("loss", "Loss", ("loss", "val_loss")), ("lr", "Learning rate", ("lr",)),
+          ("speed", "Tokens/s", ("tokens_per_s",)),
+          ("memory", "Memory (MB)", ("gpu_memory_mb", "ram_mb")))
+COLORS = {"loss": "#4f86e0", "val_loss": "#e0864f", "lr": "#2e9e5b", "tokens_per_s": "#8e6cc9",
+          "gpu_memory_mb": "#c0392b", "ram_mb": "#7f8c8d"}
+
+
+def _eta(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    s = int(seconds)
+    return f"{s // 3600}h {s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+class FinetunePage(Page):
+    page_id = "finetune"
+    title = "Fine-tune"
+    icon_name = "quantize"
+    tooltip = "Train a LoRA/QLoRA adapter on a dataset, with live charts"
+
+    sig_points_added = Signal(int)
+    """New metric points of the followed job were drawn (how many in all)."""
+
+    def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
+        super().__init__(ctx, parent)
+        self.job_id: int | None = None
+        self.points: list[dict[str, Any]] = []
+        self._offset = 0
+        self._curves: dict[str, Any] = {}
+        self._inputs: dict[str, QWidget] = {}
+        split = QSplitter()
+        split.addWidget(self._build_form())
+        split.addWidget(self._build_charts())
+        split.setStretchFactor(1, 2)
+        layout = QVBoxLayout(self)
+        layout.addWidget(split)
+        self._estimate_timer = QTimer(self, singleShot=True, interval=200)
+        self._estimate_timer.timeout.connect(self.update_estimate)
+        self._poll = QTimer(self, interval=POLL_MS)
+        self._poll.timeout.connect(self.poll_metrics)
+        self._poll.start()
+        ctx.jobs.sig_job_finished.connect(self._on_job_finished)
+        ctx.jobs.sig_jobs_changed.connect(self._update_buttons)
+        self.reload()
+        self.reattach()
+
+    # ---- building ---------------------------------------------------------------------------
+
+    def _build_form(self) -> QWidget:
+        box = QWidget()
+        v = QVBoxLayout(box)
+        form = QFormLayout()
+        self.base_combo = QComboBox()
+        self.base_combo.setToolTip("The Hugging Face model to adapt")
+        self.base_combo.currentIndexChanged.connect(self._on_base_changed)
+        self.dataset_combo = QComboBox()
+        self.dataset_combo.setToolTip("A dataset version (Datasets page)")
+        form.addRow("Base model", self.base_combo)
+        form.addRow("Dataset", self.dataset_combo)
+        info = {i["name"]: i for i in FinetuneOptions.field_info()}
+        for name in FORM_FIELDS:
+            field = info[name]
+            w = self._input_for(name, field)
+            w.setToolTip(field["help"])
+            self._inputs[name] = w
+            label = QLabel(name.replace("_", " ").capitalize())
+            label.setToolTip(field["help"])
+            form.addRow(label, w)
+        self.name_edit = QLineEdit()
+        self.name_edit.setPlaceholderText("default: BASE-lora-DATASET")
+        form.addRow("Adapter name", self.name_edit)
+        v.addLayout(form)
+        self.estimate_label = QLabel()
+        self.estimate_label.setWordWrap(True)
+        v.addWidget(self.estimate_label)
+        row = QHBoxLayout()
+        self.start_button = QPushButton("Start")
+        self.start_button.clicked.connect(self.start)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel)
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.clicked.connect(self.resume)
+        self.merge_button = QPushButton("Merge")
+        self.merge_button.setToolTip("Merge the adapter into its base (a new HF model)")
+        self.merge_button.clicked.connect(self.merge)
+        for b in (self.start_button, self.cancel_button, self.resume_button, self.merge_button):
+            row.addWidget(b)
+        v.addLayout(row)
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        v.addWidget(self.status)
+        v.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(box)
+        return scroll
+
+    def _input_for(self, name: str, field: dict[str, Any]) -> QWidget:
+        default = field["default"]
+        if field["choices"]:
+            w = QComboBox()
+            for c in field["choices"]:
+                w.addItem(c, c)
+            w.currentIndexChanged.connect(self._schedule_estimate)
+            return w
+        if isinstance(default, bool):
+            w = QCheckBox()
+            w.setChecked(default)
+            w.toggled.connect(self._schedule_estimate)
+            return w
+        if name in ("max_steps", "validation"):  # optional: 0 means "not set"
+            if name == "max_steps":
+                w = QSpinBox(minimum=0, maximum=10_000_000, specialValueText="by epochs")
+            else:
+                w = QDoubleSpinBox(minimum=0.0, maximum=0.9, singleStep=0.05, decimals=3,
+                                   specialValueText="dataset's split")
+            return w
+        if isinstance(default, int):
+            w = QSpinBox(minimum=0 if name == "seed" else 1, maximum=10_000_000, value=default)
+            w.valueChanged.connect(self._schedule_estimate)
+            return w
+        if isinstance(default, float):
+            w = QDoubleSpinBox(minimum=0.0, maximum=1e6, decimals=6 if name == "lr" else 3,
+                               singleStep=0.05 if default < 1 else 1.0, value=default)
+            w.valueChanged.connect(self._schedule_estimate)
+            return w
+        w = QLineEdit(str(default))
+        w.editingFinished.connect(self._schedule_estimate)
+        return w
+
+    def _build_charts(self) -> QWidget:
+        import pyqtgraph as pg
+
+        w = QWidget()
+        v = QVBoxLayout(w)
+        head = QHBoxLayout()
+        self.job_combo = QComboBox()
+        self.job_combo.setToolTip("The fine-tune job the charts follow")
+        self.job_combo.activated.connect(lambda _i: self.follow(self.job_combo.currentData()))
+        self.eta_label = QLabel()
+        head.addWidget(QLabel("Job"))
+        head.addWidget(self.job_combo, 1)
+        head.addWidget(self.eta_label)
+        v.addLayout(head)
+        grid = QGridLayout()
+        self.plots: dict[str, Any] = {}
+        for i, (key, title, series) in enumerate(CHARTS):
+            plot = pg.PlotWidget(background="w", title=title)
+            plot.addLegend(offset=(-5, 5))
+            plot.setLabel("bottom", "step")
+            for s in series:
+                self._curves[s] = plot.plot([], [], pen=pg.mkPen(COLORS[s], width=2),
+                                            symbol="o" if s == "val_loss" else None,
+                                            symbolSize=5, name=s.replace("_", " "))
+            self.plots[key] = plot
+            grid.addWidget(plot, i // 2, i % 2)
+        v.addLayout(grid, 1)
+        self.result_label = QLabel()
+        self.result_label.setWordWrap(True)
+        v.addWidget(self.result_label)
+        group = QGroupBox("Progress")
+        gl = QVBoxLayout(group)
+        gl.addWidget(w)
+        return group
+
+    # ---- data -------------------------------------------------------------------------------
+
+    def on_shown(self) -> None:
+        self.reload()
+
+    def refresh(self) -> None:
+        self.reload()
+
+    def reload(self) -> None:
+        from llmops_desktop.datasets.store import list_datasets
+
+        base, ds = self.base_combo.currentData(), self.dataset_combo.currentData()
+        self.base_combo.blockSignals(True)
+        self.base_combo.clear()
+        for a in self.ctx.catalog.artifacts():
+            if a.kind == "hf":
+                self.base_combo.addItem(a.ref, a.id)
+        self.base_combo.blockSignals(False)
+        self.dataset_combo.clear()
+        for d in list_datasets(self.ctx.catalog):
+            for version in d.versions:
+                self.dataset_combo.addItem(f"{version.ref} ({version.rows} rows, "
+                                           f"{version.shape})", version.id)
+        if base is not None and self.base_combo.findData(base) >= 0:
+            self.base_combo.setCurrentIndex(self.base_combo.findData(base))
+        else:
+            self._on_base_changed()
+        if ds is not None and self.dataset_combo.findData(ds) >= 0:
+            self.dataset_combo.setCurrentIndex(self.dataset_combo.findData(ds))
+        self._reload_jobs()
+
+    def _reload_jobs(self) -> None:
+        current = self.job_combo.currentData()
+        self.job_combo.clear()
+        for job in self.ctx.catalog.jobs(limit=100):
+            if job.kind == "finetune":
+                self.job_combo.addItem(f"#{job.id} {job.state.value}", job.id)
+        target = self.job_id if self.job_id is not None else current
+        if target is not None and self.job_combo.findData(target) >= 0:
+            self.job_combo.setCurrentIndex(self.job_combo.findData(target))
+        self._update_buttons()
+
+    def set_base(self, artifact_id: int) -> None:
+        """Preselect a base model (the Models page's "Fine-tune…")."""
+        self.reload()
+        index = self.base_combo.findData(artifact_id)
+        if index >= 0:
+            self.base_combo.setCurrentIndex(index)
+
+    def _on_base_changed(self, *_: object) -> None:
+        """Defaults for the base's size, and QLoRA enabled only where it can run."""
+        from llmops_desktop.finetune.config import defaults_for, model_parameters
+        from llmops_desktop.finetune.task import qlora_unavailable
+
+        base_id = self.base_combo.currentData()
+        if base_id is None:
+            return
+        base = self.ctx.catalog.artifact(base_id)
+        for name, value in defaults_for(model_parameters(base.path, base.metadata)).items():
+            self._set_value(name, value)
+        reason = qlora_unavailable(base)
+        method = self._inputs["method"]
+        assert isinstance(method, QComboBox)
+        item = method.model().item(method.findData("qlora"))
+        item.setEnabled(reason is None)
+        item.setToolTip(reason or "The base in 4-bit (bitsandbytes nf4)")
+        if reason is not None and method.currentData() == "qlora":
+            method.setCurrentIndex(method.findData("lora"))
+        self.qlora_reason = reason
+        self._schedule_estimate()
+
+    def _set_value(self, name: str, value: Any) -> None:
+        w = self._inputs.get(name)
+        if isinstance(w, QComboBox):
+            i = w.findData(value)
+            if i >= 0 and w.model().item(i).isEnabled():
+                w.setCurrentIndex(i)
+        elif isinstance(w, QCheckBox):
+            w.setChecked(bool(value))
+        elif isinstance(w, (QSpinBox, QDoubleSpinBox)):
+            w.setValue(value or 0)
+        elif isinstance(w, QLineEdit):
+            w.setText(str(value))
+
+    def set_option(self, name: str, value: Any) -> None:
+        self._set_value(name, value)
+
+    def options(self) -> FinetuneOptions:
+        values: dict[str, Any] = {}
+        for name, w in self._inputs.items():
+            if isinstance(w, QComboBox):
+                values[name] = w.currentData()
+            elif isinstance(w, QCheckBox):
+                values[name] = w.isChecked()
+            elif isinstance(w, (QSpinBox, QDoubleSpinBox)):
+                values[name] = w.value()
+            elif isinstance(w, QLineEdit):
+                values[name] = w.text().strip()
+        values["max_steps"] = values.get("max_steps") or None
+        values["validation"] = values.get("validation") or None
+        values["name"] = self.name_edit.text().strip()
+        return FinetuneOptions.from_dict(values)
+
+    def _schedule_estimate(self, *_: object) -> None:
+        self._estimate_timer.start()
+
+    def update_estimate(self) -> None:
+        from llmops_desktop.finetune.memory import describe, estimate_memory
+
+        base_id = self.base_combo.currentData()
+        if base_id is None:
+            self.estimate_label.setText("Import or download a Hugging Face model to fine-tune.")
+            return
+        base = self.ctx.catalog.artifact(base_id)
+        try:
+            est = estimate_memory(base.path, self.options(), metadata=base.metadata)
+        except Exception as exc:  # noqa: BLE001 - the form may be half-filled
+            self.estimate_label.setText(str(exc))
+            return
+        self.estimate = est
+        color = "#c62828" if est.fits is False else "#2e7d32"
+        self.estimate_label.setText(describe(est))
+        self.estimate_label.setStyleSheet(f"color: {color}")
+
+    # ---- jobs -------------------------------------------------------------------------------
+
+    def reattach(self) -> None:
+        """Follow the newest running fine-tune (one started before this window, too)."""
+        for job in self.ctx.catalog.jobs(limit=100):
+            if job.kind == "finetune" and not job.state.finished:
+                self.follow(job.id)
+                return
+        latest = next((j for j in self.ctx.catalog.jobs(limit=100) if j.kind == "finetune"), None)
+        if latest is not None:
+            self.follow(latest.id)
+
+    def follow(self, job_id: int | None) -> None:
+        if job_id is None:
+            return
+        self.job_id = int(job_id)
+        self.points = []
+        self._offset = 0
+        for curve in self._curves.values():
+            curve.setData([], [])
+        self.result_label.clear()
+        self._reload_jobs()
+        self.poll_metrics()
+        self._show_result()
+
+    def _metrics_path(self) -> Path | None:
+        if self.job_id is None:
+            return None
+        from llmops_desktop.finetune.task import run_dir_of
+        from llmops_desktop.finetune.train import METRICS_FILE
+
+        return run_dir_of(self.ctx.home, self.job_id) / METRICS_FILE
+
+    def poll_metrics(self) -> None:
+        """Read the lines the followed job added since the last look (a small read)."""
+        path = self._metrics_path()
+        if path is None or not path.is_file():
+            return
+        try:
+            with open(path, encoding="utf-8") as fh:
+                if path.stat().st_size < self._offset:  # rewritten by a resume
+                    self._offset, self.points = 0, []
+                fh.seek(self._offset)
+                chunk = fh.read()
+        except OSError:
+            return
+        complete, _, _ = chunk.rpartition("\n")
+        if not complete:
+            return
+        self._offset += len(complete.encode("utf-8")) + 1
+        for line in complete.splitlines():
+            try:
+                self.points.append(json.loads(line))
+            except ValueError:
+                continue
+        self._redraw()
+        self.sig_points_added.emit(len(self.points))
+
+    def _redraw(self) -> None:
+        for series, curve in self._curves.items():
+            xs = [p["step"] for p in self.points if p.get(series) is not None]
+            ys = [p[series] for p in self.points if p.get(series) is not None]
+            curve.setData(xs, ys)
+        last = self.points[-1] if self.points else {}
+        if "eta_s" in last:
+            self.eta_label.setText(f"step {last['step']}, time left {_eta(last['eta_s'])}")
+
+    def loss_points(self) -> list[tuple[int, float]]:
+        return [(p["step"], p["loss"]) for p in self.points if "loss" in p]
+
+    def _selected_job(self) -> Any:
+        if self.job_id is None:
+            return None
+        try:
+            return self.ctx.catalog.job(self.job_id)
+        except Exception:  # noqa: BLE001
+            return None
+
+    def _update_buttons(self) -> None:
+        job = self._selected_job()
+        running = job is not None and not job.state.finished
+        self.cancel_button.setEnabled(running)
+        self.resume_button.setEnabled(job is not None and job.state in (
+            JobState.CANCELLED, JobState.FAILED, JobState.INTERRUPTED))
+        self.merge_button.setEnabled(job is not None and job.state is JobState.SUCCEEDED
+                                     and bool(job.result and job.result.get("artifact_id")))
+
+    def start(self) -> int | None:
+        from llmops_desktop.datasets.store import resolve_version
+        from llmops_desktop.finetune.task import start_params
+
+        base_id, ds_id = self.base_combo.currentData(), self.dataset_combo.currentData()
+        if base_id is None or ds_id is None:
+            self.status.setText("Choose a base model and a dataset.")
+            return None
+        try:
+            opts = self.options()
+            params = start_params(self.ctx.catalog.artifact(base_id),
+                                  resolve_version(self.ctx.catalog, ds_id), opts)
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            self.status.setText(str(exc))
+            return None
+        job = self.ctx.jobs.start("finetune", params)
+        self.status.setText(f"started job #{job.id}")
+        self.follow(job.id)
+        return job.id
+
+    def cancel(self) -> None:
+        if self.job_id is not None:
+            self.ctx.jobs.cancel(self.job_id)
+            self.status.setText(f"cancelling job #{self.job_id}: it saves a checkpoint first")
+
+    def resume(self) -> int | None:
+        from llmops_desktop.finetune.task import resume_params
+
+        if self.job_id is None:
+            return None
+        try:
+            params = resume_params(self.ctx.catalog, self.job_id)
+        except Exception as exc:  # noqa: BLE001
+            self.status.setText(str(exc))
+            return None
+        job = self.ctx.jobs.start("finetune", params)
+        self.status.setText(f"resuming as job #{job.id}")
+        self.follow(job.id)
+        return job.id
+
+    def merge(self) -> int | None:
+        job = self._selected_job()
+        if job is None or not job.result or not job.result.get("artifact_id"):
+            return None
+        merge = self.ctx.jobs.start("merge", {"adapter_id": job.result["artifact_id"]})
+        self.status.setText(f"merging in job #{merge.id}; the merge appears on the Models page")
+        return merge.id
+
+    def _on_job_finished(self, job_id: int, state: str) -> None:
+        if job_id == self.job_id:
+            self.poll_metrics()
+            self._show_result()
+        self._reload_jobs()
+
+    def _show_result(self) -> None:
+        job = self._selected_job()
+        if job is None or not job.state.finished:
+            return
+        if job.state is not JobState.SUCCEEDED:
+            self.result_label.setText(f"job #{job.id} {job.state.value}: {job.error or ''}")
+            return
+        r = job.result or {}
+        ppl = r.get("perplexity", {})
+        text = f"adapter {r.get('ref', '')} after {r.get('steps')} steps"
+        if ppl:
+            text += ("; validation perplexity: base " + f"{ppl.get('base', math.nan):.3f}"
+                     + f"  →  tuned {ppl.get('tuned', math.nan):.3f}")
+        self.result_label.setText(text)
+
+
+def open_finetune(widget: QWidget, artifact: Any) -> FinetunePage | None:
+    """The Models page's "Fine-tune…": show this page with the artifact as the base."""
+    window = widget.window()
+    ctx: AppContext | None = getattr(widget, "ctx", None)
+    if artifact is None:
+        return None
+    if artifact.kind != "hf":
+        if ctx is not None:
+            ctx.events.sig_error.emit(
+                f"{artifact.ref} is a {artifact.kind} artifact; fine-tuning starts from a "
+                "Hugging Face model (its HF parent, or a merge).")
+        return None
+    show = getattr(window, "show_page", None)
+    if show is None:
+        return None
+    page = show("finetune")
+    if isinstance(page, FinetunePage):
+        page.set_base(artifact.id)
+        return page
+    return None

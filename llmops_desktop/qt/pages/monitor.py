@@ -1,0 +1,469 @@
+"""The Monitor page: live GPU, system and deployment charts, kept as history; alerts.
+
+The app's one sampler (:func:`~llmops_desktop.qt.monitor_controller.monitor_for`) runs
+from the window's start, whether or not this page is shown, so history and alerts never
+depend on where the user looks. The charts are built the first time the page is shown
+(pyqtgraph is imported then) and redraw on their own timers from the sampler's rings; a
+sample only updates the figures above each chart and adds or removes panels. Windows of
+1 min, 15 min and 1 h follow live (earlier points than the rings hold come from the
+catalog's history); 24 h and a custom range read the history off the GUI thread.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QDateTime, QSettings, Qt, QTimer
+from PySide6.QtGui import QShowEvent
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDateTimeEdit,
+    QFileDialog,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QScrollArea,
+    QSystemTrayIcon,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from llmops_desktop.qt.context import AppContext, Page, icon
+from llmops_desktop.qt.monitor_controller import monitor_for
+from llmops_desktop.qt.widgets import MessageBanner
+
+WINDOWS: list[tuple[str, float]] = [("1 min", 60), ("15 min", 900), ("1 h", 3600),
+                                    ("24 h", 86400), ("Custom range…", 0)]
+HISTORY_REFRESH_MS = 60_000  # while a 24 h view is shown, re-read the newest history
+
+
+class MonitorPage(Page):
+    """Live charts of GPUs, the system and deployments, with history and alerts."""
+
+    page_id = "monitor"
+    title = "Monitor"
+    icon_name = "monitor"
+    tooltip = "Live GPU, system and latency charts, kept as history; alerts"
+
+    def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
+        super().__init__(ctx, parent)
+        self.controller = monitor_for(ctx)
+        self.window_s: float = 60
+        self.custom_range: tuple[float, float] | None = None
+        self.history: dict[str, Any] = {}
+        self.gpu_panels: dict[int, Any] = {}
+        self.deployment_panels: dict[int, Any] = {}
+        self.system_panel: Any = None
+        self.no_gpu_panel: Any = None
+        self.active_alerts: dict[tuple[str, str], str] = {}
+        self.notifications: list[str] = []  # what went to the desktop (or would have)
+        self._tray: QSystemTrayIcon | None = None
+        self._built = False
+        self._history_request = 0
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 8, 8, 8)
+        layout.addLayout(self._build_toolbar())
+        self.banner = MessageBanner()
+        layout.addWidget(self.banner)
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.content = QWidget()
+        self.panels = QVBoxLayout(self.content)
+        self.panels.setContentsMargins(0, 0, 0, 0)
+        self.panels.addStretch(1)
+        self.scroll.setWidget(self.content)
+        layout.addWidget(self.scroll, 1)
+
+        self.history_timer = QTimer(self)
+        self.history_timer.setInterval(HISTORY_REFRESH_MS)
+        self.history_timer.timeout.connect(self._load_history)
+        c = self.controller
+        c.sig_started.connect(self._on_started)
+        c.sig_failed.connect(self.banner.show_error)
+        c.sig_sample.connect(self._on_sample)
+        c.sig_alert.connect(self._on_alert)
+
+    def _build_toolbar(self) -> QHBoxLayout:
+        bar = QHBoxLayout()
+        bar.addWidget(QLabel("Show:"))
+        self.window_combo = QComboBox()
+        for label, seconds in WINDOWS:
+            self.window_combo.addItem(label, seconds)
+        self.window_combo.setToolTip("How much time the charts show. 24 h and a custom range "
+                                     "come from the history kept in the catalog (10-second "
+                                     "averages).")
+        self.window_combo.currentIndexChanged.connect(self._on_window_changed)
+        bar.addWidget(self.window_combo)
+        now = QDateTime.currentDateTime()
+        self.from_edit = QDateTimeEdit(now.addSecs(-3600))
+        self.to_edit = QDateTimeEdit(now)
+        self.show_range_button = QPushButton("Show")
+        self.show_range_button.clicked.connect(self._on_show_range)
+        for w in (self.from_edit, self.to_edit):
+            w.setCalendarPopup(True)
+            w.setDisplayFormat("yyyy-MM-dd HH:mm")
+        self.range_widgets = [QLabel("from"), self.from_edit, QLabel("to"), self.to_edit,
+                              self.show_range_button]
+        for w in self.range_widgets:
+            bar.addWidget(w)
+            w.hide()
+        self.pause_button = QToolButton()
+        self.pause_button.setCheckable(True)
+        self.pause_button.setIcon(icon("pause"))
+        self.pause_button.setText("Pause")
+        self.pause_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.pause_button.setToolTip("Freeze the charts (sampling and history carry on)")
+        self.pause_button.toggled.connect(self._on_pause)
+        self.follow_button = QToolButton()
+        self.follow_button.setIcon(icon("refresh"))
+        self.follow_button.setText("Follow live")
+        self.follow_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.follow_button.setToolTip("Undo zooming (mouse wheel or drag on a chart zooms and "
+                                      "pans its time axis)")
+        self.follow_button.clicked.connect(self._on_follow)
+        self.png_button = QToolButton()
+        self.png_button.setIcon(icon("export"))
+        self.png_button.setText("PNG…")
+        self.png_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.png_button.setToolTip("Save the charts as a picture")
+        self.png_button.clicked.connect(self._on_export_png)
+        self.csv_button = QToolButton()
+        self.csv_button.setIcon(icon("export"))
+        self.csv_button.setText("CSV…")
+        self.csv_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.csv_button.setToolTip("Save every charted figure over the shown time as CSV")
+        self.csv_button.clicked.connect(self._on_export_csv)
+        bar.addStretch(1)
+        self.status_label = QLabel("Starting the monitor…")
+        self.status_label.setStyleSheet("color: gray")
+        bar.addWidget(self.status_label)
+        for w in (self.pause_button, self.follow_button, self.png_button, self.csv_button):
+            bar.addWidget(w)
+        return bar
+
+    # ---- building the panels (first show) ----------------------------------------------------
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        if not self._built:
+            self._built = True
+            self._build_panels()
+            self._load_history()
+
+    def _insert_panel(self, panel: QWidget, position: int | None = None) -> None:
+        count = self.panels.count() - 1  # the stretch stays last
+        self.panels.insertWidget(count if position is None else min(position, count), panel)
+
+    def _build_panels(self) -> None:
+        from llmops_desktop.qt.monitor_panels import NoGpuPanel, SystemPanel
+
+        store = self.controller.store
+        cores = 0
+        latest = self.controller.latest
+        if latest is not None:
+            cores = len(latest.system.per_core)
+        else:
+            import os
+
+            cores = os.cpu_count() or 1
+        self.system_panel = SystemPanel(store, cores, self.window_s)
+        self.no_gpu_panel = NoGpuPanel(self.controller.gpu_status)
+        self._insert_panel(self.no_gpu_panel)
+        self._insert_panel(self.system_panel)
+        if latest is not None:
+            self._on_sample(latest)
+
+    def all_panels(self) -> list[Any]:
+        panels = [*self.gpu_panels.values(), self.system_panel,
+                  *self.deployment_panels.values()]
+        return [p for p in panels if p is not None]
+
+    def charts(self) -> list[Any]:
+        return [c for p in self.all_panels() for c in p.each_chart()]
+
+    # ---- sampler news ---------------------------------------------------------------------------
+
+    def _on_started(self) -> None:
+        store = self.controller.store
+        for chart in self.charts():
+            chart.set_store(store)
+        if self.no_gpu_panel is not None:
+            self.no_gpu_panel.update_from(self.controller.gpu_status)
+        rate = self.controller.sampler.config.rate_hz
+        self.status_label.setText(f"Sampling {rate:g}×/s")
+
+    def _on_sample(self, sample: Any) -> None:
+        if not self._built:
+            return
+        self._sync_gpu_panels(sample)
+        self._sync_deployment_panels(sample)
+        self.system_panel.update_from(sample)
+        if not self.pause_button.isChecked():
+            self.status_label.setText(
+                f"Sampling {self.controller.sampler.config.rate_hz:g}×/s · last "
+                f"{time.strftime('%H:%M:%S', time.localtime(sample.t))}"
+                if self.controller.sampler is not None else "")
+
+    def _sync_gpu_panels(self, sample: Any) -> None:
+        from llmops_desktop.qt.monitor_panels import GpuPanel
+
+        if not sample.gpus:
+            self.no_gpu_panel.update_from(sample.gpu)
+            self.no_gpu_panel.setVisible(True)
+            return
+        self.no_gpu_panel.setVisible(False)
+        for i, g in enumerate(sample.gpus):
+            panel = self.gpu_panels.get(g.index)
+            if panel is None:
+                panel = self.gpu_panels[g.index] = GpuPanel(g.index, g.name,
+                                                            self.controller.store,
+                                                            self.window_s)
+                self._configure(panel)
+                self._insert_panel(panel, i)
+            panel.update_from(g)
+
+    def _sync_deployment_panels(self, sample: Any) -> None:
+        from llmops_desktop.qt.monitor_panels import DeploymentPanel
+
+        running = {d.id: d for d in sample.deployments}
+        procs = {p.id: p for p in sample.processes if p.kind == "deployment"}
+        wanted = set(running) | self._deployments_in_view()
+        for dep_id in sorted(wanted):
+            panel = self.deployment_panels.get(dep_id)
+            if panel is None:
+                d = running.get(dep_id)
+                name = d.name if d is not None else self._history_label(f"dep.{dep_id}")
+                panel = self.deployment_panels[dep_id] = DeploymentPanel(
+                    dep_id, name or f"#{dep_id}", self.controller.store, self.window_s)
+                panel.sig_key_requested.connect(self._on_key_requested)
+                self._configure(panel)
+                self._insert_panel(panel)
+            if dep_id in running:
+                panel.update_from(running[dep_id], procs.get(dep_id))
+            elif panel.status != "stopped":
+                panel.status = "stopped"
+                panel.info.setText("Not running now; its figures are history.")
+        for dep_id in set(self.deployment_panels) - wanted:
+            panel = self.deployment_panels.pop(dep_id)
+            self.panels.removeWidget(panel)
+            panel.deleteLater()
+
+    def _deployments_in_view(self) -> set[int]:
+        """Deployments with figures in the time shown (from the rings or the history)."""
+        t0 = (self.custom_range[0] if self.custom_range is not None
+              else time.time() - self.window_s)
+        ids: set[int] = set()
+        for key, (t, _) in self.history.get("series", {}).items():
+            parts = key.split(".")
+            if parts[0] == "dep" and parts[1].isdigit() and len(t) and t[-1] >= t0:
+                ids.add(int(parts[1]))
+        store = self.controller.store
+        for key in store.keys("dep.") if store is not None else ():
+            dep_id = int(key.split(".")[1])
+            if dep_id not in ids and len(store.window(key, t0)[0]):
+                ids.add(dep_id)
+        return ids
+
+    def _history_label(self, prefix: str) -> str:
+        labels = self.history.get("labels", {})
+        label = next((v for k, v in labels.items() if k.startswith(prefix + ".") and v), "")
+        return label.removeprefix("deployment ")
+
+    def _configure(self, panel: Any) -> None:
+        """A new panel takes the page's current window, range, pause and history."""
+        for chart in panel.each_chart():
+            if self.custom_range is not None:
+                chart.set_range(*self.custom_range)
+            else:
+                chart.set_window(self.window_s)
+            chart.set_history(self.history.get("series", {}))
+            chart.set_paused(self.pause_button.isChecked())
+
+    # ---- alerts ---------------------------------------------------------------------------------
+
+    def _on_alert(self, event: Any) -> None:
+        key = (event.rule, event.series)
+        if event.state == "firing":
+            self.active_alerts[key] = event.message
+            self.banner.show_error("Alert: " + " ".join(self.active_alerts.values()))
+            self._notify(event.message)
+            if not self.isVisible():
+                self.ctx.events.sig_error.emit(f"Alert: {event.message} (see the Monitor page)")
+        else:
+            self.active_alerts.pop(key, None)
+            if self.active_alerts:
+                self.banner.show_error("Alert: " + " ".join(self.active_alerts.values()))
+            else:
+                self.banner.show_info(event.message)
+
+    def _notify(self, message: str) -> None:
+        self.notifications.append(message)
+        if not QSystemTrayIcon.isSystemTrayAvailable():
+            return  # the banner says it
+        if self._tray is None:
+            self._tray = QSystemTrayIcon(icon("app"), self)
+            self._tray.setToolTip("LLMOps Desktop")
+            self._tray.show()
+        self._tray.showMessage("LLMOps Desktop alert", message,
+                               QSystemTrayIcon.MessageIcon.Warning, 10_000)
+
+    # ---- the toolbar ----------------------------------------------------------------------------
+
+    def _on_window_changed(self, index: int) -> None:
+        seconds = float(self.window_combo.itemData(index))
+        custom = seconds == 0
+        for w in self.range_widgets:
+            w.setVisible(custom)
+        if custom:
+            return  # "Show" applies the range
+        self.custom_range = None
+        self.window_s = seconds
+        for chart in self.charts():
+            chart.set_window(seconds)
+        self._load_history()
+        if seconds > 3600:
+            self.history_timer.start()
+        else:
+            self.history_timer.stop()
+
+    def _on_show_range(self) -> None:
+        t0 = self.from_edit.dateTime().toSecsSinceEpoch()
+        t1 = self.to_edit.dateTime().toSecsSinceEpoch()
+        if t1 <= t0:
+            self.banner.show_error("The custom range must end after it starts.")
+            return
+        self.show_range(float(t0), float(t1))
+
+    def show_range(self, t0: float, t1: float) -> None:
+        """Show a fixed range from history (and the rings, where they reach)."""
+        self.custom_range = (t0, t1)
+        self.history_timer.stop()
+        for chart in self.charts():
+            chart.set_range(t0, t1)
+        self._load_history()
+
+    def _on_pause(self, paused: bool) -> None:
+        self.pause_button.setText("Paused" if paused else "Pause")
+        self.pause_button.setIcon(icon("resume" if paused else "pause"))
+        for chart in self.charts():
+            chart.set_paused(paused)
+
+    def _on_follow(self) -> None:
+        for chart in self.charts():
+            chart.follow()
+
+    def _on_key_requested(self, dep_id: int) -> None:
+        panel = self.deployment_panels.get(dep_id)
+        key, ok = QInputDialog.getText(self, "API key", f"API key of deployment "
+                                       f"{panel.name if panel else dep_id} (to read its "
+                                       "figures; kept in memory only):",
+                                       QLineEdit.EchoMode.Password)
+        if ok and key.strip():
+            self.controller.set_api_key(dep_id, key.strip())
+
+    # ---- history --------------------------------------------------------------------------------
+
+    def _load_history(self) -> None:
+        if self.custom_range is not None:
+            t0, t1 = self.custom_range
+        else:
+            t1 = time.time()
+            t0 = t1 - self.window_s
+        self._history_request += 1
+        request = self._history_request
+        self.controller.load_history(t0, t1, lambda data: self._on_history(request, data),
+                                     lambda exc: self.banner.show_error(
+                                         f"The monitor history cannot be read: {exc}"),
+                                     receiver=self)
+
+    def _on_history(self, request: int, data: dict[str, Any]) -> None:
+        if request != self._history_request:
+            return  # an older request answered late
+        self.history = data
+        for chart in self.charts():
+            chart.set_history(data["series"])
+        latest = self.controller.latest
+        if latest is not None and self._built:
+            self._sync_deployment_panels(latest)
+
+    def refresh(self) -> None:
+        self._load_history()
+
+    # ---- export ---------------------------------------------------------------------------------
+
+    def _on_export_png(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save the charts as PNG",
+                                              str(Path.home() / "monitor.png"),
+                                              "PNG image (*.png)")
+        if path:
+            if self.export_png(path):
+                self.ctx.events.sig_info.emit(f"Charts saved to {path}")
+            else:
+                self.banner.show_error(f"Could not write {path}.")
+
+    def _on_export_csv(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save the figures as CSV",
+                                              str(Path.home() / "monitor.csv"),
+                                              "CSV (*.csv)")
+        if path:
+            try:
+                rows = self.export_csv(path)
+            except OSError as exc:
+                self.banner.show_error(f"Could not write {path}: {exc}")
+                return
+            self.ctx.events.sig_info.emit(f"{rows} figures saved to {path}")
+
+    def export_png(self, path: str | Path) -> bool:
+        """Every panel, as shown, in one picture."""
+        return self.content.grab().save(str(path), "PNG")
+
+    def export_csv(self, path: str | Path) -> int:
+        """Every charted series over the shown time; returns the number of rows."""
+        from llmops_desktop.monitor.series import describe, metric_of
+
+        rows = 0
+        seen: set[str] = set()
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            out = csv.writer(fh)
+            out.writerow(["time_utc", "unix_time", "panel", "series", "label", "unit",
+                          "value"])
+            for panel in self.all_panels():
+                for chart in panel.each_chart():
+                    for key, (t, v) in chart.data().items():
+                        if key in seen:
+                            continue
+                        seen.add(key)
+                        spec = next(s for s in chart.specs if s.key == key)
+                        unit = metric_of(key).unit
+                        label = describe(key) if key.startswith("sys.core.") else spec.label
+                        for ti, vi in zip(t.tolist(), v.tolist()):
+                            if vi != vi:  # NaN: no figure at that time
+                                continue
+                            out.writerow([datetime.fromtimestamp(ti, timezone.utc).isoformat(
+                                timespec="milliseconds"), f"{ti:.3f}", panel.title(), key,
+                                f"{chart.title}: {label}", unit, f"{vi:.6g}"])
+                            rows += 1
+        return rows
+
+    # ---- state ----------------------------------------------------------------------------------
+
+    def save_state(self, state: QSettings) -> None:
+        if self.custom_range is None:
+            state.setValue("monitor/window_s", self.window_s)
+
+    def restore_state(self, state: QSettings) -> None:
+        try:
+            seconds = float(state.value("monitor/window_s", 60))
+        except (TypeError, ValueError):
+            seconds = 60.0
+        for i, (_, s) in enumerate(WINDOWS):
+            if s == seconds and s:
+                self.window_combo.setCurrentIndex(i)

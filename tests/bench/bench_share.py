@@ -1,0 +1,91 @@
+"""Package export and verified import against ``tar -cf`` and ``sha256sum``, side by side.
+
+    .venv/bin/python tests/bench/bench_share.py [--size-mib 1024] [--rounds 3]
+
+Makes an HF-style folder whose weights are one file of random bytes and imports it into a
+scratch home. Per round: ``tar -cf`` of the artifact's folder vs ``llmops export`` of it
+(the job's own timing and the whole command), and ``sha256sum`` of the same files vs
+``llmops import PACKAGE`` into a fresh home (verifying every byte while writing it to the
+store). Prints MB/s and the ratios (goal: at least 0.8x each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_import_hash import make_model  # noqa: E402
+
+
+def llmops(home: Path, *args: str) -> tuple[dict, float]:
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "llmops_desktop.cli", "--home", str(home),
+                           *args, "--json"], check=True, capture_output=True, text=True)
+    return json.loads(proc.stdout), time.perf_counter() - t
+
+
+def timed(cmd: list[str]) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp_s:
+        tmp = Path(tmp_s)
+        src = tmp / "model"
+        print(f"writing {args.size_mib} MiB of random bytes …", flush=True)
+        make_model(src, args.size_mib << 20)
+        home = tmp / "home"
+        art, _ = llmops(home, "import", str(src), "--name", "bench")
+        folder = Path(art["path"])
+        files = sorted(str(p) for p in folder.rglob("*") if p.is_file())
+        size = sum(Path(f).stat().st_size for f in files)
+        timed(["sha256sum", *files])  # warm the page cache for everyone alike
+        rows: dict[str, list[float]] = {}
+        for r in range(args.rounds):
+            tar_out = tmp / "plain.tar"
+            rows.setdefault("tar -cf", []).append(timed(["tar", "-cf", str(tar_out), "-C",
+                                                         str(folder), "."]))
+            tar_out.unlink()
+            # The export flushes the package to disk before saying it is done (a USB stick
+            # may be pulled next), so tar with the same flush is the like-for-like figure.
+            rows.setdefault("tar -cf + sync FILE", []).append(timed(
+                ["sh", "-c", f"tar -cf '{tar_out}' -C '{folder}' . && sync '{tar_out}'"]))
+            tar_out.unlink()
+            pkg = tmp / "bench.llmpkg"
+            res, wall = llmops(home, "export", "bench", "-o", str(pkg))
+            rows.setdefault("export (job)", []).append(res["seconds"])
+            rows.setdefault("export (whole cmd)", []).append(wall)
+            rows.setdefault("sha256sum", []).append(timed(["sha256sum", *files]))
+            other = tmp / "home-b"
+            shutil.rmtree(other, ignore_errors=True)
+            res, wall = llmops(other, "import", str(pkg), "--allow-unsigned")
+            rows.setdefault("import package (job)", []).append(res["package"]["seconds"])
+            rows.setdefault("import package (whole cmd)", []).append(wall)
+            pkg.unlink()
+            print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in rows.items()),
+                  flush=True)
+    print(f"\n{'':30}{'best s':>8}{'MB/s':>9}  ratio against")
+    for name, times in rows.items():
+        best = min(times)
+        bases = (["tar -cf", "tar -cf + sync FILE"] if name.startswith(("tar", "export"))
+                 else ["sha256sum"])
+        ratios = "  ".join(f"{min(rows[b]) / best:5.2f}x {b}" for b in bases)
+        print(f"{name:30}{best:8.2f}{size / best / 1e6:9.0f}  {ratios}")
+
+
+if __name__ == "__main__":
+    main()
