@@ -524,6 +524,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "llmops_desktop.datasets.commands",
     "llmops_desktop.finetune.commands",
     "llmops_desktop.monitor.commands",
+    "llmops_desktop.serving.commands",
     "llmops_desktop.share.commands",
 )
 

@@ -73,8 +73,15 @@ def test_server_outlives_its_reader_and_is_found_again(home, catalog, gguf) -> N
             pieces.append(piece)
             cancel.set()
         assert len(pieces) == 1 and stats.finish_reason == "cancelled"
-    finally:
+        # From a terminal too: listed, then stopped by id.
+        listed = json.loads(_llmops(home, "deployments", "--json").stdout)
+        assert [(d["id"], d["running"]) for d in listed] == [(info["deployment_id"], True)]
+        stopped = _llmops(home, "deployments", "stop", str(info["deployment_id"]))
+        assert "stopped" in stopped.stdout
+    except BaseException:
         proc.send_signal(signal.SIGTERM)
+        raise
+    finally:
         code = proc.wait(timeout=30)
     assert code == 0
     row = deployment(catalog, info["deployment_id"])
@@ -82,6 +89,13 @@ def test_server_outlives_its_reader_and_is_found_again(home, catalog, gguf) -> N
     statuses = sorted(r.status for r in request_log(catalog, deployment_id=row.id))
     assert statuses[:3] == [200, 200, 200] and len(statuses) == 4  # the stopped one: 200 or 499
     assert reconcile(catalog) == []
+
+
+def _llmops(home, *args: str) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run([sys.executable, "-m", "llmops_desktop.cli", "--home", str(home.root),
+                          *args], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out
 
 
 def test_dead_or_recycled_server_pids_are_marked_failed(catalog, gguf) -> None:
@@ -166,6 +180,9 @@ def test_ratings_are_stored_replaced_taken_back_and_exported(catalog, gguf, tmp_
                                     {"role": "assistant", "content": "Hi!"}]
     assert [x["label"] for x in lines] == [True, False]
     assert lines[1]["completion"] == "Go away." and lines[1]["artifact"] == gguf.ref
+
+    cli_out = _llmops(catalog.home, "feedback", "export")
+    assert [json.loads(x)["rating"] for x in cli_out.stdout.splitlines()] == [1, -1]
 
     # The artifact goes; its ratings stay, no longer pointing at it.
     catalog.remove_artifact(gguf.id)

@@ -2,7 +2,8 @@
 
 A :class:`LiveChart` draws some series of a :class:`~llmops_desktop.monitor.series.
 SeriesStore` over a moving time window (or a fixed range), on its own QTimer: at most
-10 redraws a second, fewer for long windows, none while hidden or paused, and the
+10 redraws a second (5 on a 1-minute window, fewer for longer ones), none while
+hidden, scrolled out of sight or paused, and the
 curves are only re-set when the store has new samples. Older points than the rings
 hold come from the catalog's history (:meth:`LiveChart.set_history`). Hovering shows
 each series' value at that time; the mouse wheel and drag zoom and pan the time axis
@@ -49,8 +50,9 @@ class SeriesSpec:
 
 
 def redraw_interval_ms(window_s: float) -> int:
-    """Redraw often enough for a smooth scroll, never more than 10 times a second."""
-    return int(1000 * min(2.0, max(1.0 / MAX_REDRAW_HZ, window_s / 600.0)))
+    """Redraw often enough for a smooth scroll (a pixel or so a step on a 1-minute
+    window), never more than 10 times a second, at least every 2 s."""
+    return int(1000 * min(2.0, max(1.0 / MAX_REDRAW_HZ, window_s / 300.0)))
 
 
 def _format(value: float, unit: str) -> str:
@@ -222,8 +224,8 @@ class LiveChart(QWidget):
     # ---- drawing ----------------------------------------------------------------------------
 
     def refresh(self) -> None:
-        if self.paused or not self.isVisible():
-            return
+        if self.paused or not self.isVisible() or self.visibleRegion().isEmpty():
+            return  # scrolled out of sight: the next tick after it comes back draws it
         t0, t1 = self.span()
         version = self.store.version if self.store is not None else 0
         if version != self._drawn_version:

@@ -168,6 +168,11 @@ def test_a_running_deployment_gets_its_panel(qtbot, open_window, home, demo_gguf
                               json={"model": "watched", "prompt": f"Hi {i}", "max_tokens": 4})
             assert r.status_code == 200
         latency = panel.charts[2]
-        qtbot.waitUntil(lambda: points(latency.curves[f"dep.{dep_id}.lat_p95"]) >= 1, timeout=TIMEOUT_MS)
+
+        def drawn() -> bool:
+            page.scroll.ensureWidgetVisible(latency)  # charts out of sight are not drawn
+            return points(latency.curves[f"dep.{dep_id}.lat_p95"]) >= 1
+
+        qtbot.waitUntil(drawn, timeout=TIMEOUT_MS)
         assert "req/s" in panel.info.text() and url in panel.info.text()
         assert panel.status == "ok" and not panel.key_button.isVisible()

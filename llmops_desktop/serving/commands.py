@@ -1,0 +1,99 @@
+"""``llmops deployments`` (list, stop) and ``llmops feedback`` (list, export)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from llmops_desktop.errors import InvalidInputError, NotFoundError
+
+STOP_WAIT_S = 15.0
+
+
+def cmd_deployments(args: argparse.Namespace) -> int:
+    from llmops_desktop import cli
+    from llmops_desktop.serving.store import deployment, deployments, reconcile
+
+    catalog = cli._open_catalog(args)
+    live = {d.id for d in reconcile(catalog)}  # the dead ones are marked failed first
+    if args.action == "stop":
+        if args.deployment_id is None:
+            raise InvalidInputError("Say which: 'llmops deployments stop ID' (see "
+                                    "'llmops deployments').")
+        d = deployment(catalog, args.deployment_id)
+        if d.id not in live or not d.pid:
+            raise NotFoundError(f"Deployment #{d.id} ({d.name}) is not running ({d.state}).")
+        os.kill(d.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_WAIT_S
+        while time.monotonic() < deadline and deployment(catalog, d.id).state == "running":
+            time.sleep(0.1)
+        state = deployment(catalog, d.id).state
+        if args.json:
+            cli._print_json({"deployment_id": d.id, "state": state})
+        else:
+            print(f"Deployment #{d.id} ({d.name}): {state}")
+        return 0 if state != "running" else 1
+    rows = [d for d in deployments(catalog, limit=args.limit) if args.all or d.id in live]
+    if args.json:
+        cli._print_json([{**d.__dict__, "running": d.id in live} for d in rows])
+        return 0
+    if not rows:
+        print("No deployment is running. Start one with 'llmops serve ARTIFACT' "
+              "(or --all to see past ones).", file=sys.stderr)
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None)
+    for column in ("ID", "Name", "Model", "Engine", "URL", "State", "PID", "Started"):
+        table.add_column(column)
+    for d in rows:
+        table.add_row(str(d.id), d.name, d.artifact_ref, d.engine, d.url, d.state,
+                      str(d.pid or ""), (d.started_at or "")[:19].replace("T", " "))
+    Console().print(table)
+    return 0
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from llmops_desktop import cli
+    from llmops_desktop.serving.feedback import export_jsonl, feedback_rows
+
+    catalog = cli._open_catalog(args)
+    artifact_id = catalog.resolve(args.artifact).id if args.artifact else None
+    if args.action == "export":
+        if args.output in (None, "-"):
+            n = export_jsonl(catalog, sys.stdout, artifact_id=artifact_id)
+        else:
+            n = export_jsonl(catalog, Path(args.output), artifact_id=artifact_id)
+        print(f"{n} rated repl{'ies' if n != 1 else 'y'} exported", file=sys.stderr)
+        return 0
+    rows = feedback_rows(catalog, artifact_id=artifact_id)
+    if args.json:
+        cli._print_json([r.to_json() for r in rows])
+        return 0
+    for r in rows:
+        mark = "+" if r.rating > 0 else "-"
+        print(f"{mark} {r.ts[:19]} {r.artifact_ref or '?'}: {r.prompt[:40]!r} -> "
+              f"{r.reply[:60]!r}")
+    if not rows:
+        print("No rated replies yet: rate replies with the thumbs in the Playground.",
+              file=sys.stderr)
+    return 0
+
+
+def register(add) -> None:
+    sp = add("deployments", cmd_deployments,
+             "list running deployments (also those started elsewhere), or 'stop ID'")
+    sp.add_argument("action", nargs="?", default="list", choices=("list", "stop"))
+    sp.add_argument("deployment_id", nargs="?", type=int)
+    sp.add_argument("--all", action="store_true", help="also stopped and failed ones")
+    sp.add_argument("--limit", type=int, default=50)
+    sp = add("feedback", cmd_feedback,
+             "rated replies from the Playground: list, or 'export -o FILE.jsonl'")
+    sp.add_argument("action", nargs="?", default="list", choices=("list", "export"))
+    sp.add_argument("-o", "--output", help="JSONL file to write (default: stdout)")
+    sp.add_argument("--artifact", help="only replies of this artifact")
