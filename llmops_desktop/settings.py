@@ -154,7 +154,18 @@ def coerce_setting(name: str, value: Any) -> Any:
 
 
 def load_settings(path: Path) -> Settings:
-    """Read settings; a missing file gives defaults, a bad value its default."""
+    """Read settings (a missing file gives defaults, a bad value its default), and tell
+    huggingface_hub and transformers, in this process and its children, what the Offline
+    setting says: offline unless turned off; telemetry and update checks always off."""
+    settings = _read_settings(path)
+    os.environ.update(HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_UPDATE_CHECK="1",
+                      DO_NOT_TRACK="1")
+    if settings.offline:
+        os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    return settings
+
+
+def _read_settings(path: Path) -> Settings:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -2,9 +2,9 @@
 
 A :class:`LiveChart` draws some series of a :class:`~llmops_desktop.monitor.series.
 SeriesStore` over a moving time window (or a fixed range), on its own QTimer: at most
-10 redraws a second (5 on a 1-minute window, fewer for longer ones), none while
-hidden, scrolled out of sight or paused, and the
-curves are only re-set when the store has new samples. Older points than the rings
+10 redraws a second (5 on a 1-minute window, fewer for longer ones), and only when
+the store has new samples (so at the sampling rate, 2 a second by default); none while
+hidden, scrolled out of sight or paused. Older points than the rings
 hold come from the catalog's history (:meth:`LiveChart.set_history`). Hovering shows
 each series' value at that time; the mouse wheel and drag zoom and pan the time axis
 (pyqtgraph's own), after which the chart stays where the user put it until
@@ -226,16 +226,17 @@ class LiveChart(QWidget):
     def refresh(self) -> None:
         if self.paused or not self.isVisible() or self.visibleRegion().isEmpty():
             return  # scrolled out of sight: the next tick after it comes back draws it
-        t0, t1 = self.span()
         version = self.store.version if self.store is not None else 0
-        if version != self._drawn_version:
-            self._drawn_version = version
-            # a little before the window, so the line enters from the edge
-            margin = (t1 - t0) * 0.05
-            for spec in self.specs:
-                t, v = self.series_data(spec.key, t0 - margin, t1)
-                self.curves[spec.key].setData(t, v * spec.scale if spec.scale != 1 else v)
-            self.redraws += 1
+        if version == self._drawn_version:
+            return  # nothing new: the window moves on with the next sample
+        self._drawn_version = version
+        t0, t1 = self.span()
+        # a little before the window, so the line enters from the edge
+        margin = (t1 - t0) * 0.05
+        for spec in self.specs:
+            t, v = self.series_data(spec.key, t0 - margin, t1)
+            self.curves[spec.key].setData(t, v * spec.scale if spec.scale != 1 else v)
+        self.redraws += 1
         if not self.user_zoomed:
             self._setting_range = True
             try:

@@ -120,6 +120,14 @@ class MainWindow(QMainWindow):
         self.mirror_status.setToolTip("The team mirror is on; click to see its requests")
         self.mirror_status.clicked.connect(lambda: self.show_page("download"))
         self.mirror_status.hide()
+        self.deploy_status = QToolButton()
+        self.deploy_status.setIcon(icon("deploy"))
+        self.deploy_status.setAutoRaise(True)
+        self.deploy_status.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.deploy_status.setToolTip("Models being served; click to see them")
+        self.deploy_status.clicked.connect(lambda: self.show_page("deployments"))
+        self.deploy_status.hide()
+        self.statusBar().addPermanentWidget(self.deploy_status)
         self.statusBar().addPermanentWidget(self.mirror_status)
         self.statusBar().addPermanentWidget(self.jobs_status)
         self._build_menus()
@@ -143,6 +151,10 @@ class MainWindow(QMainWindow):
         download.sig_show_artifact_requested.connect(self.show_artifact)
         download.mirror.sig_state_changed.connect(lambda _: self._update_mirror_status())
         download.mirror.sig_started.connect(lambda _: self._update_mirror_status())
+        deploy = self.deployments_page.deploy
+        deploy.sig_changed.connect(lambda _: self._update_deploy_status())
+        deploy.sig_added.connect(lambda _: self._update_deploy_status())
+        self._update_deploy_status()
         self._update_jobs_status()
         self._restore_state()
 
@@ -368,6 +380,13 @@ class MainWindow(QMainWindow):
         self.mirror_status.setVisible(mirror.is_running())
         self.mirror_status.setText(f"Mirror on {shareable_url(mirror.url)}" if mirror.is_ready()
                                    else "Mirror starting…")
+
+    def _update_deploy_status(self) -> None:
+        states = [d.state for d in self.deployments_page.deploy.deployments.values()]
+        running = states.count("running")
+        self.deploy_status.setVisible(running > 0 or "starting" in states)
+        self.deploy_status.setText(f"{running} deployment{'s' if running != 1 else ''} serving"
+                                   if running else "Deployment starting…")
 
     # ---- drag and drop --------------------------------------------------------------------
 

@@ -229,16 +229,23 @@ class MonitorController(QObject):
 
 
 class _CloseWatcher(QObject):
-    """Stops the controller when the window it belongs to closes."""
+    """Stops the controller once the window it belongs to has closed (a close the window
+    refuses, say to ask about running deployments and being told Cancel, does not)."""
 
     def __init__(self, controller: MonitorController, window: QWidget) -> None:
         super().__init__(controller)
         self._controller = controller
+        self._closing = False
         window.installEventFilter(self)
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
-        if event.type() == QEvent.Type.Close and event.isAccepted():
-            self._controller.stop(wait=True)
+        kind = event.type()
+        if kind == QEvent.Type.Close:
+            self._closing = True
+        elif kind == QEvent.Type.Show:
+            self._closing = False
+        elif kind == QEvent.Type.Hide and self._closing and not event.spontaneous():
+            self._controller.stop(wait=True)  # the close went through
         return False
 
 

@@ -162,18 +162,13 @@ class SystemPanel(Panel):
             f"{_num(s.disk_write_bps * MB, '{:.1f}')} MB/s · network "
             f"{_num(s.net_rx_bps * MB, '{:.2f}')} / {_num(s.net_tx_bps * MB, '{:.2f}')} MB/s")
         rows = [(p.label, str(p.pid), f"{p.cpu_pct:.0f}%", human_size(p.rss), str(p.threads))
-                for p in sample.processes]
+                for p in sample.processes] or [("(none running)", "", "", "", "")]
         current = [tuple(self.processes.topLevelItem(i).text(c) for c in range(5))
                    for i in range(self.processes.topLevelItemCount())]
         if rows != current:
             self.processes.clear()
             for row in rows:
                 QTreeWidgetItem(self.processes, list(row))
-        if not rows and not self.processes.topLevelItemCount():
-            self.processes.setHeaderLabels(["Our jobs and servers (none running)", "PID", "CPU",
-                                            "Memory (RSS)", "Threads"])
-        elif rows:
-            self.processes.headerItem().setText(0, "Our jobs and servers")
 
 
 class DeploymentPanel(Panel):

@@ -89,6 +89,13 @@ def test_system_and_no_gpu_panels_chart_live_figures(qtbot, open_window):
             pass
     assert cpu_chart.redraws == before
     page.pause_button.setChecked(False)
+    # the small chart other pages embed, fed from the same sampler
+    from llmops_desktop.qt.charts import MiniChart, SeriesSpec
+
+    mini = MiniChart([SeriesSpec("sys.cpu", "CPU")], page.controller.store, y_range=(0, 100))
+    qtbot.addWidget(mini)
+    mini.show()
+    qtbot.waitUntil(lambda: points(mini.curves["sys.cpu"]) >= 2, timeout=TIMEOUT_MS)
 
 
 def test_export_csv_and_png(qtbot, open_window, tmp_path):
@@ -176,3 +183,17 @@ def test_a_running_deployment_gets_its_panel(qtbot, open_window, home, demo_gguf
         qtbot.waitUntil(drawn, timeout=TIMEOUT_MS)
         assert "req/s" in panel.info.text() and url in panel.info.text()
         assert panel.status == "ok" and not panel.key_button.isVisible()
+
+
+def test_closing_the_window_stops_sampling_and_keeps_the_history(qtbot, open_window, home):
+    win = open_window()
+    page = monitor_page(qtbot, win)
+    sampler = page.controller.sampler
+    qtbot.waitUntil(lambda: sampler.latest is not None and sampler.latest.seq >= 2,
+                    timeout=TIMEOUT_MS)
+    win.close()
+    assert not sampler.is_running() and not page.controller.is_running()
+    with Catalog.open(home) as catalog:
+        n = catalog.conn.execute("SELECT COUNT(*) FROM monitor_history h JOIN monitor_series s "
+                                 "ON s.id = h.series_id WHERE s.name = 'sys.cpu'").fetchone()[0]
+    assert n >= 1  # the interval still open was written on the way out

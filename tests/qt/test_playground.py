@@ -165,6 +165,7 @@ def test_kept_deployment_is_found_by_the_next_window(qtbot, home, gguf_artifact,
     found = [x for x in page.deploy.deployments.values() if x.deployment_id == dep_id]
     assert len(found) == 1 and found[0].state == "running" and found[0].url == url
     assert page.tree.topLevelItemCount() == 1 and page.tree.topLevelItem(0).text(4) == "running"
+    assert second.deploy_status.isVisible() and second.deploy_status.text() == "1 deployment serving"
 
     # It answers in the second window's Playground too.
     second.chat_with(found[0].key)

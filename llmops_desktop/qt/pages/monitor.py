@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QSystemTrayIcon,
     QToolButton,
     QVBoxLayout,
@@ -144,6 +145,8 @@ class MonitorPage(Page):
         bar.addStretch(1)
         self.status_label = QLabel("Starting the monitor…")
         self.status_label.setStyleSheet("color: gray")
+        self.status_label.setSizePolicy(QSizePolicy.Policy.Ignored,
+                                        QSizePolicy.Policy.Preferred)  # never widens the window
         bar.addWidget(self.status_label)
         for w in (self.pause_button, self.follow_button, self.png_button, self.csv_button):
             bar.addWidget(w)
