@@ -359,13 +359,16 @@ def test_llmops_serve_serves_the_adapter_with_either_engine(setup, demo_gguf_ses
     if lora is None:
         job, events = run_job(catalog, "lora-gguf", {"adapter_id": adapter.id})
         lora = catalog.artifact(result_of(events)["artifact_id"])
-    if not any(a.model_name == "tiny-base-gguf" for a in catalog.artifacts()):
+    base_gguf = next((a for a in catalog.artifacts() if a.kind == "gguf" and a.parent_id is None
+                      and a.metadata.get("format") != "lora-gguf"), None)
+    if base_gguf is None:  # no earlier test imported the base's GGUF
         for _ in import_model(catalog, inspect_source(demo_gguf_session, name="tiny-base-gguf"),
                               staging=home.job_staging_dir(0)):
             pass
+        base_gguf = catalog.resolve("tiny-base-gguf")
     body = {"prompt": "Repeat model", "max_tokens": 4, "temperature": 0}
     for args, engine in (((str(adapter.id), "--device", "cpu"), "torch"),
-                         (("tiny-base-gguf", "--lora", lora.ref), "llama.cpp")):
+                         ((str(base_gguf.id), "--lora", lora.ref), "llama.cpp")):
         with server_process(home.root, "--artifact", args[0], "--threads", "1",
                             *args[1:]) as server:
             assert server.info["engine"] == engine

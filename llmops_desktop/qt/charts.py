@@ -27,10 +27,6 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QColor, QHideEvent, QPen, QShowEvent
 from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
-from llmops_desktop.qt.pyside_fixes import guard_bool_refcounts
-
-guard_bool_refcounts()  # pyqtgraph emits signals on every range change: see pyside_fixes
-
 MAX_REDRAW_HZ = 10.0
 PALETTE = ("#4f86e0", "#e0864f", "#2e9e5b", "#c0392b", "#8e6cc9", "#b58900", "#17a2b8",
            "#7f8c8d")

@@ -11,11 +11,13 @@ from pathlib import Path
 from PySide6.QtCore import QSettings, QSize, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
+    QFrame,
     QHBoxLayout,
     QListWidget,
     QListWidgetItem,
     QMainWindow,
     QMessageBox,
+    QScrollArea,
     QStackedWidget,
     QToolButton,
     QVBoxLayout,
@@ -92,7 +94,13 @@ class MainWindow(QMainWindow):
         for page_cls in PAGES:
             page = page_cls(self.ctx)
             self.pages[page.page_id] = page
-            self.stack.addWidget(page)
+            # A page wider than the window scrolls instead of setting the window's minimum
+            # width (the sum of the widest pages would not fit a laptop screen).
+            holder = QScrollArea()
+            holder.setWidget(page)
+            holder.setWidgetResizable(True)
+            holder.setFrameShape(QFrame.Shape.NoFrame)
+            self.stack.addWidget(holder)
             item = QListWidgetItem(icon(page.icon_name), page.title)
             item.setToolTip(page.tooltip)
             item.setSizeHint(QSize(150, 36))
@@ -254,20 +262,20 @@ class MainWindow(QMainWindow):
     def current_page_id(self) -> str:
         return list(self.pages)[self.stack.currentIndex()]
 
+    def _current_page(self) -> Page:
+        return list(self.pages.values())[self.stack.currentIndex()]
+
     def _on_page_changed(self, row: int) -> None:
         if row < 0:
             return
         self.stack.setCurrentIndex(row)
-        page = self.stack.currentWidget()
-        assert isinstance(page, Page)
+        page = self._current_page()
         page.on_shown()
         self.state.setValue("window/last_page", page.page_id)
 
     def refresh(self) -> None:
         self.ctx.jobs.poll()
-        page = self.stack.currentWidget()
-        if isinstance(page, Page):
-            page.refresh()
+        self._current_page().refresh()
 
     def focus_filter(self) -> None:
         self.show_page("models")

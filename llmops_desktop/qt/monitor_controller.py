@@ -24,7 +24,6 @@ from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt, Signal
 from PySide6.QtWidgets import QWidget
 
 from llmops_desktop.paths import Home
-from llmops_desktop.qt.pyside_fixes import guard_bool_refcounts
 from llmops_desktop.qt.workers import run_in_thread
 from llmops_desktop.settings import Settings
 
@@ -254,7 +253,6 @@ def monitor_for(ctx: Any) -> MonitorController:
     found = ctx.events.findChild(MonitorController)
     if found is not None:
         return found
-    guard_bool_refcounts()  # live charts emit many signals: see pyside_fixes
     controller = MonitorController(ctx.home, ctx.settings, ctx.events)
     ctx.events.sig_settings_saved.connect(controller.apply_settings)
     window = ctx.events.parent()

@@ -90,6 +90,10 @@ def test_serve_call_and_stop(qtbot, window, gguf_artifact):
     qtbot.waitUntil(lambda: page.requests.topLevelItemCount() == 1, timeout=10_000)
     assert page.requests.topLevelItem(0).text(2) == "200"
 
+    page.tabs.setCurrentWidget(page.live)  # small live charts from the monitor's sampler
+    from llmops_desktop.qt.charts import MiniChart
+
+    assert len(page.live.findChildren(MiniChart)) == 3
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     page.tabs.setCurrentIndex(0)
     window.grab().save(str(SCREENSHOT))

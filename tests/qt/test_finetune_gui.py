@@ -90,7 +90,7 @@ def test_finetune_from_the_page_draws_live_loss_and_makes_an_adapter(qtbot, wind
     qtbot.waitUntil(lambda: models.select_artifact(base_id), timeout=10_000)
     models.act_finetune.trigger()
     page = window.pages["finetune"]
-    assert window.stack.currentWidget() is page
+    assert window.current_page_id() == "finetune"
     assert page.base_combo.currentData() == base_id
     page.dataset_combo.setCurrentIndex(0)
     for name, value in {"max_steps": 12, "batch_size": 4, "max_len": 48, "eval_steps": 4,

@@ -133,8 +133,6 @@ class DatasetsPage(Page):
         return box
 
     def _build_stats(self) -> QWidget:
-        import pyqtgraph as pg
-
         w = QWidget()
         v = QVBoxLayout(w)
         row = QHBoxLayout()
@@ -151,10 +149,9 @@ class DatasetsPage(Page):
         row.addWidget(self.max_len_spin)
         row.addWidget(self.stats_button)
         v.addLayout(row)
-        self.plot = pg.PlotWidget(background="w")
-        self.plot.setLabel("bottom", "tokens per row")
-        self.plot.setLabel("left", "rows")
-        v.addWidget(self.plot, 1)
+        self.plot: Any = None  # made when first shown: pyqtgraph stays out of the start
+        self.plot_box = QVBoxLayout()
+        v.addLayout(self.plot_box, 1)
         self.stats_label = QLabel()
         self.stats_label.setWordWrap(True)
         v.addWidget(self.stats_label)
@@ -335,12 +332,26 @@ class DatasetsPage(Page):
 
         run_in_thread(work, self._on_stats, failed, receiver=self)
 
+    def _make_plot(self) -> Any:
+        if self.plot is None:
+            import pyqtgraph as pg
+
+            self.plot = pg.PlotWidget(background="w")
+            self.plot.setLabel("bottom", "tokens per row")
+            self.plot.setLabel("left", "rows")
+            self.plot_box.addWidget(self.plot)
+        return self.plot
+
+    def showEvent(self, event: Any) -> None:
+        self._make_plot()
+        super().showEvent(event)
+
     def _on_stats(self, stats: dict[str, Any]) -> None:
         import pyqtgraph as pg
 
         self.stats_button.setEnabled(True)
         self.last_stats = stats
-        self.plot.clear()
+        self._make_plot().clear()
         hist = stats.get("histogram")
         if hist and hist["counts"]:
             edges = hist["edges"]

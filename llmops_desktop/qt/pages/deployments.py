@@ -311,7 +311,13 @@ class DeploymentsPage(Page):
         self.tabs.addTab(self.requests, "Recent requests")
         self.tabs.addTab(curl_w, "curl")
         self.tabs.addTab(py_w, "Python (openai)")
+        self.live = QWidget()
+        self.live.setToolTip("Live figures from the monitor's sampler (2 per second)")
+        QVBoxLayout(self.live).setContentsMargins(0, 0, 0, 0)
+        self.tabs.addTab(self.live, "Live")
+        self._live_for: int | None = None
         self.tabs.currentChanged.connect(lambda _: self.refresh_requests())
+        self.tabs.currentChanged.connect(lambda _: self._update_live())
         w = QWidget()
         layout = QVBoxLayout(w)
         layout.setContentsMargins(0, 4, 0, 0)
@@ -490,9 +496,48 @@ class DeploymentsPage(Page):
 
     def _on_changed(self, key: int) -> None:
         self._fill(key)
+        changed = self.deploy.get(key)
+        if (changed is not None and changed.state == "running" and changed.request.api_key
+                and changed.deployment_id is not None):
+            from llmops_desktop.qt.monitor_controller import monitor_for
+
+            monitor_for(self.ctx).set_api_key(changed.deployment_id, changed.request.api_key)
         d = self.selected()
         if d is not None and d.key == key:
             self._show_details(d)
+            self._update_live()
+
+    def _update_live(self) -> None:
+        """The Live tab: small charts of the selected deployment, built when first seen."""
+        if self.tabs.currentWidget() is not self.live:
+            return
+        d = self.selected()
+        dep_id = d.deployment_id if d is not None and d.state == "running" else None
+        if dep_id == self._live_for:
+            return
+        self._live_for = dep_id
+        layout = self.live.layout()
+        while layout.count():
+            old = layout.takeAt(0).widget()
+            if old is not None:
+                old.deleteLater()
+        if dep_id is None:
+            layout.addWidget(QLabel("Start or select a running deployment to see its "
+                                    "requests, time to first token and tokens/s live."))
+            return
+        from llmops_desktop.qt.charts import MiniChart, SeriesSpec
+        from llmops_desktop.qt.monitor_controller import monitor_for
+
+        store = monitor_for(self.ctx).store
+        p = f"dep.{dep_id}."
+        for title, specs in (
+                ("Requests/s", [SeriesSpec(p + "req_rate", "requests"),
+                                SeriesSpec(p + "errors", "errors", "#c0392b")]),
+                ("TTFT ms (p50, p95)", [SeriesSpec(p + "ttft_p50", "p50"),
+                                        SeriesSpec(p + "ttft_p95", "p95", "#e0864f")]),
+                ("Tokens/s", [SeriesSpec(p + "tok_s", "tokens/s", "#2e9e5b")])):
+            layout.addWidget(QLabel(title))
+            layout.addWidget(MiniChart(specs, store), 1)
 
     def _on_stopped(self, key: int, reason: str) -> None:
         d = self.deploy.get(key)
@@ -509,6 +554,7 @@ class DeploymentsPage(Page):
         self.log_view.setPlainText("\n".join(d.lines) if d else "")
         self._show_details(d)
         self.refresh_requests()
+        self._update_live()
         self.sig_selection_changed.emit(d.key if d else 0)
 
     def _fill(self, key: int) -> None:

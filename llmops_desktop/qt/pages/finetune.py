@@ -173,8 +173,6 @@ class FinetunePage(Page):
         return w
 
     def _build_charts(self) -> QWidget:
-        import pyqtgraph as pg
-
         w = QWidget()
         v = QVBoxLayout(w)
         head = QHBoxLayout()
@@ -186,19 +184,9 @@ class FinetunePage(Page):
         head.addWidget(self.job_combo, 1)
         head.addWidget(self.eta_label)
         v.addLayout(head)
-        grid = QGridLayout()
+        self.chart_grid = QGridLayout()
         self.plots: dict[str, Any] = {}
-        for i, (key, title, series) in enumerate(CHARTS):
-            plot = pg.PlotWidget(background="w", title=title)
-            plot.addLegend(offset=(-5, 5))
-            plot.setLabel("bottom", "step")
-            for s in series:
-                self._curves[s] = plot.plot([], [], pen=pg.mkPen(COLORS[s], width=2),
-                                            symbol="o" if s == "val_loss" else None,
-                                            symbolSize=5, name=s.replace("_", " "))
-            self.plots[key] = plot
-            grid.addWidget(plot, i // 2, i % 2)
-        v.addLayout(grid, 1)
+        v.addLayout(self.chart_grid, 1)
         self.result_label = QLabel()
         self.result_label.setWordWrap(True)
         v.addWidget(self.result_label)
@@ -209,7 +197,31 @@ class FinetunePage(Page):
 
     # ---- data -------------------------------------------------------------------------------
 
+    def _make_plots(self) -> None:
+        """The charts, made when the page is first shown (pyqtgraph stays out of the
+        window's start)."""
+        if self.plots:
+            return
+        import pyqtgraph as pg
+
+        for i, (key, title, series) in enumerate(CHARTS):
+            plot = pg.PlotWidget(background="w", title=title)
+            plot.addLegend(offset=(-5, 5))
+            plot.setLabel("bottom", "step")
+            for s in series:
+                self._curves[s] = plot.plot([], [], pen=pg.mkPen(COLORS[s], width=2),
+                                            symbol="o" if s == "val_loss" else None,
+                                            symbolSize=5, name=s.replace("_", " "))
+            self.plots[key] = plot
+            self.chart_grid.addWidget(plot, i // 2, i % 2)
+        self._redraw()
+
+    def showEvent(self, event: Any) -> None:
+        self._make_plots()
+        super().showEvent(event)
+
     def on_shown(self) -> None:
+        self._make_plots()
         self.reload()
 
     def refresh(self) -> None:
