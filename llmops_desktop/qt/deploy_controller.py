@@ -209,8 +209,9 @@ class DeployController(QObject):
             d.info = {"url": record.url, "deployment_id": record.id, "name": record.name,
                       "model": record.artifact_ref, "engine": record.engine, "pid": record.pid}
             d.ready_at = _monotonic_since(record.started_at)
-            d.lines.append(f"Found running (pid {record.pid}) since {record.started_at}; its "
-                           f"log lines go to {self.log_path} now.")
+            d.lines.append(f"Found running (pid {record.pid}) since {record.started_at}, "
+                           "started by an earlier window or a terminal; its requests are under "
+                           "Recent requests (its log lines went to whoever started it).")
             self.deployments[key] = d
             keys.append(key)
             self.sig_added.emit(key)

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QCoreApplication, QEvent, QTimer
+from PySide6.QtCore import QCoreApplication, QEvent, Qt, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from llmops_desktop.qt.main_window import MainWindow
@@ -89,8 +89,10 @@ def test_chat_streams_measures_rates_and_exports(qtbot, window, gguf_artifact, c
     assert page.input.toPlainText() == "" and page.send_button.isEnabled()
 
     # The conversation goes on: the second request carries the first exchange.
+    page.input.setPlainText("And again?")  # sent from the keyboard this time
     with qtbot.waitSignal(page.sig_reply_finished, timeout=REPLY_TIMEOUT_MS):
-        second = page.send("And again?")
+        qtbot.keyClick(page.input, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    second = page.conversation().turns[-1].reply_id
     req = page.conversation().turns[-1].request["body"]
     assert [m["role"] for m in req["messages"]] == ["system", "user", "assistant", "user"]
     assert req["messages"][2]["content"] == turn.content
