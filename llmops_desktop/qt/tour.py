@@ -100,9 +100,42 @@ def run_tour(outdir: Path, home_root: Path) -> list[Path]:
     tour_download_page(window, shoot)
     window.show_page("deployments")
     shoot("deployments")
+    tour_serving(window, shoot)
+    for page_id in ("datasets", "finetune", "registries"):
+        window.show_page(page_id)
+        shoot(page_id)
     window.show_page("models")
+    window.deployments_on_close = "stop"
     window.close()
     return shots
+
+
+def tour_serving(window: object, shoot: Callable[[str], None]) -> None:
+    """Serve the smallest GGUF, chat with it once, then look at it on the Monitor page."""
+    page = window.deployments_page  # type: ignore[attr-defined]
+    ggufs = [a for a in window.ctx.catalog.artifacts() if a.kind == "gguf"]  # type: ignore
+    if not ggufs:
+        return
+    page.select_artifact(min(ggufs, key=lambda a: a.size_bytes).id)
+    started: list[int] = []
+    page.deploy.sig_started.connect(lambda key, _url: started.append(key))
+    page.start_selected()
+    if not wait_until(lambda: bool(started), 60):
+        return
+    shoot("deployments-running")
+    window.chat_with(started[0])  # type: ignore[attr-defined]
+    play = window.playground_page  # type: ignore[attr-defined]
+    play.system_edit.setPlainText("You are a concise assistant.")
+    play.max_tokens_spin.setValue(24)
+    done: list[str] = []
+    play.sig_reply_finished.connect(done.append)
+    for text in ("Hello! What can you do?", "Say it in one line."):
+        play.send(text)
+        wait_until(lambda n=len(done) + 1: len(done) >= n, 60)
+    shoot("playground")
+    window.show_page("monitor")
+    settle(4)
+    shoot("monitor")
 
 
 def tour_quantize(window: object, shoot: Callable[..., None]) -> None:
