@@ -19,7 +19,6 @@ from typing import IO
 import uvicorn
 
 from llmops_desktop.errors import ConflictError, InvalidInputError
-from llmops_desktop.netaddr import check_secret, is_loopback  # noqa: F401 - re-exported
 
 
 def bind_socket(host: str, port: int) -> socket.socket:

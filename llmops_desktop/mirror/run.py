@@ -12,13 +12,12 @@ from llmops_desktop.errors import InvalidInputError
 from llmops_desktop.httpserve import (
     NotifyingServer,
     bind_socket,
-    check_secret,
-    is_loopback,
     not_a_shutdown_cancel,
     run_until_stopped,
     socket_url,
 )
 from llmops_desktop.mirror.server import create_app
+from llmops_desktop.netaddr import check_secret, is_loopback
 from llmops_desktop.paths import Home
 from llmops_desktop.secrets import get_secret
 

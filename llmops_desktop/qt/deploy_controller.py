@@ -106,10 +106,6 @@ class LiveDeployment:
         return self.adopted_pid is not None
 
     @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process is not None else self.adopted_pid
-
-    @property
     def name(self) -> str:
         return str(self.info.get("name") or self.request.name or self.request.artifact_ref)
 

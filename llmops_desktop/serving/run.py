@@ -19,15 +19,14 @@ from llmops_desktop.catalog import Catalog
 from llmops_desktop.httpserve import (
     NotifyingServer,
     bind_socket,
-    check_secret,
-    is_loopback,
     not_a_shutdown_cancel,
     run_until_stopped,
     socket_url,
 )
+from llmops_desktop.netaddr import check_secret, is_loopback
 from llmops_desktop.paths import Home
 from llmops_desktop.serving.app import create_app
-from llmops_desktop.serving.config import (  # noqa: F401 - check_bind re-exported
+from llmops_desktop.serving.config import (
     API_KEY_ENV,
     DeploymentConfig,
     ServeOptions,

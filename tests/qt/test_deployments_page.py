@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import gc
 import json
-import os
 import urllib.request
 from pathlib import Path
 
@@ -12,47 +10,15 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QCoreApplication, QEvent
 
-from llmops_desktop.importer import import_model, inspect_source
-from llmops_desktop.qt.main_window import MainWindow
 from llmops_desktop.qt.pages.deployments import DeploymentsPage
+from tests.qt.windows import pid_alive
 
 START_TIMEOUT_MS = 30_000
 SCREENSHOT = Path("/tmp/tour/15-deployments.png")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-@pytest.fixture
-def gguf_artifact(catalog, home, demo_gguf) -> int:
-    for _ in import_model(catalog, inspect_source(demo_gguf, name="demo-gguf"),
-                          staging=home.job_staging_dir(0)):
-        pass
-    return next(a.id for a in catalog.artifacts() if a.kind == "gguf")
-
-
-@pytest.fixture
-def window(qtbot, home, gguf_artifact):
-    win = MainWindow(home)
-    win.deployments_on_close = "stop"  # qtbot closes it before this fixture's teardown
-    qtbot.addWidget(win)
-    win.show()
-    yield win
-    win.deployments_page.deploy.stop_all(wait=True)
-    win.close()
-    win.deleteLater()
-    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-    gc.collect()
-
-
-def test_serve_call_and_stop(qtbot, window, gguf_artifact):
+def test_serve_call_and_stop(qtbot, gguf_artifact, window):
     window.models_page.select_artifact(gguf_artifact)
     window.models_page.act_serve.trigger()  # the Models page's "Serve…" opens the page
     page = window.deployments_page
@@ -103,5 +69,5 @@ def test_serve_call_and_stop(qtbot, window, gguf_artifact):
         page.stop_button.click()
     assert stopped.args == [key, ""]
     assert d.state == "stopped" and page.tree.topLevelItem(0).text(4) == "stopped"
-    assert not _pid_alive(pid)
+    assert not pid_alive(pid)
     assert not page.stop_button.isEnabled()

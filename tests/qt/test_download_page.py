@@ -3,7 +3,6 @@ wrapped in a fault injector (throttling for pause/resume). Offscreen, with real 
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import struct
@@ -18,7 +17,7 @@ import pytest
 pytest.importorskip("pytestqt")
 
 from hub_faults import Faults, free_port, serve_home  # noqa: E402
-from PySide6.QtCore import QCoreApplication, QEvent, Qt  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
 
 from llmops_desktop.acquire.download import list_partial_downloads  # noqa: E402
 from llmops_desktop.catalog import ArtifactState, Catalog  # noqa: E402
@@ -28,6 +27,7 @@ from llmops_desktop.qt.main_window import MainWindow  # noqa: E402
 from llmops_desktop.qt.pages.download import DownloadPage  # noqa: E402
 from llmops_desktop.secrets import get_secret, set_secret  # noqa: E402
 from llmops_desktop.settings import Settings, save_settings  # noqa: E402
+from tests.qt.windows import dispose  # noqa: E402
 
 JOB_TIMEOUT_MS = 60_000
 TOKEN = "hf_TestTokenValue0123456789"
@@ -80,14 +80,6 @@ def hub(source_home):
     server = serve_home(source_home.root, faults)
     yield server, faults
     server.stop()
-
-
-def dispose(win: MainWindow) -> None:
-    """Close and destroy a window now, on this thread."""
-    win.close()
-    win.deleteLater()
-    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-    gc.collect()
 
 
 def open_window(qtbot, home: Home, **settings) -> tuple[MainWindow, DownloadPage]:

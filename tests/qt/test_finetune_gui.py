@@ -3,7 +3,6 @@ training job: the token histogram, bad rows by line, live loss points, the adapt
 
 from __future__ import annotations
 
-import gc
 import json
 from pathlib import Path
 
@@ -11,21 +10,13 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QCoreApplication, QEvent  # noqa: E402
 
 from llmops_desktop.catalog import Catalog, JobState  # noqa: E402
-from llmops_desktop.qt.main_window import MainWindow  # noqa: E402
+from tests.qt.windows import dispose, open_window  # noqa: E402
 
 JOB_TIMEOUT_MS = 120_000
 CHAT = {"messages": [{"role": "user", "content": "Repeat data"},
                      {"role": "assistant", "content": "data data data"}]}
-
-
-def dispose(win: MainWindow) -> None:
-    win.close()
-    win.deleteLater()
-    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-    gc.collect()
 
 
 @pytest.fixture
@@ -36,9 +27,7 @@ def window(qtbot, home, demo_model_session):
         for _ in import_model(cat, inspect_source(demo_model_session, name="tiny"),
                               staging=home.staging_dir / "test-import"):
             pass
-    win = MainWindow(home)
-    qtbot.addWidget(win)
-    win.show()
+    win = open_window(qtbot, home)
     yield win
     dispose(win)
 

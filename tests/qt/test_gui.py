@@ -3,7 +3,6 @@ sort, jobs and cancel, settings, remembered geometry, About. Offscreen, with rea
 
 from __future__ import annotations
 
-import gc
 import json
 import struct
 import sys
@@ -13,31 +12,14 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QCoreApplication, QEvent, QMimeData, QPointF, Qt, QUrl  # noqa: E402
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
 
 from llmops_desktop.catalog import Artifact, ArtifactFile, ArtifactState  # noqa: E402
 from llmops_desktop.qt.main_window import MainWindow  # noqa: E402
+from tests.qt.windows import dispose  # noqa: E402
 
 JOB_TIMEOUT_MS = 90_000
-
-
-def dispose(win: MainWindow) -> None:
-    """Close and destroy a window now, on this thread (not later, from whichever thread
-    the garbage collector happens to run in)."""
-    win.close()
-    win.deleteLater()
-    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-    gc.collect()
-
-
-@pytest.fixture
-def window(qtbot, home):
-    win = MainWindow(home)
-    qtbot.addWidget(win)
-    win.show()
-    yield win
-    dispose(win)
 
 
 def wait_job(qtbot, window: MainWindow, start) -> tuple[int, str]:

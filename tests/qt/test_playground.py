@@ -2,47 +2,25 @@
 
 from __future__ import annotations
 
-import gc
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QCoreApplication, QEvent, Qt, QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from llmops_desktop.qt.main_window import MainWindow
 from llmops_desktop.qt.pages.playground import _chat_relay
 from llmops_desktop.serving.feedback import feedback_rows
 from llmops_desktop.serving.store import deployment
-from tests.mirror_fixtures import import_artifact
+from tests.qt.windows import dispose, pid_alive
 
 START_TIMEOUT_MS = 30_000
 REPLY_TIMEOUT_MS = 30_000
 SCREENSHOT = Path("/tmp/tour/16-playground.png")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-@pytest.fixture
-def gguf_artifact(catalog, demo_gguf) -> int:
-    return import_artifact(catalog, demo_gguf, "demo-gguf").id
-
-
-def _close(win: MainWindow) -> None:
-    win.close()
-    win.deleteLater()
-    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-    gc.collect()
 
 
 def _serve(qtbot, win: MainWindow, artifact_id: int) -> int:
@@ -55,18 +33,7 @@ def _serve(qtbot, win: MainWindow, artifact_id: int) -> int:
     return started.args[0]
 
 
-@pytest.fixture
-def window(qtbot, home, gguf_artifact):
-    win = MainWindow(home)
-    win.deployments_on_close = "stop"  # qtbot closes it before this fixture's teardown
-    qtbot.addWidget(win)
-    win.show()
-    yield win
-    win.deployments_page.deploy.stop_all(wait=True)
-    _close(win)
-
-
-def test_chat_streams_measures_rates_and_exports(qtbot, window, gguf_artifact, catalog,
+def test_chat_streams_measures_rates_and_exports(qtbot, gguf_artifact, window, catalog,
                                                  tmp_path: Path) -> None:
     key = _serve(qtbot, window, gguf_artifact)
     window.deployments_page.chat_button.click()
@@ -155,10 +122,10 @@ def test_kept_deployment_is_found_by_the_next_window(qtbot, home, gguf_artifact,
 
     QTimer.singleShot(100, lambda: answer("Cancel"))
     assert not first.close()
-    assert first.isVisible() and _alive(pid)
+    assert first.isVisible() and pid_alive(pid)
     QTimer.singleShot(100, lambda: answer("Keep running"))
-    _close(first)
-    assert _alive(pid) and deployment(catalog, dep_id).state == "running"
+    dispose(first)
+    assert pid_alive(pid) and deployment(catalog, dep_id).state == "running"
 
     second = MainWindow(home)
     qtbot.addWidget(second)
@@ -182,7 +149,7 @@ def test_kept_deployment_is_found_by_the_next_window(qtbot, home, gguf_artifact,
     with qtbot.waitSignal(page.deploy.sig_stopped, timeout=15_000) as stopped:
         page.stop_button.click()
     assert stopped.args == [found[0].key, ""]
-    qtbot.waitUntil(lambda: not _alive(pid), timeout=10_000)
+    qtbot.waitUntil(lambda: not pid_alive(pid), timeout=10_000)
     assert deployment(catalog, dep_id).state == "stopped"
     assert page.tree.topLevelItem(0).text(4) == "stopped"
-    _close(second)
+    dispose(second)

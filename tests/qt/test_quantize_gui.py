@@ -4,7 +4,6 @@ confirmation a GGUF needs to go up in precision, and cancel. Offscreen."""
 
 from __future__ import annotations
 
-import gc
 import subprocess
 import sys
 from pathlib import Path
@@ -13,30 +12,13 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QCoreApplication, QEvent, Qt  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
 
 from llmops_desktop.catalog import Artifact, Catalog  # noqa: E402
 from llmops_desktop.qt.main_window import MainWindow  # noqa: E402
 from llmops_desktop.qt.quantize_dialog import QuantizeDialog  # noqa: E402
 
 JOB_TIMEOUT_MS = 90_000
-
-
-def dispose(win: MainWindow) -> None:
-    """Close and destroy a window now, on this thread (see tests/qt/test_gui.py)."""
-    win.close()
-    win.deleteLater()
-    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-    gc.collect()
-
-
-@pytest.fixture
-def window(qtbot, home):
-    win = MainWindow(home)
-    qtbot.addWidget(win)
-    win.show()
-    yield win
-    dispose(win)
 
 
 @pytest.fixture(scope="session")

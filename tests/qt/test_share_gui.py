@@ -5,7 +5,6 @@ in Settings. Offscreen."""
 
 from __future__ import annotations
 
-import gc
 import subprocess
 import sys
 import tarfile
@@ -15,7 +14,7 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QCoreApplication, QEvent, QMimeData, QPointF, Qt, QUrl  # noqa: E402
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
 from PySide6.QtWidgets import QMessageBox  # noqa: E402
 
@@ -24,22 +23,6 @@ from llmops_desktop.paths import Home  # noqa: E402
 from llmops_desktop.qt.main_window import MainWindow  # noqa: E402
 
 JOB_TIMEOUT_MS = 90_000
-
-
-def dispose(win: MainWindow) -> None:
-    win.close()
-    win.deleteLater()
-    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-    gc.collect()
-
-
-@pytest.fixture
-def window(qtbot, home):
-    win = MainWindow(home)
-    qtbot.addWidget(win)
-    win.show()
-    yield win
-    dispose(win)
 
 
 def add_to_catalog(catalog: Catalog, path: Path, name: str) -> Artifact:
