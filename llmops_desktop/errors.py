@@ -72,6 +72,14 @@ class UnreadableFileError(InvalidInputError, PermissionError):
     pass
 
 
+class UnsafePathError(InvalidInputError):
+    """A name from outside (a hub listing, a package member, a link) would leave its folder."""
+
+    def __init__(self, message: str, name: str | None = None) -> None:
+        super().__init__(message)
+        self.name = name
+
+
 class DiskFullError(LLMOpsError, OSError):
     exit_code = 6
 
@@ -123,7 +131,7 @@ ERROR_TYPES: dict[str, type[LLMOpsError]] = {
     for cls in [
         LLMOpsError, NotFoundError, ArtifactNotFoundError, JobNotFoundError, ConflictError,
         DuplicateArtifactError, HasDependentsError, InvalidInputError, EmptySourceError,
-        NoWeightsError, CorruptFileError, PickleRefusedError, UnreadableFileError,
+        NoWeightsError, CorruptFileError, PickleRefusedError, UnreadableFileError, UnsafePathError,
         DiskFullError, CatalogError, JobError, CancelledError, OfflineModeError, AuthError,
         NetworkError, NotAHubError, ChecksumError,
     ]
