@@ -8,7 +8,7 @@ from typing import Any
 
 
 def _cli():
-    from llmops_desktop import cli
+    from llmops_desktop.cli import common as cli
 
     return cli
 
@@ -21,7 +21,7 @@ def _import(args: argparse.Namespace) -> int:
     from llmops_desktop.datasets.store import BadRowsError, import_dataset
 
     cli = _cli()
-    catalog = cli._open_catalog(args)
+    catalog = cli.open_catalog(args)
     try:
         version = import_dataset(
             catalog, args.path, name=args.name, fmt=args.format, shape=args.shape,
@@ -29,13 +29,13 @@ def _import(args: argparse.Namespace) -> int:
             validation=args.validation, seed=args.seed)
     except BadRowsError as exc:
         if args.json:
-            cli._print_json({"error": "BadRowsError", "message": str(exc),
+            cli.print_json({"error": "BadRowsError", "message": str(exc),
                              "bad_rows": [b.to_json() for b in exc.bad_rows]})
             print(f"llmops: error: {exc}", file=sys.stderr)
             return exc.exit_code
         raise
     if args.json:
-        cli._print_json(version.to_json())
+        cli.print_json(version.to_json())
         return 0
     bad = version.metadata.get("bad_rows", [])
     print(f"imported {version.ref}: {version.rows} rows, shape {version.shape}, "
@@ -54,9 +54,9 @@ def _list(args: argparse.Namespace) -> int:
     from llmops_desktop.datasets.store import list_datasets
 
     cli = _cli()
-    data = list_datasets(cli._open_catalog(args))
+    data = list_datasets(cli.open_catalog(args))
     if args.json:
-        cli._print_json([{"name": d.name, "versions": [v.to_json() for v in d.versions]}
+        cli.print_json([{"name": d.name, "versions": [v.to_json() for v in d.versions]}
                          for d in data])
         return 0
     if not data:
@@ -74,10 +74,10 @@ def _show(args: argparse.Namespace) -> int:
     from llmops_desktop.datasets.store import read_rows, resolve_version
 
     cli = _cli()
-    version = resolve_version(cli._open_catalog(args), args.dataset)
+    version = resolve_version(cli.open_catalog(args), args.dataset)
     rows = read_rows(version, args.offset, args.rows)
     if args.json:
-        cli._print_json(version.to_json() | {"preview": rows})
+        cli.print_json(version.to_json() | {"preview": rows})
         return 0
     md = version.metadata
     print(f"{version.ref}  ({version.rows} rows, shape {version.shape}, format {version.format})")
@@ -104,12 +104,12 @@ def _stats(args: argparse.Namespace) -> int:
     from llmops_desktop.datasets.store import resolve_version
 
     cli = _cli()
-    catalog = cli._open_catalog(args)
+    catalog = cli.open_catalog(args)
     version = resolve_version(catalog, args.dataset)
     tok = load_tokenizer(tokenizer_dir(catalog, args.model)) if args.model else None
     stats = dataset_stats(version, tokenizer=tok, max_len=args.max_len, bins=args.bins)
     if args.json:
-        cli._print_json(stats)
+        cli.print_json(stats)
         return 0
     print(f"{stats['dataset']}: {stats['rows']} rows, {stats['duplicates']} duplicates, "
           f"{stats['empty_rows']} empty, {stats['bad_rows']} bad rows recorded")
@@ -135,9 +135,9 @@ def _split(args: argparse.Namespace) -> int:
     from llmops_desktop.datasets.store import set_split
 
     cli = _cli()
-    version = set_split(cli._open_catalog(args), args.dataset, args.validation, args.seed)
+    version = set_split(cli.open_catalog(args), args.dataset, args.validation, args.seed)
     if args.json:
-        cli._print_json(version.to_json(with_indices=True))
+        cli.print_json(version.to_json(with_indices=True))
         return 0
     print(f"{version.ref}: {version.split['train_rows']} train / "
           f"{version.split['validation_rows']} validation (seed {args.seed})")
@@ -148,9 +148,9 @@ def _rm(args: argparse.Namespace) -> int:
     from llmops_desktop.datasets.store import remove_version
 
     cli = _cli()
-    version = remove_version(cli._open_catalog(args), args.dataset)
+    version = remove_version(cli.open_catalog(args), args.dataset)
     if args.json:
-        cli._print_json({"removed": version.ref})
+        cli.print_json({"removed": version.ref})
     else:
         print(f"removed {version.ref}")
     return 0

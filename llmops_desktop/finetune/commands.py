@@ -11,7 +11,7 @@ _SKIP = ("name",)
 
 
 def _cli():
-    from llmops_desktop import cli
+    from llmops_desktop.cli import common as cli
 
     return cli
 
@@ -37,7 +37,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from llmops_desktop.finetune.task import qlora_unavailable, resume_params, start_params
 
     cli = _cli()
-    catalog = cli._open_catalog(args)
+    catalog = cli.open_catalog(args)
     if args.resume is not None:
         params = resume_params(catalog, args.resume)
     else:
@@ -53,7 +53,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         if args.estimate:
             est = estimate_memory(base.path, opts, metadata=base.metadata)
             if args.json:
-                cli._print_json(est.to_json() | {"options": opts.to_dict()})
+                cli.print_json(est.to_json() | {"options": opts.to_dict()})
             else:
                 print(describe(est))
             return 0
@@ -67,7 +67,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         raise
     adapter = catalog.artifact(result["artifact_id"])
     if args.json:
-        cli._print_json(result | {"artifact": adapter.to_json()})
+        cli.print_json(result | {"artifact": adapter.to_json()})
         return 0
     ppl = result.get("perplexity", {})
     print(f"made {adapter.ref} (artifact #{adapter.id}), a LoRA adapter of "
@@ -83,20 +83,20 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 def cmd_merge(args: argparse.Namespace) -> int:
     cli = _cli()
-    catalog = cli._open_catalog(args)
+    catalog = cli.open_catalog(args)
     adapter = catalog.resolve(args.adapter)
     result = cli.run_job_in_terminal(catalog, "merge", {"adapter_id": adapter.id,
                                                         "name": args.name}, quiet=args.json)
-    return cli._report_artifact(args, catalog.artifact(result["artifact_id"]), "merged", "")
+    return cli.report_artifact(args, catalog.artifact(result["artifact_id"]), "merged", "")
 
 
 def cmd_lora_gguf(args: argparse.Namespace) -> int:
     cli = _cli()
-    catalog = cli._open_catalog(args)
+    catalog = cli.open_catalog(args)
     adapter = catalog.resolve(args.adapter)
     result = cli.run_job_in_terminal(catalog, "lora-gguf", {
         "adapter_id": adapter.id, "outtype": args.outtype, "name": args.name}, quiet=args.json)
-    return cli._report_artifact(args, catalog.artifact(result["artifact_id"]), "wrote", "")
+    return cli.report_artifact(args, catalog.artifact(result["artifact_id"]), "wrote", "")
 
 
 def add_option_arguments(p: argparse.ArgumentParser) -> None:

@@ -15,10 +15,10 @@ STOP_WAIT_S = 15.0
 
 
 def cmd_deployments(args: argparse.Namespace) -> int:
-    from llmops_desktop import cli
+    from llmops_desktop.cli import common as cli
     from llmops_desktop.serving.store import deployment, deployments, reconcile
 
-    catalog = cli._open_catalog(args)
+    catalog = cli.open_catalog(args)
     live = {d.id for d in reconcile(catalog)}  # the dead ones are marked failed first
     if args.action == "stop":
         if args.deployment_id is None:
@@ -33,13 +33,13 @@ def cmd_deployments(args: argparse.Namespace) -> int:
             time.sleep(0.1)
         state = deployment(catalog, d.id).state
         if args.json:
-            cli._print_json({"deployment_id": d.id, "state": state})
+            cli.print_json({"deployment_id": d.id, "state": state})
         else:
             print(f"Deployment #{d.id} ({d.name}): {state}")
         return 0 if state != "running" else 1
     rows = [d for d in deployments(catalog, limit=args.limit) if args.all or d.id in live]
     if args.json:
-        cli._print_json([{**d.__dict__, "running": d.id in live} for d in rows])
+        cli.print_json([{**d.__dict__, "running": d.id in live} for d in rows])
         return 0
     if not rows:
         print("No deployment is running. Start one with 'llmops serve ARTIFACT' "
@@ -59,10 +59,10 @@ def cmd_deployments(args: argparse.Namespace) -> int:
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:
-    from llmops_desktop import cli
+    from llmops_desktop.cli import common as cli
     from llmops_desktop.serving.feedback import export_jsonl, feedback_rows
 
-    catalog = cli._open_catalog(args)
+    catalog = cli.open_catalog(args)
     artifact_id = catalog.resolve(args.artifact).id if args.artifact else None
     if args.action == "export":
         if args.output in (None, "-"):
@@ -73,7 +73,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
         return 0
     rows = feedback_rows(catalog, artifact_id=artifact_id)
     if args.json:
-        cli._print_json([r.to_json() for r in rows])
+        cli.print_json([r.to_json() for r in rows])
         return 0
     for r in rows:
         mark = "+" if r.rating > 0 else "-"

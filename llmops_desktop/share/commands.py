@@ -12,7 +12,7 @@ from llmops_desktop.share import errors as _errors  # noqa: F401 - registers the
 
 
 def _cli():
-    from llmops_desktop import cli
+    from llmops_desktop.cli import common as cli
 
     return cli
 
@@ -37,7 +37,7 @@ def _variants(text: str | None) -> list[str]:
 
 def cmd_export(args: argparse.Namespace) -> int:
     cli = _cli()
-    catalog = cli._open_catalog(args)
+    catalog = cli.open_catalog(args)
     artifact = catalog.resolve(args.artifact)
     if args.format == "package":
         from llmops_desktop.share.package import estimate_size, package_path_for, plan_export
@@ -47,7 +47,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         size = estimate_size(catalog, plan, sign=args.sign)
         if args.estimate:
             if args.json:
-                cli._print_json({"size_bytes": size, "artifacts": plan.summary()})
+                cli.print_json({"size_bytes": size, "artifacts": plan.summary()})
             else:
                 for row in plan.summary():
                     print(f"{row['ref']:<32} {row['role']:<8} {row['type']:<10} "
@@ -70,7 +70,7 @@ def cmd_export(args: argparse.Namespace) -> int:
               "sign": args.sign, "system": args.system}
     result = cli.run_job_in_terminal(catalog, "export", params, quiet=args.json)
     if args.json:
-        cli._print_json(result)
+        cli.print_json(result)
     else:
         signed = f", signed {result['signed_by']}" if result.get("signed_by") else ""
         print(f"exported {artifact.ref} as {result['format']} -> {result['path']} "
@@ -84,14 +84,14 @@ def cmd_publish(args: argparse.Namespace) -> int:
     cli = _cli()
     _, settings = _home_settings(args)
     root = registry_root(settings, args.to)
-    catalog = cli._open_catalog(args)
+    catalog = cli.open_catalog(args)
     artifact = catalog.resolve(args.artifact)
     params = {"artifact_id": artifact.id, "format": "package", "registry": args.to,
               "with_parents": args.with_parents, "variants": _variants(args.variants),
               "sign": not args.no_sign}
     result = cli.run_job_in_terminal(catalog, "export", params, quiet=args.json)
     if args.json:
-        cli._print_json(result)
+        cli.print_json(result)
     else:
         name = (result.get("published") or {}).get("name", "")
         print(f"published {artifact.ref} to {args.to} ({root}) as {args.to}/{name} "
@@ -129,14 +129,14 @@ def cmd_registry(args: argparse.Namespace) -> int:
             regs.pop(args.name)
         save_settings(home.settings_path, settings.updated(registries=format_registries(regs)))
         if args.json:
-            cli._print_json({n: str(p) for n, p in regs.items()})
+            cli.print_json({n: str(p) for n, p in regs.items()})
         else:
             print(f"registries: {format_registries(regs) or '(none)'}")
         return 0
-    catalog = cli._open_catalog(args)
+    catalog = cli.open_catalog(args)
     rows = list_packages(catalog, settings, args.name)
     if args.json:
-        cli._print_json(rows)
+        cli.print_json(rows)
         return 0
     if not registries(settings):
         print("No registries yet. Add one with 'llmops registry add NAME /path/to/folder'.")
@@ -196,7 +196,7 @@ def cmd_import_package(args: argparse.Namespace, path: str | None = None) -> int
     cli = _cli()
     home, settings = _home_settings(args)
     path = os.path.abspath(os.path.expanduser(path or args.path))
-    catalog = cli._open_catalog(args)
+    catalog = cli.open_catalog(args)
     interactive = sys.stdin.isatty() and not getattr(args, "json", False)
     params, info = decide_signature(home, settings, path,
                                     trust_unknown=getattr(args, "trust_unknown", False),
@@ -209,7 +209,7 @@ def cmd_import_package(args: argparse.Namespace, path: str | None = None) -> int
                                      quiet=getattr(args, "json", False))
     main = catalog.artifact(result["artifact_id"])
     if getattr(args, "json", False):
-        cli._print_json({**main.to_json(), "package": result})
+        cli.print_json({**main.to_json(), "package": result})
     else:
         reused = len(result.get("reused") or [])
         extra = f", {reused} already here" if reused else ""
@@ -238,7 +238,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
         data = {"fingerprint": pair.fingerprint, "public_key": pair.public_line,
                 "private_key_file": str(keys.keys_dir(home) / keys.PRIVATE_NAME)}
         if args.json:
-            cli._print_json(data)
+            cli.print_json(data)
         else:
             print(f"fingerprint: {pair.fingerprint}\npublic key:  {pair.public_line}\n"
                   f"private key: {data['private_key_file']} (readable by you only)")
@@ -248,7 +248,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
             raise SystemExit("llmops keys export-public FILE")
         dest = keys.export_public_key(home, args.arg1)
         if args.json:
-            cli._print_json({"path": str(dest)})
+            cli.print_json({"path": str(dest)})
         else:
             print(f"wrote your public key to {dest}; give it to colleagues who import your "
                   "packages")
@@ -258,7 +258,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
             raise SystemExit("llmops keys trust NAME KEYFILE")
         entry = keys.trust_key(home, args.arg1, args.arg2)
         if args.json:
-            cli._print_json(entry.to_json())
+            cli.print_json(entry.to_json())
         else:
             print(f"trusted {entry.name}: {entry.fingerprint}")
         return 0
@@ -267,13 +267,13 @@ def cmd_keys(args: argparse.Namespace) -> int:
             raise SystemExit("llmops keys untrust NAME")
         entry = keys.untrust_key(home, args.arg1)
         if args.json:
-            cli._print_json(entry.to_json())
+            cli.print_json(entry.to_json())
         else:
             print(f"removed {entry.name} ({entry.fingerprint}) from the trust list")
         return 0
     trusted = keys.trusted_keys(home)
     if args.json:
-        cli._print_json([k.to_json() for k in trusted])
+        cli.print_json([k.to_json() for k in trusted])
     elif not trusted:
         print("No trusted keys. Add a colleague's with 'llmops keys trust NAME KEYFILE'.")
     for k in trusted:
@@ -287,14 +287,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     from llmops_desktop.share.governance import get_status, set_status, status_history
 
     cli = _cli()
-    catalog = cli._open_catalog(args)
+    catalog = cli.open_catalog(args)
     artifact = catalog.resolve(args.artifact)
     if args.status:
         set_status(catalog, artifact.id, args.status, args.message or "")
     history = status_history(catalog, artifact.id)
     status = get_status(catalog, artifact.id)
     if args.json:
-        cli._print_json({"artifact_id": artifact.id, "ref": artifact.ref, "status": status,
+        cli.print_json({"artifact_id": artifact.id, "ref": artifact.ref, "status": status,
                          "history": [h.to_json() for h in history]})
         return 0
     print(f"{artifact.ref}: {status}")
