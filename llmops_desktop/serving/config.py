@@ -9,12 +9,13 @@ is deliberately not a field: it never lands in the catalog, a log or a command l
 from __future__ import annotations
 
 import argparse
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from llmops_desktop.catalog import Artifact, ArtifactState
 from llmops_desktop.errors import InvalidInputError
+from llmops_desktop.fields import add_arguments, field_specs, spec
 from llmops_desktop.quantize.targets import BNB_MODES
 from llmops_desktop.serving.engines.base import EngineSettings
 
@@ -27,10 +28,9 @@ ENGINE_FOR_KIND = {"gguf": "llama.cpp", "hf": "torch", "lora": "torch"}
 def option(default: Any, description: str, *, label: str, choices: tuple[str, ...] = (),
            minimum: int | None = None, maximum: int | None = None, metavar: str | None = None,
            ) -> Any:
-    """A deployment setting: its default, what it means, and how a flag or form shows it."""
-    return field(default=default, metadata={
-        "description": description, "label": label, "choices": choices, "minimum": minimum,
-        "maximum": maximum, "metavar": metavar})
+    """A deployment setting: the shared field specification (``llmops_desktop.fields``)."""
+    return spec(default, description, label=label, choices=choices, minimum=minimum,
+                maximum=maximum, metavar=metavar, group="Serving")
 
 
 @dataclass(frozen=True)
@@ -79,11 +79,7 @@ class ServeOptions:
 
     @classmethod
     def field_info(cls) -> list[dict[str, Any]]:
-        out = []
-        for f in fields(cls):
-            default = f.default if f.default is not MISSING else None
-            out.append({"name": f.name, "default": default, **f.metadata})
-        return out
+        return [s.info() for s in field_specs(cls)]
 
     def checked(self) -> ServeOptions:
         """Raise InvalidInputError on a value out of range (the GUI's forms call this too)."""
@@ -114,17 +110,7 @@ def check_bind(host: str, api_key: str | None) -> None:
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """``--engine``, ``--host``, ``--port``, ``--ctx``, … from :class:`ServeOptions`."""
-    for info in ServeOptions.field_info():
-        flag = "--" + info["name"].replace("_", "-")
-        kwargs: dict[str, Any] = {"help": info["description"], "default": None,
-                                  "dest": info["name"]}
-        if info["choices"]:
-            kwargs["choices"] = info["choices"]
-        if isinstance(info["default"], int) or info["minimum"] is not None:
-            kwargs["type"] = int
-        if info["metavar"]:
-            kwargs["metavar"] = info["metavar"]
-        parser.add_argument(flag, **kwargs)
+    add_arguments(parser, ServeOptions)
 
 
 def options_from_args(args: argparse.Namespace) -> ServeOptions:
