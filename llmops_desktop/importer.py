@@ -6,6 +6,12 @@ generator of progress events: it hashes every file while streaming it into a
 private staging folder, then registers a READY artifact and renames the folder
 into the store in one transaction. Any failure, a cancel or a kill leaves the
 catalog and the store as they were.
+
+A source folder is read only within its bounds: a link that leads out of the
+folder (or, for an HF cache snapshot, out of the folder and that repo's
+``blobs/``) is refused, naming the link, before any file is read; the files are
+re-checked as they are opened. Registering never deletes a store folder: a
+name that is taken gets a fresh folder beside it.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -30,13 +37,15 @@ from llmops_desktop.errors import (
     NoWeightsError,
     PickleRefusedError,
     UnreadableFileError,
+    UnsafePathError,
 )
 from llmops_desktop.formats.gguf_meta import gguf_summary, read_gguf_info
 from llmops_desktop.formats.hf_meta import config_summary, read_config, read_model_card
 from llmops_desktop.formats.safetensors_meta import read_safetensors_info
-from llmops_desktop.hfcache import find_cached_repo, resolve_cached
+from llmops_desktop.hfcache import find_cached_repo, repo_id_from_dirname, resolve_cached
 from llmops_desktop.jobs.events import Event, Log, Progress, Result
 from llmops_desktop.jobs.tasks import JobContext, register_task
+from llmops_desktop.safepath import check_within_roots
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 MODES = ("copy", "hardlink", "reference")
@@ -61,6 +70,7 @@ class ImportSource:
     description: str = ""
     license: str = ""
     skipped: tuple[str, ...] = ()
+    bounds: tuple[Path, ...] = ()  # real folders every file must lie in (links followed)
 
     @property
     def total_bytes(self) -> int:
@@ -107,7 +117,7 @@ def inspect_source(path: str | os.PathLike[str], *, allow_pickle: bool = False,
                 f"{raw} does not exist. Give a model folder, a .gguf file, or a repo id from "
                 "your Hugging Face cache ('llmops hf-cache' lists them).")
         raw = cached
-    raw = raw.absolute()
+    raw = named = raw.absolute()
     cache_hit = resolve_cached(raw) if raw.is_dir() else None
     if cache_hit:
         snapshot, repo_id, commit = cache_hit
@@ -117,10 +127,28 @@ def inspect_source(path: str | os.PathLike[str], *, allow_pickle: bool = False,
         return _inspect_file(raw, name=name, allow_pickle=allow_pickle)
     if not raw.is_dir():
         raise InvalidInputError(f"{raw} is neither a file nor a folder.")
-    src = _inspect_folder(raw, name=name, allow_pickle=allow_pickle)
+    src = _inspect_folder(raw, name=name, allow_pickle=allow_pickle,
+                          bounds=source_bounds(named, raw))
     if source_note:
         src = ImportSource(**{**src.__dict__, "source": source_note})
     return src
+
+
+def source_bounds(named: Path, folder: Path) -> tuple[Path, ...]:
+    """Where the files of ``folder`` may lie, as real paths: inside the folder itself and,
+    for an HF cache snapshot, inside that repo's ``blobs/`` (which must not be a link).
+
+    ``named`` is what the user pointed at (the folder, or the cache repo it was found
+    in); a snapshot reached from a repo folder must lie inside that repo folder.
+    """
+    real = check_within_roots(folder, [named], name=str(folder), what="snapshot folder")
+    bounds = [real]
+    snapshots = real.parent
+    if snapshots.name == "snapshots" and repo_id_from_dirname(snapshots.parent.name):
+        blobs = snapshots.parent / "blobs"
+        if blobs.is_dir() and os.path.realpath(blobs) == str(blobs):
+            bounds.append(blobs)
+    return tuple(bounds)
 
 
 def _inspect_file(path: Path, *, name: str | None, allow_pickle: bool) -> ImportSource:
@@ -136,7 +164,8 @@ def _inspect_file(path: Path, *, name: str | None, allow_pickle: bool) -> Import
             name=name or str(summary.get("name") or "").strip() or default_name(path),
             metadata=summary, source=f"file:{path}",
             description=str(summary.get("description", "")),
-            license=str(summary.get("license", "")))
+            license=str(summary.get("license", "")),
+            bounds=(Path(os.path.realpath(path)),))  # the file the user named, links and all
     if suffix in PICKLE_SUFFIXES:
         raise PickleRefusedError(f"{path.name} is a pickle checkpoint. " + _PICKLE_WHY)
     if suffix == ".safetensors":
@@ -148,11 +177,18 @@ def _inspect_file(path: Path, *, name: str | None, allow_pickle: bool) -> Import
         "(config.json with .safetensors weights).")
 
 
-def _inspect_folder(folder: Path, *, name: str | None, allow_pickle: bool) -> ImportSource:
+def _inspect_folder(folder: Path, *, name: str | None, allow_pickle: bool,
+                    bounds: tuple[Path, ...] = ()) -> ImportSource:
+    bounds = bounds or (Path(os.path.realpath(folder)),)
     entries: list[tuple[str, Path]] = []
     for p in sorted(folder.rglob("*")):
         rel = p.relative_to(folder)
-        if _is_hidden(rel) or p.is_dir():
+        if _is_hidden(rel):
+            continue
+        # before anything is read: no file, and no folder link, may lead out of bounds
+        check_within_roots(p, bounds, name=rel.as_posix(), what="file" if not p.is_dir()
+                           else "folder")
+        if p.is_dir():
             continue
         if p.is_symlink() and not p.exists():
             _check_readable(p, str(rel))
@@ -213,7 +249,7 @@ def _inspect_folder(folder: Path, *, name: str | None, allow_pickle: bool) -> Im
         kind="lora" if is_lora else "hf", path=folder, files=tuple(entries),
         name=name or default_name(folder), metadata=meta, source=f"folder:{folder}",
         description=card.get("description", ""), license=card.get("license", ""),
-        skipped=tuple(skipped))
+        skipped=tuple(skipped), bounds=bounds)
 
 
 def _check_shards(folder: Path, rels: set[str]) -> None:
@@ -253,6 +289,43 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")[:80] or "model"
 
 
+def _reserve_store_folder(catalog: Catalog, slug: str, digest: str) -> Path:
+    """A new, empty store folder for an artifact: ``<slug>-<digest12>``, or when that name
+    is taken (on disk or by any artifact in the catalog) ``<slug>-2-<digest12>``, ``-3-`` …
+
+    The folder is made here (``mkdir`` fails if it exists), so nothing that is already
+    there is ever replaced or deleted; names keep ending in the digest, so a folder a
+    crash left unregistered is still one the start-up sweep recognises.
+    """
+    models = catalog.home.models_dir
+    owned = set()
+    for path in catalog.store_paths():
+        try:
+            owned.add(path.relative_to(models).parts[0])
+        except (ValueError, IndexError):
+            continue
+    for n in range(1, 10_000):
+        name = f"{slug}-{digest[:12]}" if n == 1 else f"{slug}-{n}-{digest[:12]}"
+        if name in owned:
+            continue
+        try:
+            (models / name).mkdir()
+        except FileExistsError:
+            continue
+        return models / name
+    raise InvalidInputError(f"Could not find a free folder name for {slug} in {models}. "
+                            "Remove stray folders there (they belong to no artifact), then "
+                            "import again.")
+
+
+def _release(folder: Path) -> None:
+    """Give back a folder :func:`_reserve_store_folder` made, only while it is empty."""
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
+
+
 def _disk_error(exc: OSError, where: Path) -> DiskFullError:
     return DiskFullError(
         f"The disk holding {where} is full ({exc.strerror}). Free some space, or import with "
@@ -264,10 +337,33 @@ class _Counter:
         self.done, self.total = 0, total
 
 
+def _open_within(path: Path, bounds: tuple[Path, ...], rel: str) -> int:
+    """Open ``path`` (already a real path) for reading without following a link that
+    appeared since it was checked, and check again where the open file really is."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafePathError(f"{rel} became a link while it was being imported; "
+                                  "nothing was kept. Import again once nothing changes the "
+                                  "source.", name=rel) from None
+        raise
+    proc = f"/proc/self/fd/{fd}"
+    try:
+        if bounds and os.path.exists(proc):
+            check_within_roots(os.readlink(proc), bounds, name=rel)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def _copy_and_hash(src: Path, dst: Path | None, counter: _Counter, rel: str,
-                   mode: str) -> Iterator[tuple[Event | None, str | None]]:
+                   mode: str, bounds: tuple[Path, ...] = ()
+                   ) -> Iterator[tuple[Event | None, str | None]]:
     """Stream one file: hash it, and for ``copy`` write it to ``dst``. Yields progress;
-    the last item carries the sha256."""
+    the last item carries the sha256. ``dst`` is made with no wider permissions than
+    ``src`` has (a private source stays private in the store)."""
     h = hashlib.sha256()
     buf = bytearray(CHUNK)
     view = memoryview(buf)
@@ -276,8 +372,10 @@ def _copy_and_hash(src: Path, dst: Path | None, counter: _Counter, rel: str,
     try:
         if mode == "copy" and dst is not None:
             dst.parent.mkdir(parents=True, exist_ok=True)
-            out = open(dst, "wb", buffering=0)
-        with open(src, "rb", buffering=0) as fh:
+            perms = (before.st_mode & 0o666) | 0o600  # the owner must read it back
+            out = os.fdopen(os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                                    | getattr(os, "O_NOFOLLOW", 0), perms), "wb", buffering=0)
+        with os.fdopen(_open_within(src, bounds, rel), "rb", buffering=0) as fh:
             while n := fh.readinto(buf):
                 chunk = view[:n]
                 h.update(chunk)
@@ -347,6 +445,9 @@ def import_model(
     try:
         for rel, src in source.files:
             dst = stage_root / rel
+            checked = source.bounds if not move else ()
+            if checked:  # again, as it is opened: a link may have changed since inspect
+                src = check_within_roots(src, checked, name=rel)
             if move:
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(src, dst)
@@ -354,7 +455,10 @@ def import_model(
             elif mode == "hardlink":
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 try:
-                    os.link(src.resolve(), dst)
+                    os.link(src, dst, follow_symlinks=False)
+                    if not stat.S_ISREG(os.lstat(dst).st_mode):
+                        raise UnsafePathError(f"{rel} became a link while it was being "
+                                              "imported; nothing was kept.", name=rel)
                 except OSError as exc:
                     if exc.errno == errno.EXDEV:
                         raise InvalidInputError(
@@ -362,7 +466,7 @@ def import_model(
                             f"than the store ({home.models_dir}). Use --mode copy or "
                             "--mode reference.") from None
                     raise UnreadableFileError(f"Cannot hard-link {rel} ({exc.strerror}).") from None
-                hash_from, how = dst, "reference"
+                hash_from, how, checked = dst, "reference", ()
             else:
                 hash_from, how = src, mode
             if move and known_sha256 and rel in known_sha256:
@@ -371,7 +475,7 @@ def import_model(
                 continue
             sha = ""
             for event, digest in _copy_and_hash(hash_from, dst if how == "copy" else None,
-                                                counter, rel, how):
+                                                counter, rel, how, checked):
                 if event is not None:
                     yield event
                 if digest is not None:
@@ -394,7 +498,7 @@ def import_model(
         if storage == "reference":
             final_root = source.root
         else:
-            final_root = home.models_dir / f"{_slug(source.name)}-{digest[:12]}"
+            final_root = _reserve_store_folder(catalog, _slug(source.name), digest)
         artifact_path = final_root / source.files[0][0] if source.kind == "gguf" else final_root
         metadata = {**source.metadata, "import_seconds": round(elapsed, 3)}
         renamed = False
@@ -407,13 +511,13 @@ def import_model(
                     source=source.source, description=source.description,
                     license=source.license, tags=tags, action=action)
                 if storage != "reference":
-                    if final_root.exists():
-                        shutil.rmtree(final_root)  # a leftover of a crash; not in the catalog
-                    os.replace(stage_root, final_root)
+                    os.replace(stage_root, final_root)  # onto the empty folder we reserved
                     renamed = True
         except BaseException:
             if renamed and final_root.exists():
                 os.replace(final_root, stage_root)
+            elif storage != "reference":
+                _release(final_root)
             raise
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):

@@ -11,6 +11,9 @@ local path goes through :func:`safe_join`, which refuses
 - names or segments longer than the file system allows,
 - and any path that, once existing symlinks are followed, leaves the folder.
 
+:func:`check_within_roots` is the same guard for files found on disk inside a folder
+that is read as a whole (an import source): their links must stay within given roots.
+
 It checks the name before anything is written, so a refused listing leaves the
 disk exactly as it was (pip's and huggingface_hub's own path checks do the same).
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from llmops_desktop.errors import UnsafePathError
@@ -88,3 +92,26 @@ def safe_join(root: str | os.PathLike[str], name: object, *, what: str = "file n
             f"The {what} {str(name)!r} resolves through a link to "
             f"{os.path.realpath(joined)}, outside {base}; refused.", name=str(name))
     return joined
+
+
+def check_within_roots(path: str | os.PathLike[str], roots: Sequence[str | os.PathLike[str]],
+                       *, name: str | None = None, what: str = "file") -> Path:
+    """The real path of ``path`` (every link in a chain followed), checked to lie inside
+    one of ``roots``; raise :class:`UnsafePathError` naming the link otherwise.
+
+    For files found inside a folder that is read as a whole (an import source, an HF
+    cache snapshot whose links point into ``blobs/``): a link may lead anywhere inside
+    the allowed roots, never out of them. ``name`` is how the user knows the file (its
+    path inside the folder). A root itself is taken at its real path.
+    """
+    real = Path(os.path.realpath(path))
+    if any(is_within(real, root) for root in roots):
+        return real
+    shown = str(name if name is not None else path)
+    shown = shown if len(shown) <= 200 else shown[:200] + "…"
+    where = " or ".join(os.path.realpath(r) for r in roots) or "(nowhere)"
+    via = "is a link to" if os.path.islink(path) else "leads through a link to"
+    raise UnsafePathError(
+        f"The {what} {shown!r} {via} {real}, outside {where}; links that leave the folder "
+        "are refused. Replace the link with the real file (or remove it), then try again.",
+        name=shown)
