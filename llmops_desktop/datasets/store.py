@@ -15,7 +15,6 @@ import os
 import random
 import re
 import shutil
-import sqlite3
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -56,36 +55,6 @@ class BadRowsError(InvalidInputError):
 
 class DatasetNotFoundError(NotFoundError):
     pass
-
-
-def migration_datasets(conn: sqlite3.Connection) -> None:
-    """Schema step: ``datasets`` and ``dataset_versions`` (inside the caller's transaction)."""
-    conn.execute("""
-        CREATE TABLE IF NOT EXISTS datasets (
-            id INTEGER PRIMARY KEY,
-            name TEXT NOT NULL UNIQUE,
-            description TEXT NOT NULL DEFAULT '',
-            created_at TEXT NOT NULL
-        )""")
-    conn.execute("""
-        CREATE TABLE IF NOT EXISTS dataset_versions (
-            id INTEGER PRIMARY KEY,
-            dataset_id INTEGER NOT NULL REFERENCES datasets(id),
-            version INTEGER NOT NULL,
-            path TEXT NOT NULL,
-            source TEXT NOT NULL DEFAULT '',
-            format TEXT NOT NULL,
-            sha256 TEXT NOT NULL,
-            source_sha256 TEXT NOT NULL DEFAULT '',
-            rows INTEGER NOT NULL,
-            shape TEXT NOT NULL,
-            mapping TEXT NOT NULL DEFAULT '{}',
-            split TEXT NOT NULL DEFAULT '{}',
-            metadata TEXT NOT NULL DEFAULT '{}',
-            created_at TEXT NOT NULL,
-            UNIQUE (dataset_id, version)
-        )""")
-    conn.execute("CREATE INDEX IF NOT EXISTS dataset_versions_sha ON dataset_versions(sha256)")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Monitor history in the catalog: one row per series per interval, so charts outlive a restart.
 
-:func:`migration_monitor` is the schema step (migration 6 in ``catalog/schema.py``).
+The tables are schema step 7 (``catalog/migrations/0007_monitor_history.sql``).
 ``monitor_series`` names each series once (with the label of what it measured, say the
 deployment's name, which stays readable after the deployment is gone);
 ``monitor_history`` holds, per series and per interval (10 s), the mean, minimum and
@@ -22,28 +22,6 @@ import numpy as np
 from llmops_desktop.monitor.series import metric_of
 
 INTERVAL_S = 10.0
-
-
-def migration_monitor(conn: sqlite3.Connection) -> None:
-    """Schema step: ``monitor_series`` and ``monitor_history`` (inside the caller's
-    transaction)."""
-    conn.execute("""
-        CREATE TABLE IF NOT EXISTS monitor_series (
-            id INTEGER PRIMARY KEY,
-            name TEXT NOT NULL UNIQUE,
-            label TEXT NOT NULL DEFAULT '',
-            unit TEXT NOT NULL DEFAULT ''
-        )""")
-    conn.execute("""
-        CREATE TABLE IF NOT EXISTS monitor_history (
-            series_id INTEGER NOT NULL REFERENCES monitor_series(id) ON DELETE CASCADE,
-            ts REAL NOT NULL,
-            mean REAL NOT NULL,
-            min REAL NOT NULL,
-            max REAL NOT NULL,
-            n INTEGER NOT NULL,
-            PRIMARY KEY (series_id, ts)
-        ) WITHOUT ROWID""")
 
 
 @dataclass(frozen=True)

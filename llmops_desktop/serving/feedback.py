@@ -1,6 +1,6 @@
 """Thumbs up/down on generated replies, kept in the catalog and exported as JSONL.
 
-:func:`migration_feedback` is the schema step (migration 5 in ``catalog/schema.py``).
+The table is schema step 5 (``catalog/migrations/0005_feedback.sql``).
 One row per rated reply: the reply, the conversation that led to it (system prompt and
 messages), the sampling settings, and the deployment and artifact that produced it, so a
 later fine-tune or evaluation can use the ratings as data. Rating the same reply again
@@ -10,7 +10,6 @@ later fine-tune or evaluation can use the ratings as data. Rating the same reply
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,30 +17,6 @@ from typing import IO, Any
 
 from llmops_desktop.catalog import Catalog, utcnow
 from llmops_desktop.catalog.catalog import current_user
-
-
-def migration_feedback(conn: sqlite3.Connection) -> None:
-    """Schema step: the ``feedback`` table (inside the caller's transaction)."""
-    conn.execute("""
-        CREATE TABLE IF NOT EXISTS feedback (
-            id INTEGER PRIMARY KEY,
-            reply_id TEXT NOT NULL UNIQUE,
-            ts TEXT NOT NULL,
-            user TEXT NOT NULL DEFAULT '',
-            rating INTEGER NOT NULL CHECK (rating IN (-1, 1)),
-            deployment_id INTEGER REFERENCES deployments(id) ON DELETE SET NULL,
-            artifact_id INTEGER REFERENCES artifacts(id) ON DELETE SET NULL,
-            artifact_ref TEXT NOT NULL DEFAULT '',
-            system_prompt TEXT NOT NULL DEFAULT '',
-            messages TEXT NOT NULL DEFAULT '[]',
-            prompt TEXT NOT NULL DEFAULT '',
-            reply TEXT NOT NULL,
-            params TEXT NOT NULL DEFAULT '{}',
-            ttft_ms REAL,
-            tokens_per_s REAL,
-            comment TEXT NOT NULL DEFAULT ''
-        )""")
-    conn.execute("CREATE INDEX IF NOT EXISTS feedback_artifact ON feedback(artifact_id)")
 
 
 @dataclass(frozen=True)

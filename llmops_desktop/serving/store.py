@@ -1,7 +1,6 @@
 """Deployments and their request log in the catalog.
 
-:func:`migration_deployments` is the schema step (migration 4 in ``catalog/schema.py``)
-that adds the two tables.
+The two tables are schema step 4 (``catalog/migrations/0004_deployments.sql``).
 
 A deployment row is one server process: its settings (never the API key), state
 (starting → running → stopped, or failed), pid and address. The request log has one row
@@ -22,52 +21,6 @@ from llmops_desktop.catalog import Catalog, utcnow
 from llmops_desktop.errors import NotFoundError
 
 DEPLOYMENT_STATES = ("starting", "running", "stopped", "failed")
-
-
-def migration_deployments(conn: sqlite3.Connection) -> None:
-    """Schema step: ``deployments`` and ``request_log`` (runs inside the caller's
-    transaction; plain ``conn.execute`` statements, no ``executescript``)."""
-    conn.execute("""
-        CREATE TABLE IF NOT EXISTS deployments (
-            id INTEGER PRIMARY KEY,
-            name TEXT NOT NULL,
-            artifact_id INTEGER REFERENCES artifacts(id) ON DELETE SET NULL,
-            artifact_ref TEXT NOT NULL DEFAULT '',
-            engine TEXT NOT NULL,
-            host TEXT NOT NULL,
-            port INTEGER,
-            url TEXT NOT NULL DEFAULT '',
-            settings TEXT NOT NULL DEFAULT '{}',
-            state TEXT NOT NULL DEFAULT 'starting'
-                CHECK (state IN ('starting','running','stopped','failed')),
-            pid INTEGER,
-            error TEXT,
-            created_at TEXT NOT NULL,
-            started_at TEXT,
-            stopped_at TEXT
-        )""")
-    conn.execute("""
-        CREATE TABLE IF NOT EXISTS request_log (
-            id INTEGER PRIMARY KEY,
-            deployment_id INTEGER NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
-            artifact_id INTEGER REFERENCES artifacts(id) ON DELETE SET NULL,
-            ts TEXT NOT NULL,
-            endpoint TEXT NOT NULL,
-            model TEXT NOT NULL DEFAULT '',
-            stream INTEGER NOT NULL DEFAULT 0,
-            status INTEGER NOT NULL,
-            error TEXT,
-            finish_reason TEXT,
-            queue_ms REAL,
-            ttft_ms REAL,
-            latency_ms REAL NOT NULL,
-            prompt_tokens INTEGER NOT NULL DEFAULT 0,
-            completion_tokens INTEGER NOT NULL DEFAULT 0,
-            tokens_per_s REAL
-        )""")
-    conn.execute("CREATE INDEX IF NOT EXISTS request_log_deployment ON request_log(deployment_id, ts)")
-    conn.execute("CREATE INDEX IF NOT EXISTS request_log_artifact ON request_log(artifact_id)")
-    conn.execute("CREATE INDEX IF NOT EXISTS deployments_artifact ON deployments(artifact_id)")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """An artifact's governance status (draft, approved, deprecated) and who changed it.
 
-The status is a column of ``artifacts`` (migration :func:`migration_status`); every
+The status is a column of ``artifacts`` (``catalog/migrations/0008_artifact_status.sql``); every
 change needs a comment and lands in the audit log with the user, host and time. With
 the setting "serve only approved artifacts", :func:`check_servable` makes the server
 refuse anything else.
@@ -8,7 +8,6 @@ refuse anything else.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,12 +16,6 @@ from llmops_desktop.share.errors import GovernanceError
 
 STATUSES = ("draft", "approved", "deprecated")
 DEFAULT_STATUS = "draft"
-
-
-def migration_status(conn: sqlite3.Connection) -> None:
-    """Schema step: ``artifacts.status`` (inside the caller's transaction)."""
-    conn.execute("ALTER TABLE artifacts ADD COLUMN status TEXT NOT NULL DEFAULT 'draft' "
-                 "CHECK (status IN ('draft','approved','deprecated'))")
 
 
 def get_status(catalog: Catalog, artifact_id: int) -> str:
