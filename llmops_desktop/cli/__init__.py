@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, fn, help: str) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help, description=help)
         sp.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+        # --home after the command too ("llmops demo --home DIR"); absent, it keeps the global one.
+        sp.add_argument("--home", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         sp.set_defaults(fn=fn)
         return sp
 
