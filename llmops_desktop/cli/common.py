@@ -78,8 +78,10 @@ def hub_client(args: argparse.Namespace):
 
 # ---- running a job with a progress bar ---------------------------------------------------------
 
-def run_job_in_terminal(catalog, kind: str, params: dict[str, Any], *, quiet: bool) -> dict[str, Any]:
-    """Start a job, draw its progress on stderr, return its result or raise its error."""
+def run_job_in_terminal(catalog, request: Any, params: dict[str, Any] | None = None, *,
+                        quiet: bool) -> dict[str, Any]:
+    """Start a job for a checked request, draw its progress on stderr, return its result or
+    raise its error."""
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -94,7 +96,8 @@ def run_job_in_terminal(catalog, kind: str, params: dict[str, Any], *, quiet: bo
     from llmops_desktop.jobs.events import Error, Log, Progress, Result
 
     console = Console(stderr=True)
-    run = runner.start(catalog, kind, params)
+    run = runner.start(catalog, request, params)
+    kind = getattr(request, "kind", request)
     result: dict[str, Any] | None = None
     error: Error | None = None
     show = not quiet and console.is_terminal

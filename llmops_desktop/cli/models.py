@@ -219,8 +219,9 @@ def cmd_settings(args: argparse.Namespace) -> int:
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
+    from llmops_desktop.fields import values_from_args
     from llmops_desktop.quantize.targets import BNB_MODES, GGUF_TARGETS, estimate
-    from llmops_desktop.quantize.task import plan_targets
+    from llmops_desktop.quantize.task import QuantizeRequest
 
     if args.list_targets:
         rows = [{"target": t.name, "bits_per_weight": t.bits_per_weight,
@@ -234,14 +235,15 @@ def cmd_quantize(args: argparse.Namespace) -> int:
                 bits = f"{r['bits_per_weight']:5.2f}" if r["bits_per_weight"] else "     "
                 print(f"{r['target']:<9} {bits}  {r['description']}")
         return 0
-    if not args.artifact or not args.to:
+    if not args.artifact or not args.targets:
         raise SystemExit("llmops quantize: give an ARTIFACT and at least one --to TARGET "
                          "(--list-targets shows them)")
     catalog = open_catalog(args)
     parent = catalog.resolve(args.artifact)
-    plan = plan_targets(parent, args.to, force=args.force)
+    request = QuantizeRequest(artifact_id=parent.id,
+                              **values_from_args(args, QuantizeRequest)).check(catalog)
     if args.estimate:
-        est = {t: estimate(parent.metadata, t) for t in plan}
+        est = {t: estimate(parent.metadata, t) for t in request.targets}
         if args.json:
             print_json(est)
         else:
@@ -249,10 +251,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
                 print(f"{t:<9} ~{human_size(e['size_bytes']):>9} on disk, "
                       f"~{human_size(e['memory_bytes']):>9} to run at {e['context']} tokens")
         return 0
-    params = {"artifact_id": parent.id, "targets": plan, "keep_intermediate": args.keep_f16,
-              "threads": args.threads, "eval_text": os.path.abspath(args.eval_text)
-              if args.eval_text else None, "force": args.force, "evaluate": not args.no_eval}
-    result = run_job_in_terminal(catalog, "quantize", params, quiet=args.json)
+    result = run_job_in_terminal(catalog, request, quiet=args.json)
     made = [catalog.artifact(i) for i in result.get("artifact_ids", [])]
     if args.json:
         print_json({"artifacts": [a.to_json() | {"evaluations": [
@@ -315,17 +314,10 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
              "make GGUF variants (F16, Q8_0, Q4_K_M, …) or a bitsandbytes checkpoint; "
              "perplexity of parent and child is measured")
     sp.add_argument("artifact", nargs="?")
-    sp.add_argument("--to", action="append", metavar="TARGET",
-                    help="target type (repeatable): Q4_K_M, Q8_0, F16, bnb-nf4, …")
-    sp.add_argument("--keep-f16", action="store_true",
-                    help="keep the F16 GGUF made on the way from an HF model as an artifact")
-    sp.add_argument("--threads", type=int, help=help_of["default_threads"])
-    sp.add_argument("--eval-text", metavar="FILE",
-                    help="held-out text for perplexity (default: the one shipped with the app)")
-    sp.add_argument("--no-eval", action="store_true",
-                    help="skip measuring perplexity (saves time on big models)")
-    sp.add_argument("--force", action="store_true",
-                    help="allow requantizing to a higher precision than the parent has")
+    from llmops_desktop.fields import add_arguments
+    from llmops_desktop.quantize.task import QuantizeRequest
+
+    add_arguments(sp, QuantizeRequest)  # --to, --keep-f16, --threads, --eval-text, --no-eval, …
     sp.add_argument("--estimate", action="store_true",
                     help="print each target's estimated size and memory; make nothing")
     sp.add_argument("--list-targets", action="store_true", help="list the targets")

@@ -6,7 +6,6 @@ import argparse
 import sys
 from typing import Any
 
-_BOOL_FIELDS = ("packing", "gradient_checkpointing")
 _SKIP = ("name",)
 
 
@@ -100,28 +99,12 @@ def cmd_lora_gguf(args: argparse.Namespace) -> int:
 
 
 def add_option_arguments(p: argparse.ArgumentParser) -> None:
+    """A flag per fine-tune option, from the same specification as the page's form."""
+    from llmops_desktop.fields import add_arguments
     from llmops_desktop.finetune.config import FinetuneOptions
 
-    for info in FinetuneOptions.field_info():
-        name = info["name"]
-        flag = "--" + name.replace("_", "-")
-        help_text = info["help"] + (f" (default {info['default']}, or by model size)"
-                                    if name not in _SKIP else "")
-        if name in _BOOL_FIELDS:
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                           help=help_text)
-            continue
-        default = info["default"]
-        kind: Any = str
-        if name in ("max_steps", "threads", "validation"):
-            kind = float if name == "validation" else int
-        elif isinstance(default, bool):
-            kind = str
-        elif isinstance(default, int):
-            kind = int
-        elif isinstance(default, float):
-            kind = float
-        p.add_argument(flag, type=kind, default=None, choices=info["choices"], help=help_text)
+    add_arguments(p, FinetuneOptions, help_suffix=lambda s: "" if s.name in _SKIP else
+                  f" (default {s.default}, or by model size)")
 
 
 def register(add) -> None:

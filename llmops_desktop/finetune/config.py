@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from llmops_desktop.errors import InvalidInputError
+from llmops_desktop.fields import field_specs, spec
 
 METHODS = ("lora", "qlora")
 STRATEGIES = ("ddp", "fsdp")
@@ -19,66 +20,96 @@ SCHEDULERS = ("cosine", "linear", "constant")
 DEFAULT_TARGETS = "all-linear"
 
 
-def _opt(default: Any, help: str, **kw: Any) -> Any:
-    return field(default=default, metadata={"help": help, **kw})
-
-
 @dataclass
 class FinetuneOptions:
     """Everything a run is made of besides its base model and dataset."""
 
-    method: str = _opt("lora", "lora: train a small adapter on the full-precision base. qlora: "
+    method: str = spec("lora", "lora: train a small adapter on the full-precision base. qlora: "
                        "load the base in 4-bit (bitsandbytes nf4) to save memory; needs a GPU "
-                       "or a CPU with compatible layer shapes.", choices=METHODS)
-    r: int = _opt(16, "LoRA rank: size of the adapter's low-rank matrices. Higher learns more "
-                  "and costs more memory; 8-64 is usual.")
-    alpha: float = _opt(32.0, "LoRA alpha: the adapter's output is scaled by alpha/r; usually "
-                        "twice the rank.")
-    dropout: float = _opt(0.05, "Dropout on the adapter's input during training (0 to 0.1).")
-    target_modules: str = _opt(DEFAULT_TARGETS, "Layers that get an adapter, comma-separated "
+                       "or a CPU with compatible layer shapes.", choices=METHODS,
+                       label="Method", group="LoRA")
+    r: int = spec(16, "LoRA rank: size of the adapter's low-rank matrices. Higher learns more "
+                  "and costs more memory; 8-64 is usual.",
+                  label="LoRA rank", group="LoRA", minimum=1, maximum=4096)
+    alpha: float = spec(32.0, "LoRA alpha: the adapter's output is scaled by alpha/r; usually "
+                        "twice the rank.",
+                        label="LoRA alpha", group="LoRA", minimum=0.0, maximum=1e6)
+    dropout: float = spec(0.05, "Dropout on the adapter's input during training (0 to 0.1).",
+                          label="LoRA dropout", group="LoRA", minimum=0.0, maximum=0.99)
+    target_modules: str = spec(DEFAULT_TARGETS, "Layers that get an adapter, comma-separated "
                                "(e.g. q_proj,v_proj), or all-linear for every linear layer "
-                               "except the output head.")
-    epochs: float = _opt(1.0, "Passes over the training rows (fractions allowed).")
-    max_steps: int | None = _opt(None, "Stop after this many optimizer steps (overrides epochs).")
-    lr: float = _opt(2e-4, "Peak learning rate of the adapter (AdamW), reached after warm-up.")
-    batch_size: int = _opt(4, "Rows per micro-batch on each device.")
-    grad_accum: int = _opt(1, "Micro-batches whose gradients add up to one optimizer step: the "
-                           "effective batch is batch size x this x devices.")
-    max_len: int = _opt(1024, "Longest sequence in tokens; longer rows are cut (the count is "
-                        "reported). Memory grows with it.")
-    packing: bool = _opt(False, "Pack several short rows into each sequence of max length: "
-                         "faster on short rows; rows may then see each other.")
-    gradient_checkpointing: bool = _opt(False, "Recompute activations in the backward pass: "
-                                        "much less memory at about a third more time.")
-    seed: int = _opt(0, "Seed of adapter initialisation, data order and dropout: the same seed "
-                     "gives the same run.")
-    validation: float | None = _opt(None, "Fraction of rows held out for validation loss and "
-                                    "perplexity (default: the dataset version's split).")
-    eval_steps: int = _opt(50, "Measure validation loss every this many steps (and at the end).")
-    save_steps: int = _opt(100, "Save a checkpoint every this many steps (and at the end and on "
-                           "Cancel); Resume continues from the last one.")
-    warmup_ratio: float = _opt(0.03, "Fraction of the steps spent warming the learning rate up.")
-    scheduler: str = _opt("cosine", "Learning-rate schedule after warm-up.", choices=SCHEDULERS)
-    weight_decay: float = _opt(0.0, "AdamW weight decay on the adapter.")
-    max_grad_norm: float = _opt(1.0, "Clip the gradient norm to this (0 turns clipping off).")
-    device: str = _opt("auto", "auto (CUDA when torch sees a GPU, else CPU), cpu, or cuda.")
-    nproc: int = _opt(1, "Training processes on this machine (one per GPU). More than one "
-                      "launches through torchrun (DDP; gloo on CPU, NCCL on GPUs).")
-    strategy: str = _opt("ddp", "With several processes: ddp (a full copy of the model per "
+                               "except the output head.",
+                               label="Target modules", group="LoRA")
+    epochs: float = spec(1.0, "Passes over the training rows (fractions allowed).",
+                         label="Epochs", group="Training", minimum=0.0, maximum=1e6)
+    max_steps: int | None = spec(None, "Stop after this many optimizer steps (overrides epochs).",
+                                 label="Max steps", group="Training", minimum=1, maximum=10_000_000)
+    lr: float = spec(2e-4, "Peak learning rate of the adapter (AdamW), reached after warm-up.",
+                     label="Learning rate", group="Training", minimum=0.0, maximum=1e6)
+    batch_size: int = spec(4, "Rows per micro-batch on each device.",
+                           label="Batch size", group="Training", minimum=1, maximum=10_000_000)
+    grad_accum: int = spec(1, "Micro-batches whose gradients add up to one optimizer step: the "
+                           "effective batch is batch size x this x devices.",
+                           label="Gradient accumulation", group="Training",
+                           minimum=1, maximum=10_000_000)
+    max_len: int = spec(1024, "Longest sequence in tokens; longer rows are cut (the count is "
+                        "reported). Memory grows with it.",
+                        label="Max sequence length", group="Training",
+                        minimum=8, maximum=10_000_000)
+    packing: bool = spec(False, "Pack several short rows into each sequence of max length: "
+                         "faster on short rows; rows may then see each other.",
+                         label="Packing", group="Training")
+    gradient_checkpointing: bool = spec(False, "Recompute activations in the backward pass: "
+                                        "much less memory at about a third more time.",
+                                        label="Gradient checkpointing", group="Training")
+    seed: int = spec(0, "Seed of adapter initialisation, data order and dropout: the same seed "
+                     "gives the same run.",
+                     label="Seed", group="Training", minimum=0, maximum=2**31 - 1)
+    validation: float | None = spec(None, "Fraction of rows held out for validation loss and "
+                                    "perplexity (default: the dataset version's split).",
+                                    label="Validation fraction", group="Validation",
+                                    minimum=0.0, maximum=0.99)
+    eval_steps: int = spec(50, "Measure validation loss every this many steps (and at the end).",
+                           label="Evaluate every (steps)", group="Validation",
+                           minimum=1, maximum=10_000_000)
+    save_steps: int = spec(100, "Save a checkpoint every this many steps (and at the end and on "
+                           "Cancel); Resume continues from the last one.",
+                           label="Checkpoint every (steps)", group="Validation",
+                           minimum=1, maximum=10_000_000)
+    warmup_ratio: float = spec(0.03, "Fraction of the steps spent warming the learning rate up.",
+                               label="Warm-up fraction", group="Training", minimum=0.0, maximum=1.0)
+    scheduler: str = spec("cosine", "Learning-rate schedule after warm-up.", choices=SCHEDULERS,
+                          label="Learning-rate schedule", group="Training")
+    weight_decay: float = spec(0.0, "AdamW weight decay on the adapter.",
+                               label="Weight decay", group="Training", minimum=0.0, maximum=1e6)
+    max_grad_norm: float = spec(1.0, "Clip the gradient norm to this (0 turns clipping off).",
+                                label="Max gradient norm", group="Training",
+                                minimum=0.0, maximum=1e6)
+    device: str = spec("auto", "auto (CUDA when torch sees a GPU, else CPU), cpu, or cuda.",
+                       label="Device", group="Devices")
+    nproc: int = spec(1, "Training processes on this machine (one per GPU). More than one "
+                      "launches through torchrun (DDP; gloo on CPU, NCCL on GPUs).",
+                      label="Processes", group="Devices", minimum=1, maximum=1024)
+    strategy: str = spec("ddp", "With several processes: ddp (a full copy of the model per "
                          "device) or fsdp (parameters sharded across devices).",
-                         choices=STRATEGIES)
-    nnodes: int = _opt(1, "Machines taking part (multi-node: run the same job on each, with "
-                       "the same rendezvous endpoint).")
-    node_rank: int = _opt(0, "This machine's rank among the nodes (0 on the first).")
-    rdzv_endpoint: str = _opt("", "host:port of the rendezvous (the first node) for multi-node "
-                              "runs; empty for one machine.")
-    threads: int | None = _opt(None, "CPU threads for torch (default: torch's choice).")
-    name: str = _opt("", "Name of the adapter in the catalog (default: BASE-lora-DATASET).")
+                         choices=STRATEGIES,
+                         label="Strategy", group="Devices")
+    nnodes: int = spec(1, "Machines taking part (multi-node: run the same job on each, with "
+                       "the same rendezvous endpoint).",
+                       label="Nodes", group="Devices", minimum=1, maximum=1024)
+    node_rank: int = spec(0, "This machine's rank among the nodes (0 on the first).",
+                          label="Node rank", group="Devices", minimum=0, maximum=1023)
+    rdzv_endpoint: str = spec("", "host:port of the rendezvous (the first node) for multi-node "
+                              "runs; empty for one machine.",
+                              label="Rendezvous endpoint", group="Devices")
+    threads: int | None = spec(None, "CPU threads for torch (default: torch's choice).",
+                               label="Threads", group="Devices", minimum=1, maximum=1024)
+    name: str = spec("", "Name of the adapter in the catalog (default: BASE-lora-DATASET).",
+                     label="Adapter name", group="Output")
 
     @classmethod
     def field_info(cls) -> list[dict[str, Any]]:
-        return [{"name": f.name, "default": f.default, "help": f.metadata.get("help", ""),
-                 "choices": f.metadata.get("choices")} for f in dataclasses.fields(cls)]
+        return [s.info() | {"help": s.description} for s in field_specs(cls)]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -17,23 +17,36 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmops_desktop.catalog import Catalog, Job, JobState
 from llmops_desktop.errors import JobNotFoundError
-from llmops_desktop.jobs.events import Event, parse_event
+from llmops_desktop.jobs.events import Event
 from llmops_desktop.paths import Home
+from llmops_desktop.procs import read_events, terminate
 from llmops_desktop.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from llmops_desktop.jobs.tasks import JobRequest
 
 CANCEL_GRACE_S = 10.0
 
 
-def submit(catalog: Catalog, kind: str, params: dict[str, Any]) -> Job:
-    from llmops_desktop.jobs.tasks import TASK_MODULES
+def submit(catalog: Catalog, request: JobRequest | str,
+           params: dict[str, Any] | None = None) -> Job:
+    """Queue a job for ``request`` (its kind, its ``to_params()``); the caller checked it.
 
-    if kind not in TASK_MODULES:
-        raise ValueError(f"Unknown job kind {kind!r}")
-    return catalog.create_job(kind, params)
+    A kind and a parameter dict (scripts, tests) are made into that kind's request
+    first, so a job row always holds a request's parameters.
+    """
+    from llmops_desktop.jobs.tasks import JobRequest, request_class
+
+    if not isinstance(request, JobRequest):
+        cls = request_class(request)
+        if cls is None:  # a task without a request yet
+            return catalog.create_job(request, params or {})
+        request = cls.from_params(params or {})
+    return catalog.create_job(request.kind, request.to_params())
 
 
 def child_command(job_id: int) -> list[str]:
@@ -86,10 +99,7 @@ class JobRun:
 
     def events(self) -> Iterator[Event]:
         assert self.process.stdout is not None
-        for raw in self.process.stdout:
-            event = parse_event(raw)
-            if event is not None:
-                yield event
+        yield from read_events(self.process.stdout)
         self.wait()
 
     def wait(self) -> Job:
@@ -100,8 +110,9 @@ class JobRun:
         cancel(self.catalog, self.job_id)
 
 
-def start(catalog: Catalog, kind: str, params: dict[str, Any]) -> JobRun:
-    job = submit(catalog, kind, params)
+def start(catalog: Catalog, request: JobRequest | str,
+          params: dict[str, Any] | None = None) -> JobRun:
+    job = submit(catalog, request, params)
     return JobRun(catalog, job.id, spawn(catalog, job))
 
 
@@ -155,30 +166,17 @@ def cancel(catalog: Catalog, job_id: int, *, grace_s: float = CANCEL_GRACE_S) ->
         catalog.finish_job(job_id, JobState.CANCELLED, error="Cancelled before it started.")
         return catalog.job(job_id)
     if job.pid and process_alive(job):
-        _signal_group(job.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and process_alive(catalog.job(job_id)):
-            if catalog.job(job_id).state.finished:
-                break
-            time.sleep(0.05)
-        if process_alive(catalog.job(job_id)) and not catalog.job(job_id).state.finished:
-            _signal_group(job.pid, signal.SIGKILL)
+        def still_running() -> bool:  # the child may settle its row before it exits
+            current = catalog.job(job_id)
+            return process_alive(current) and not current.state.finished
+
+        terminate(job.pid, grace=grace_s, group=True, alive=still_running)
     job = catalog.job(job_id)
     if not job.state.finished:
         catalog.finish_job(job_id, JobState.CANCELLED, error="Cancelled by the user.")
         shutil.rmtree(catalog.home.job_staging_dir(job_id), ignore_errors=True)
         job = catalog.job(job_id)
     return job
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        try:
-            os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 STALE_QUEUED_S = 120.0

@@ -14,13 +14,15 @@ import hashlib
 import re
 import shutil
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from llmops_desktop.catalog import Artifact, Catalog
 from llmops_desktop.errors import DiskFullError, DuplicateArtifactError, InvalidInputError
 from llmops_desktop.jobs.events import Event, Log, Metric, Progress, Result
-from llmops_desktop.jobs.tasks import JobContext, register_task
+from llmops_desktop.fields import spec
+from llmops_desktop.jobs.tasks import JobContext, JobRequest, register_task
 from llmops_desktop.quantize.targets import (
     BNB_MODES,
     GGUF_TARGETS,
@@ -31,6 +33,57 @@ from llmops_desktop.quantize.targets import (
 )
 
 BNB_PREFIX = "bnb-"
+
+
+@dataclass(frozen=True)
+class QuantizeRequest(JobRequest):
+    """Make variants of one artifact (``llmops quantize``, the Quantize dialog)."""
+
+    kind: ClassVar[str] = "quantize"
+
+    artifact_id: int = spec(description="The artifact to quantize.", label="Artifact",
+                            exposed=False)
+    targets: tuple[str, ...] = spec(
+        (), "Target type (repeatable): Q4_K_M, Q8_0, F16, bnb-nf4, …", label="Targets",
+        flag="--to", metavar="TARGET")
+    keep_intermediate: bool = spec(
+        False, "Keep the F16 GGUF made on the way from a Hugging Face model as an artifact of "
+        "its own, to quantize again later without converting again.",
+        label="Keep the F16 intermediate", flag="--keep-f16")
+    threads: int | None = spec(
+        None, "CPU threads llama.cpp uses to quantize and to measure perplexity (default: "
+        "Settings → Default threads).", label="Threads", minimum=1, maximum=512, metavar="N")
+    eval_text: str | None = spec(
+        None, "Held-out UTF-8 text the perplexity of the parent and of each variant is "
+        "measured on, so their figures compare (default: the English text shipped with the "
+        "app).", label="Evaluation text", metavar="FILE")
+    evaluate: bool = spec(
+        True, "Measure perplexity of the parent and each variant (off saves time on big "
+        "models).", label="Measure perplexity", flag="--eval")
+    force: bool = spec(
+        False, "Allow requantizing to a higher precision than the parent has.",
+        label="Quantize anyway")
+    n_ctx: int = spec(512, "Context of the perplexity measurement, in tokens.",
+                      label="Evaluation context", minimum=16, maximum=1 << 20, exposed=False)
+
+    def check(self, catalog: Catalog | None = None) -> QuantizeRequest:
+        """Field bounds, the evaluation text is a file (made absolute), and with the
+        catalog the targets planned against the parent (normalised)."""
+        request = super().check()
+        if self.eval_text:
+            path = Path(self.eval_text).expanduser()
+            if not path.is_file():
+                raise InvalidInputError(
+                    f"The evaluation text {self.eval_text} is not a file. Choose a UTF-8 text "
+                    "file, or leave it out to use the shipped text.")
+            request = replace(request, eval_text=str(path.resolve()))
+        if catalog is not None:
+            parent = catalog.artifact(self.artifact_id)
+            request = replace(request, targets=tuple(
+                plan_targets(parent, self.targets, force=self.force)))
+        elif not self.targets:
+            raise InvalidInputError("Choose at least one target, e.g. --to Q4_K_M.")
+        return request
 
 
 def plan_targets(parent: Artifact, targets: Sequence[str], *, force: bool = False) -> list[str]:
@@ -274,11 +327,9 @@ def run_quantize(ctx: JobContext, artifact_id: int, targets: Sequence[str], *,
                   "perplexity": q.figures})
 
 
-@register_task("quantize")
-def quantize_task(ctx: JobContext, artifact_id: int, targets: Sequence[str],
-                  keep_intermediate: bool = False, threads: int | None = None,
-                  eval_text: str | None = None, force: bool = False,
-                  n_ctx: int = 512, evaluate: bool = True) -> Iterator[Event]:
-    yield from run_quantize(ctx, artifact_id, targets, keep_intermediate=keep_intermediate,
-                            threads=threads, eval_text=eval_text, force=force, n_ctx=n_ctx,
-                            evaluate=evaluate)
+@register_task("quantize", QuantizeRequest)
+def quantize_task(ctx: JobContext, request: QuantizeRequest) -> Iterator[Event]:
+    r = request.check(ctx.catalog)
+    yield from run_quantize(ctx, r.artifact_id, r.targets, keep_intermediate=r.keep_intermediate,
+                            threads=r.threads, eval_text=r.eval_text, force=r.force,
+                            n_ctx=r.n_ctx, evaluate=r.evaluate)
