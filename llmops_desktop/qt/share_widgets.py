@@ -282,7 +282,8 @@ class PackageImporter(QObject):
         settings = self.ctx.reload_settings()
         sig = info.signature
         name = Path(path).name
-        what = f"{info.manifest.main.ref} from {info.manifest.raw.get('exported_by', {})}"
+        what = (f"{info.manifest.main.ref} from {info.manifest.raw.get('exported_by', {})}; "
+                f"manifest sha256 {info.manifest_sha256[:16]}…")
         if sig is not None and sig.trusted_as:
             self._start_job(path, {}, on_started)
             return
@@ -293,12 +294,14 @@ class PackageImporter(QObject):
                 return
             text = (f"{name} ({what}) is not signed, so who made it cannot be checked.\n\n"
                     "Import it anyway?")
-            params = {"allow_unsigned": True}
+            params: dict[str, Any] = {"allow_unsigned": True}
         else:
             text = (f"{name} ({what}) is signed by a key that is not in your trust list:\n\n"
                     f"{sig.fingerprint}\n{sig.signer}\n\nCheck the fingerprint with the sender "
                     "(and trust their key in Settings to stop this question). Import it anyway?")
             params = {"accept_fingerprint": sig.fingerprint}
+        # The answer is about this manifest: the job refuses the file if it is another by then.
+        params["accept_manifest_sha256"] = info.manifest_sha256
         box = QMessageBox(QMessageBox.Icon.Question, "Import package", text,
                           QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
                           self.parent_widget)

@@ -26,7 +26,7 @@ def _home_settings(args: argparse.Namespace):
 
 
 def _size(n: float) -> str:
-    return _cli()._human_size(n)
+    return _cli().human_size(n)
 
 
 # ---- export / publish --------------------------------------------------------------------------
@@ -134,7 +134,7 @@ def cmd_registry(args: argparse.Namespace) -> int:
             print(f"registries: {format_registries(regs) or '(none)'}")
         return 0
     catalog = cli.open_catalog(args)
-    rows = list_packages(catalog, settings, args.name)
+    rows = list_packages(catalog, settings, args.name, verify=True)
     if args.json:
         cli.print_json(rows)
         return 0
@@ -148,8 +148,12 @@ def cmd_registry(args: argparse.Namespace) -> int:
         if "error" in r:
             print(f"{r['registry']}: {r['error']}")
             continue
+        if r.get("refused"):
+            print(f"{r['spec']:<44} REFUSED: {r['refused']}")
+            continue
         mark = f"local ({r['local_ref']})" if r["local"] else ""
-        signed = "signed" if r.get("signed_by") else "unsigned"
+        signed = ("signed" if r.get("signed_by") else "unsigned") if r.get("verified") else \
+            "missing"
         print(f"{r['spec']:<44} {str(r.get('type') or r.get('kind')):<8} "
               f"{_size(r.get('size_bytes') or 0):>10}  {str(r.get('status') or ''):<10} "
               f"{signed:<8} {mark}")
@@ -178,16 +182,22 @@ def decide_signature(home: Any, settings: Any, path: str, *, trust_unknown: bool
     require = bool(getattr(settings, "require_signatures", False))
     if sig is None and not require:
         if allow_unsigned or (interactive and _ask(
-                f"{info.path.name} is not signed, so who made it cannot be checked. "
-                "Import it anyway?")):
+                f"{info.path.name} ({info.manifest.main.ref}, manifest sha256 "
+                f"{info.manifest_sha256[:16]}…) is not signed, so who made it cannot be "
+                "checked. Import it anyway?")):
             params["allow_unsigned"] = True
     elif sig is not None and sig.trusted_as is None:
         if trust_unknown or (interactive and _ask(
-                f"{info.path.name} is signed by a key that is not in your trust list:\n  "
+                f"{info.path.name} ({info.manifest.main.ref}, manifest sha256 "
+                f"{info.manifest_sha256[:16]}…) is signed by a key that is not in your trust "
+                "list:\n  "
                 f"{sig.fingerprint} {sig.signer}\nCheck the fingerprint with the sender. "
                 "Import it anyway?")):
             params["accept_fingerprint"] = sig.fingerprint
     trust_decision(info, require_signatures=require, **params)
+    if params["allow_unsigned"] or params["accept_fingerprint"]:
+        # What was accepted is this manifest: the job refuses the file if it is another.
+        params["accept_manifest_sha256"] = info.manifest_sha256
     return params, info
 
 

@@ -28,6 +28,10 @@ class PackageVersionError(PackageError):
     """The package was written in a format this app does not read."""
 
 
+class PackageChangedError(PackageError):
+    """The package file changed after the user accepted it (a different manifest)."""
+
+
 class SignatureError(AuthError):
     """A package's signature is invalid, from a key not trusted, or missing when required."""
 
@@ -60,7 +64,7 @@ class GovernanceError(InvalidInputError):
     """A status change or a serve was refused by the governance rules."""
 
 
-for _cls in (PackageError, UnsafePackageError, PackageVersionError, SignatureError,
-             UntrustedSignerError, UnsignedPackageError, KeyFileError, RegistryError,
-             RegistryNotFoundError, GovernanceError):
+for _cls in (PackageError, UnsafePackageError, PackageVersionError, PackageChangedError,
+             SignatureError, UntrustedSignerError, UnsignedPackageError, KeyFileError,
+             RegistryError, RegistryNotFoundError, GovernanceError):
     ERROR_TYPES.setdefault(_cls.__name__, _cls)

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
+from llmops_desktop.errors import UnsafePathError
+from llmops_desktop.safepath import check_relative_name
 from llmops_desktop.share.errors import PackageError, PackageVersionError, UnsafePackageError
 
 FORMAT = "llmops-package"
@@ -28,8 +30,15 @@ FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 SIGNATURE_NAME = "manifest.sig"
 ARTIFACTS_DIR = "artifacts"
-MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+"""A manifest is read whole and parsed: its size bounds the memory an import needs."""
 MAX_SIGNATURE_BYTES = 64 * 1024
+MAX_JSON_DEPTH = 40
+"""Arrays and objects nested deeper than this are refused before parsing."""
+MAX_JSON_ITEMS = 200_000
+"""Values a manifest (or index) may hold, counted on the raw bytes before parsing."""
+MAX_ARTIFACTS = 1_000
+MAX_FILES = 100_000
 SUFFIX = ".llmpkg"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
@@ -52,7 +61,50 @@ def check_relpath(path: str, where: str) -> str:
     if any(p in ("", ".") for p in path.split("/")):
         raise UnsafePackageError(f"{where}: {path!r} is not a clean relative path. The package "
                                  "was refused and nothing was imported.")
+    try:
+        check_relative_name(path, what=f"file name in {where}")
+    except UnsafePathError as exc:
+        raise UnsafePackageError(f"{exc} The package was refused and nothing was "
+                                 "imported.") from None
     return path
+
+
+# ---- bounded JSON ------------------------------------------------------------------------------
+
+# A JSON string, or an unterminated one running to the end (possessive: never backtracks, so
+# hostile quoting costs one linear pass).
+_STRING = re.compile(rb'"(?>[^"\\]++|\\.)*+(?:"|\\?\Z)', re.DOTALL)
+_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def load_bounded_json(data: bytes, what: str, *, limit: int, max_depth: int = MAX_JSON_DEPTH,
+                      max_items: int = MAX_JSON_ITEMS,
+                      error: type[Exception] = PackageError,
+                      then: str = "The package was refused and nothing was imported.") -> Any:
+    """``json.loads`` with fixed bounds checked on the raw bytes first: the size, the number
+    of values (commas and opening brackets outside strings) and the nesting depth (a
+    non-recursive scan). Anything over a bound, or not JSON, raises ``error`` naming it."""
+    if len(data) > limit:
+        raise error(f"{what} is {len(data):,} bytes, more than the {limit:,} allowed. {then}")
+    bare = _STRING.sub(b"", data)
+    opens = bare.count(b"[") + bare.count(b"{")
+    items = bare.count(b",") + opens
+    if items > max_items or bare.count(b"]") + bare.count(b"}") > max_items:
+        raise error(f"{what} holds more than {max_items:,} entries, more than a real one "
+                    f"needs. {then}")
+    depth = 0
+    for m in _BRACKET.finditer(bare):
+        if m.group() in (b"[", b"{"):
+            depth += 1
+            if depth > max_depth:
+                raise error(f"{what} nests arrays or objects more than {max_depth} levels "
+                            f"deep. {then}")
+        else:
+            depth -= 1
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise error(f"{what} is not valid JSON ({str(exc)[:200]}). {then}") from None
 
 
 def member_name(artifact_key: str, relpath: str) -> str:
@@ -114,11 +166,9 @@ def _need(cond: bool, what: str) -> None:
 
 def parse_manifest(data: bytes) -> Manifest:
     """Parse and check a manifest; raise a clear :class:`PackageError` for anything wrong."""
-    try:
-        raw = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise PackageError(f"The package's manifest.json is not valid JSON ({exc}). The package "
-                           "is damaged or not an LLMOps package; nothing was imported.") from None
+    raw = load_bounded_json(
+        data, "The package's manifest.json", limit=MAX_MANIFEST_BYTES,
+        then="The package is damaged or not an LLMOps package; nothing was imported.")
     _need(isinstance(raw, dict), "it is not a JSON object")
     if raw.get("format") != FORMAT:
         raise PackageError(f"This is not an LLMOps package (manifest format {raw.get('format')!r},"
@@ -137,6 +187,8 @@ def parse_manifest(data: bytes) -> Manifest:
     _need(isinstance(model, dict) and isinstance(model.get("id"), str), "no model entry")
     items = raw.get("artifacts")
     _need(isinstance(items, list) and items, "no artifacts listed")
+    _need(len(items) <= MAX_ARTIFACTS, f"it lists {len(items):,} artifacts (at most "
+          f"{MAX_ARTIFACTS:,})")
     artifacts: list[ManifestArtifact] = []
     keys: set[str] = set()
     members: set[str] = set()
@@ -167,6 +219,7 @@ def parse_manifest(data: bytes) -> Manifest:
             member = member_name(key, rel)
             _need(member not in members, f"{member} is listed twice")
             members.add(member)
+            _need(len(members) <= MAX_FILES, f"it lists more than {MAX_FILES:,} files")
             files.append(ManifestFile(rel, size, sha, member))
         from llmops_desktop.hashing import content_digest
 

@@ -34,6 +34,7 @@ from llmops_desktop.share.manifest import (
     FORMAT,
     FORMAT_VERSION,
     MANIFEST_NAME,
+    MAX_MANIFEST_BYTES,
     SIGNATURE_NAME,
     SUFFIX,
     manifest_bytes,
@@ -318,6 +319,11 @@ def write_package(catalog: Catalog, plan: ExportPlan, dest: Path, *,
     """Stream the package to ``dest``; yields byte progress. ``dest`` appears only when
     complete and verified; a failure or cancel removes the partial file."""
     dest = Path(dest)
+    if len(manifest) > MAX_MANIFEST_BYTES:
+        raise InvalidInputError(
+            f"The package's manifest would be {len(manifest):,} bytes, more than the "
+            f"{MAX_MANIFEST_BYTES:,} an import reads (too many files or too much lineage). "
+            "Export fewer artifacts (without --with-parents or variants). Nothing was written.")
     mtime = int(time.time())
     total = package_size(plan, manifest, signature, mtime)
     dest.parent.mkdir(parents=True, exist_ok=True)

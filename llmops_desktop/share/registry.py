@@ -23,14 +23,19 @@ from typing import Any
 
 from llmops_desktop.catalog import Catalog
 from llmops_desktop.catalog.catalog import current_user, utcnow
+from llmops_desktop.errors import UnsafePathError
+from llmops_desktop.safepath import safe_join
 from llmops_desktop.settings import Settings
 from llmops_desktop.share.errors import RegistryError, RegistryNotFoundError
-from llmops_desktop.share.manifest import SUFFIX
+from llmops_desktop.share.manifest import SUFFIX, load_bounded_json
 
 INDEX_NAME = "index.json"
 LOCK_NAME = ".index.lock"
 INDEX_FORMAT = "llmops-registry"
 INDEX_VERSION = 1
+MAX_INDEX_BYTES = 8 * 1024 * 1024
+MAX_INDEX_ITEMS = 500_000
+MAX_INDEX_DEPTH = 16
 
 
 # ---- the registries setting --------------------------------------------------------------------
@@ -106,30 +111,55 @@ def _empty_index() -> dict[str, Any]:
             "packages": []}
 
 
-def read_index(root: Path) -> dict[str, Any]:
-    """The registry's index; rebuilt from the packages when missing or unreadable."""
+def _load_index(root: Path) -> dict[str, Any] | None:
+    """The index file within fixed bounds (size, entries, depth); None when there is none.
+    Raises :class:`RegistryError` saying why an index is unusable."""
     try:
-        data = json.loads((root / INDEX_NAME).read_text(encoding="utf-8"))
-        if (isinstance(data, dict) and data.get("format") == INDEX_FORMAT
-                and isinstance(data.get("packages"), list)):
-            if int(data.get("format_version", 0)) > INDEX_VERSION:
-                raise RegistryError(f"The registry at {root} was written by a newer LLMOps "
-                                    "Desktop; upgrade this app to use it.")
-            return data
-    except (OSError, ValueError):
-        pass
-    return rebuild_index(root)
+        with open(root / INDEX_NAME, "rb") as fh:
+            data = fh.read(MAX_INDEX_BYTES + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise RegistryError(f"{INDEX_NAME} cannot be read ({exc.strerror})") from None
+    raw = load_bounded_json(data, INDEX_NAME, limit=MAX_INDEX_BYTES, max_depth=MAX_INDEX_DEPTH,
+                            max_items=MAX_INDEX_ITEMS, error=RegistryError,
+                            then="It is ignored; the packages themselves are listed.")
+    if not (isinstance(raw, dict) and raw.get("format") == INDEX_FORMAT
+            and isinstance(raw.get("packages"), list)
+            and all(isinstance(p, dict) for p in raw["packages"])):
+        raise RegistryError(f"{INDEX_NAME} is not a registry index. It is ignored; the "
+                            "packages themselves are listed.")
+    return raw
+
+
+def read_index(root: Path) -> dict[str, Any]:
+    """The registry's index; rebuilt from the packages when missing or unusable (then
+    ``index_error`` says why it was not used)."""
+    try:
+        data = _load_index(root)
+    except RegistryError as exc:
+        return {**rebuild_index(root), "index_error": str(exc)}
+    if data is None:
+        return rebuild_index(root)
+    version = data.get("format_version", 0)
+    if isinstance(version, int) and version > INDEX_VERSION:
+        raise RegistryError(f"The registry at {root} was written by a newer LLMOps "
+                            "Desktop; upgrade this app to use it.")
+    return data
 
 
 def rebuild_index(root: Path) -> dict[str, Any]:
-    """An index made from the manifests of the packages in the folder (not written)."""
+    """An index made from the manifests of the packages in the folder (not written). Each
+    package is read within the import's bounds; one that is refused is listed with
+    ``refused`` (the reason) and the others are listed as usual."""
     from llmops_desktop.share.unpack import inspect_package
 
     index = _empty_index()
     for pkg in sorted(root.glob(f"*{SUFFIX}")):
         try:
             info = inspect_package(None, pkg)  # signatures checked, not named
-        except Exception:  # noqa: BLE001 - an unreadable package is simply not listed
+        except Exception as exc:  # noqa: BLE001 - one bad package must not hide the rest
+            index["packages"].append(refused_entry(pkg, exc))
             continue
         index["packages"].append(entry_for(info.manifest.raw, pkg.name, info.size,
                                            info.signature.fingerprint if info.signature else None,
@@ -137,8 +167,19 @@ def rebuild_index(root: Path) -> dict[str, Any]:
     return index
 
 
+def refused_entry(pkg: Path, exc: BaseException) -> dict[str, Any]:
+    try:
+        size = pkg.stat().st_size
+    except OSError:
+        size = 0
+    return {"name": pkg.stem, "file": pkg.name, "size_bytes": size,
+            "refused": str(exc) or type(exc).__name__}
+
+
 def write_index(root: Path, index: dict[str, Any]) -> None:
-    index = {**index, "updated_at": utcnow()}
+    index = {**index, "updated_at": utcnow(),
+             "packages": [p for p in index["packages"] if "refused" not in p]}
+    index.pop("index_error", None)
     fd, tmp = tempfile.mkstemp(prefix=f".{INDEX_NAME}-", dir=root)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -194,10 +235,29 @@ def published_by() -> dict[str, Any]:
 
 # ---- what a registry offers --------------------------------------------------------------------
 
-def list_packages(catalog: Catalog | None, settings: Settings,
-                  name: str | None = None) -> list[dict[str, Any]]:
+def _package_path(root: Path, file: object) -> Path | None:
+    """The package file an index entry names, when it is a plain name inside the folder."""
+    if not isinstance(file, str) or "/" in file:
+        return None
+    try:
+        return safe_join(root, file, what="package file named by the registry index")
+    except UnsafePathError:
+        return None
+
+
+def _mark_local(catalog: Catalog | None, row: dict[str, Any]) -> None:
+    local = None
+    if catalog is not None and isinstance(row.get("content_digest"), str):
+        found = catalog.find_by_digest(row["content_digest"])
+        local = found.ref if found else None
+    row["local"], row["local_ref"] = local is not None, local
+
+
+def list_packages(catalog: Catalog | None, settings: Settings, name: str | None = None, *,
+                  verify: bool = False) -> list[dict[str, Any]]:
     """Every package each registry (or the one named) offers, marked ``local`` when its
-    model's content is already in the catalog."""
+    model's content is already in the catalog. What the index says is not verified
+    (``verified`` False) unless ``verify``: see :func:`verify_rows`."""
     regs = registries(settings)
     names = [name] if name else sorted(regs)
     rows: list[dict[str, Any]] = []
@@ -210,16 +270,56 @@ def list_packages(catalog: Catalog | None, settings: Settings,
             if name:
                 raise
             continue
+        if index.get("index_error"):
+            rows.append({"registry": reg, "error": f"{reg}: {index['index_error']}"})
         for p in index["packages"]:
-            local = None
-            if catalog is not None and p.get("content_digest"):
-                found = catalog.find_by_digest(str(p["content_digest"]))
-                local = found.ref if found else None
-            present = (root / str(p.get("file", ""))).is_file()
-            rows.append({**p, "registry": reg, "spec": f"{reg}/{p.get('name')}",
-                         "path": str(root / str(p.get("file", ""))), "local": local is not None,
-                         "local_ref": local, "available": present})
-    return rows
+            path = _package_path(root, p.get("file"))
+            row = {**p, "registry": reg, "spec": f"{reg}/{p.get('name')}",
+                   "path": str(path or ""), "available": path is not None and path.is_file(),
+                   "verified": "refused" in p}
+            if path is None:
+                row["refused"] = (f"The index names {str(p.get('file'))[:200]!r}, which is not a "
+                                  "file in the registry folder; it is not offered.")
+            _mark_local(catalog, row)
+            rows.append(row)
+    return verify_rows(catalog, rows) if verify else rows
+
+
+def verify_rows(catalog: Catalog | None, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows with what each package itself says, read and checked within the import's
+    bounds (manifest and signature; the data is not read): ``signed_by`` and ``status``
+    come from the verified manifest, ``refused`` says why a package cannot be imported."""
+    from llmops_desktop.share.unpack import inspect_package
+
+    home = catalog.home if catalog is not None else None
+    out = []
+    for row in rows:
+        if "error" in row:
+            out.append(row)
+            continue
+        if row.get("refused") or not row.get("available"):  # nothing (more) to read
+            out.append({**row, "verified": bool(row.get("refused"))})
+            continue
+        path = Path(row["path"])
+        new = {**row, "verified": True}
+        try:
+            info = inspect_package(home, path)
+        except Exception as exc:  # noqa: BLE001 - listed as refused, with the reason
+            new.update(refused=str(exc) or type(exc).__name__, signed_by=None, status=None,
+                       signer_trusted_as=None)
+            out.append(new)
+            continue
+        sig = info.signature
+        fresh = entry_for(info.manifest.raw, path.name, info.size,
+                          sig.fingerprint if sig else None, published_by=None)
+        for key in ("size_bytes", "model", "version", "ref", "kind", "type", "content_digest",
+                    "status", "license", "exported_by", "created_at", "signed_by", "artifacts"):
+            new[key] = fresh[key]
+        new["signer_trusted_as"] = sig.trusted_as if sig else None
+        new["manifest_sha256"] = info.manifest_sha256
+        _mark_local(catalog, new)
+        out.append(new)
+    return out
 
 
 def resolve_package(settings: Settings, spec: str) -> tuple[str, Path, dict[str, Any]]:

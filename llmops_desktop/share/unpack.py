@@ -9,6 +9,7 @@ catalog or the store is touched; the staging folder goes with the job.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -25,7 +26,9 @@ from llmops_desktop.errors import DiskFullError, InvalidInputError
 from llmops_desktop.jobs.events import Event, Log, Progress, Result
 from llmops_desktop.jobs.tasks import JobContext, register_task
 from llmops_desktop.paths import Home
+from llmops_desktop.safepath import safe_join
 from llmops_desktop.share.errors import (
+    PackageChangedError,
     PackageError,
     UnsafePackageError,
     UnsignedPackageError,
@@ -41,6 +44,7 @@ from llmops_desktop.share.manifest import (
     Manifest,
     ManifestArtifact,
     check_relpath,
+    load_bounded_json,
     parse_manifest,
 )
 from llmops_desktop.share.package import slug
@@ -88,26 +92,107 @@ class PackageInfo:
         }
 
 
+MAX_EXTENDED_HEADER_BYTES = 64 * 1024
+"""A PAX extended header or GNU long name/link is read whole by tarfile: refuse bigger ones
+before it does (ours are a few hundred bytes)."""
+MAX_EXTENDED_CHAIN = 4
+"""Extended headers in a row before one member (each would recurse once in tarfile)."""
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """A TarInfo whose processing refuses what would make tarfile read without bound: a PAX
+    or GNU long-name header over :data:`MAX_EXTENDED_HEADER_BYTES`, a run of extended
+    headers, PAX global headers (they accumulate for the whole archive) and GNU sparse
+    members (their extension blocks are read in an unbounded loop)."""
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        extended = self.type in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK,
+                                 tarfile.XHDTYPE, tarfile.SOLARIS_XHDTYPE)
+        if self.type in (tarfile.XGLTYPE, tarfile.GNUTYPE_SPARSE):
+            kind = "a PAX global header" if self.type == tarfile.XGLTYPE else "a GNU sparse file"
+            raise UnsafePackageError(
+                f"The package holds {kind} at byte {self.offset:,}, which LLMOps packages never "
+                "contain. It was refused and nothing was imported.")
+        if extended:
+            kind = "PAX extended header" if self.type in (tarfile.XHDTYPE,
+                                                          tarfile.SOLARIS_XHDTYPE) else \
+                "GNU long name"
+            if self.size > MAX_EXTENDED_HEADER_BYTES:
+                raise UnsafePackageError(
+                    f"The package has a {kind} of {self.size:,} bytes at byte {self.offset:,}, "
+                    f"more than the {MAX_EXTENDED_HEADER_BYTES:,} allowed. It was refused and "
+                    "nothing was imported.")
+            chain = getattr(tarfile_, "_llmops_chain", 0) + 1
+            if chain > MAX_EXTENDED_CHAIN:
+                raise UnsafePackageError(
+                    f"The package has {chain} extended headers in a row at byte "
+                    f"{self.offset:,}. It was refused and nothing was imported.")
+            tarfile_._llmops_chain = chain  # type: ignore[attr-defined]
+        else:
+            tarfile_._llmops_chain = 0  # type: ignore[attr-defined]
+        return super()._proc_member(tarfile_)
+
+
 def _next(tar: tarfile.TarFile) -> tarfile.TarInfo | None:
     try:
         return tar.next()
+    except PackageError:
+        raise
     except tarfile.TarError as exc:
         raise PackageError(f"The package is truncated or damaged ({exc}). Copy it again; "
                            "nothing was imported.") from None
+    except (RecursionError, MemoryError, UnicodeError, ValueError) as exc:
+        raise PackageError(f"The package's tar headers are malformed ({type(exc).__name__}). "
+                           "It was refused and nothing was imported.") from None
 
 
 def _open(path: Path) -> tarfile.TarFile:
+    """The package as a tar read through bounded headers; its file stays open with it (read
+    the data with :func:`_pread` on ``tar.fileobj``, so every byte comes from this one file
+    even if the path is replaced meanwhile)."""
     try:
-        return tarfile.open(path, mode="r:")
+        fh = open(path, "rb")
     except FileNotFoundError:
         raise InvalidInputError(f"{path} does not exist.") from None
     except IsADirectoryError:
         raise InvalidInputError(f"{path} is a folder, not a package file.") from None
     except PermissionError:
         raise InvalidInputError(f"{path} cannot be read (permission denied).") from None
+    try:
+        return tarfile.open(fileobj=fh, mode="r:", tarinfo=_BoundedTarInfo)
+    except PackageError:
+        fh.close()
+        raise
     except tarfile.TarError as exc:
+        fh.close()
         raise PackageError(f"{path.name} is not a package (not a tar archive: {exc}), or it is "
                            "truncated. Nothing was imported.") from None
+    except (RecursionError, MemoryError, UnicodeError, ValueError) as exc:
+        fh.close()
+        raise PackageError(f"{path.name} has malformed tar headers ({type(exc).__name__}). "
+                           "Nothing was imported.") from None
+    except BaseException:
+        fh.close()
+        raise
+
+
+def _close(tar: tarfile.TarFile) -> None:
+    fh = tar.fileobj
+    tar.close()
+    if fh is not None:
+        fh.close()
+
+
+class _PRead:
+    """``readinto`` at an offset of an open file, without moving its position."""
+
+    def __init__(self, fd: int, offset: int) -> None:
+        self.fd, self.pos = fd, offset
+
+    def readinto(self, view: memoryview) -> int:
+        n = os.preadv(self.fd, [view], self.pos)
+        self.pos += n
+        return n
 
 
 def _check_member_safe(member: tarfile.TarInfo) -> None:
@@ -131,13 +216,11 @@ def _check_member_safe(member: tarfile.TarInfo) -> None:
             "package was refused and nothing was imported.")
 
 
-def _read_small(path: Path, member: tarfile.TarInfo, limit: int, what: str) -> bytes:
+def _read_small(tar: tarfile.TarFile, member: tarfile.TarInfo, limit: int, what: str) -> bytes:
     if member.size > limit:
         raise PackageError(f"The package's {what} is {member.size:,} bytes, more than the "
                            f"{limit:,} allowed. Nothing was imported.")
-    with open(path, "rb") as fh:
-        fh.seek(member.offset_data)
-        data = fh.read(member.size)
+    data = os.pread(tar.fileobj.fileno(), member.size, member.offset_data)  # type: ignore[union-attr]
     if len(data) != member.size:
         raise PackageError(f"The package is truncated inside its {what}. Copy it again; "
                            "nothing was imported.")
@@ -160,27 +243,29 @@ def read_header(home: Home | None, path: str | os.PathLike[str]) -> tuple[Packag
                                f"member is {first.name!r}), so it is not an LLMOps package. "
                                "Nothing was imported.")
         _check_member_safe(first)
-        manifest_data = _read_small(path, first, MAX_MANIFEST_BYTES, MANIFEST_NAME)
+        manifest_data = _read_small(tar, first, MAX_MANIFEST_BYTES, MANIFEST_NAME)
         manifest = parse_manifest(manifest_data)
         second = _next(tar)
         check: SignatureCheck | None = None
         if second is not None and second.name == SIGNATURE_NAME:
             _check_member_safe(second)
-            sig = _read_small(path, second, MAX_SIGNATURE_BYTES, "signature")
+            sig = _read_small(tar, second, MAX_SIGNATURE_BYTES, "signature")
+            load_bounded_json(sig, "The package's signature member", limit=MAX_SIGNATURE_BYTES,
+                              max_depth=4, max_items=64)  # bounds only; keys parses it
             check = verify_signature(home, manifest_data, sig)
             second = _next(tar)
-        info = PackageInfo(path, path.stat().st_size, manifest,
-                           hashlib.sha256(manifest_data).hexdigest(), check)
+        info = PackageInfo(path, os.fstat(tar.fileobj.fileno()).st_size,  # type: ignore[union-attr]
+                           manifest, hashlib.sha256(manifest_data).hexdigest(), check)
         return info, tar, second
     except BaseException:
-        tar.close()
+        _close(tar)
         raise
 
 
 def inspect_package(home: Home | None, path: str | os.PathLike[str]) -> PackageInfo:
     """The manifest and signature of a package, verified; the data is not read."""
     info, tar, _ = read_header(home, path)
-    tar.close()
+    _close(tar)
     return info
 
 
@@ -220,12 +305,23 @@ class _Staged:
 def import_package(catalog: Catalog, path: str | os.PathLike[str], *, staging: Path,
                    job_id: int | None = None, require_signatures: bool = False,
                    trust_unknown: bool = False, accept_fingerprint: str | None = None,
-                   allow_unsigned: bool = False) -> Iterator[Event]:
-    """Verify and import a package; yields progress, ends with a Result."""
+                   allow_unsigned: bool = False,
+                   accept_manifest_sha256: str | None = None) -> Iterator[Event]:
+    """Verify and import a package; yields progress, ends with a Result.
+
+    ``accept_manifest_sha256`` is the manifest digest the user was shown when accepting an
+    unsigned or unknown-signer package: a package whose manifest is now another is refused.
+    """
     start = time.monotonic()
     yield Progress(0, None, "bytes", "reading the manifest")
     info, tar, member = read_header(catalog.home, path)
     try:
+        if accept_manifest_sha256 and accept_manifest_sha256 != info.manifest_sha256:
+            raise PackageChangedError(
+                f"{info.path.name} changed after you accepted it: its manifest is now "
+                f"sha256 {info.manifest_sha256[:16]}…, you accepted {accept_manifest_sha256[:16]}…"
+                ". Nothing was imported; check where the file comes from, then import it again "
+                "(you will be asked again).")
         decision = trust_decision(info, require_signatures=require_signatures,
                                   trust_unknown=trust_unknown,
                                   accept_fingerprint=accept_fingerprint,
@@ -251,7 +347,7 @@ def import_package(catalog: Catalog, path: str | os.PathLike[str], *, staging: P
                 "first. Nothing was imported.")
         yield from _verify_members(info, tar, member, staging, staged)
     finally:
-        tar.close()
+        _close(tar)
     yield Progress(manifest.total_bytes, manifest.total_bytes, "bytes", "verified")
     made = yield from _register(catalog, info, staged, job_id, decision)
     elapsed = time.monotonic() - start
@@ -273,7 +369,8 @@ def _verify_members(info: PackageInfo, tar: tarfile.TarFile, member: tarfile.Tar
     seen: set[str] = set()
     total = info.manifest.total_bytes
     done = 0
-    with open(info.path, "rb", buffering=0) as data, HashPipe(CHUNK) as pipe:
+    fd = tar.fileobj.fileno()  # type: ignore[union-attr]  # the file the manifest came from
+    with HashPipe(CHUNK) as pipe:
         while member is not None:
             _check_member_safe(member)
             name = member.name
@@ -293,13 +390,14 @@ def _verify_members(info: PackageInfo, tar: tarfile.TarFile, member: tarfile.Tar
                     "Nothing was imported.")
             out = None
             if art.key not in staged.present:
-                folder = staged.folders.setdefault(art.key, staging / art.key)
-                target = folder / mf.relpath
+                folder = staged.folders.setdefault(
+                    art.key, safe_join(staging, art.key, what="package artifact id"))
+                target = safe_join(folder, mf.relpath, what="package member")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 out = open(target, "wb", buffering=0)
             h = hashlib.sha256()
             try:
-                data.seek(member.offset_data)
+                data = _PRead(fd, member.offset_data)
                 got = 0
                 for chunk in pipe.chunks(data.readinto, member.size, h):
                     n = len(chunk)
@@ -356,6 +454,20 @@ def _parent_id(catalog: Catalog, a: ManifestArtifact, ids: dict[str, int]) -> in
     return None
 
 
+def _claim_folder(parent: Path, name: str) -> Path:
+    """A new, empty store folder named ``name`` (or ``name-2``, ``name-3``… when taken): made
+    with an exclusive mkdir, so a folder already there, whoever left it, is never touched."""
+    parent.mkdir(parents=True, exist_ok=True)
+    n = 1
+    while True:
+        folder = safe_join(parent, name if n == 1 else f"{name}-{n}", what="store folder")
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            n += 1
+
+
 def _register(catalog: Catalog, info: PackageInfo, staged: _Staged, job_id: int | None,
               decision: str) -> Iterator[Event]:
     """Every new artifact in one transaction, with the renames into the store."""
@@ -366,6 +478,7 @@ def _register(catalog: Catalog, info: PackageInfo, staged: _Staged, job_id: int 
     ids: dict[str, int] = dict(staged.present)
     made: dict[str, int] = {}
     renamed: list[tuple[Path, Path]] = []
+    claimed: list[Path] = []
     sig = info.signature
     carry_status = sig is not None and sig.trusted_as is not None
     origin = {"file": info.path.name, "manifest_sha256": info.manifest_sha256,
@@ -383,7 +496,9 @@ def _register(catalog: Catalog, info: PackageInfo, staged: _Staged, job_id: int 
                     staged.present.setdefault(a.key, existing.id)
                     continue
                 raw = a.raw
-                final_root = home.models_dir / f"{slug(a.name)}-{a.content_digest[:12]}"
+                final_root = _claim_folder(home.models_dir,
+                                           f"{slug(a.name)}-{a.content_digest[:12]}")
+                claimed.append(final_root)
                 path = final_root / a.files[0].relpath if a.kind == "gguf" else final_root
                 metadata = dict(raw.get("metadata") or {})
                 metadata["package"] = {**origin, "origin_ref": a.ref,
@@ -421,14 +536,15 @@ def _register(catalog: Catalog, info: PackageInfo, staged: _Staged, job_id: int 
                             dataset=str(ev.get("dataset", "")),
                             dataset_sha256=str(ev.get("dataset_sha256", "")),
                             params={**(ev.get("params") or {}), "from_package": info.path.name})
-                if final_root.exists():
-                    shutil.rmtree(final_root)  # a crash's leftover that no artifact names
-                os.replace(staged.folders[a.key], final_root)
+                os.replace(staged.folders[a.key], final_root)  # onto our own empty folder
                 renamed.append((final_root, staged.folders[a.key]))
     except BaseException:
         for final, back in reversed(renamed):
             if final.exists():
                 os.replace(final, back)
+        for final in claimed:
+            with contextlib.suppress(OSError):
+                final.rmdir()  # only our empty claim; never anything with files in it
         raise
     for note in notes:
         yield Log(note, level="warning")
@@ -438,9 +554,10 @@ def _register(catalog: Catalog, info: PackageInfo, staged: _Staged, job_id: int 
 @register_task("import-package")
 def import_package_task(ctx: JobContext, path: str, trust_unknown: bool = False,
                         accept_fingerprint: str | None = None,
-                        allow_unsigned: bool = False) -> Iterator[Event]:
+                        allow_unsigned: bool = False,
+                        accept_manifest_sha256: str | None = None) -> Iterator[Event]:
     yield from import_package(
         ctx.catalog, path, staging=ctx.staging_dir / "package", job_id=ctx.job_id,
         require_signatures=bool(getattr(ctx.settings, "require_signatures", False)),
         trust_unknown=trust_unknown, accept_fingerprint=accept_fingerprint,
-        allow_unsigned=allow_unsigned)
+        allow_unsigned=allow_unsigned, accept_manifest_sha256=accept_manifest_sha256)

@@ -35,14 +35,28 @@ COLUMNS = ["Package", "Model", "Type", "Size", "Status", "Signed", "Here", "Regi
            "Published"]
 
 
+NOT_VERIFIED = "not verified yet"
+
+
+def _signed_and_status(row: dict[str, Any]) -> tuple[str, str]:
+    """The Signed and Status cells: from the verified package only, never from the index."""
+    if row.get("refused"):
+        return "refused", "refused"
+    if not row.get("verified"):
+        return NOT_VERIFIED, NOT_VERIFIED
+    return ("signed" if row.get("signed_by") else "unsigned"), str(row.get("status") or "")
+
+
 class RegistriesPage(Page):
     page_id = "registries"
     title = "Registries"
     icon_name = "mirror"
     tooltip = "Packages in shared folders: see what colleagues published, pull it, verified"
 
+    sig_index_read = Signal(int)
+    """The indexes were read and shown, not verified yet (number of packages)."""
     sig_listed = Signal(int)
-    """The table was filled (number of packages)."""
+    """The table was filled, every package verified (number of packages)."""
     sig_pull_started = Signal(int)
     """A pull's import job started (job id)."""
 
@@ -139,7 +153,9 @@ class RegistriesPage(Page):
         self.refresh()
 
     def refresh(self) -> None:
-        from llmops_desktop.share.registry import list_packages
+        """Read the indexes and show them ("not verified yet"), then read each package's
+        manifest and signature and show what the packages themselves say."""
+        from llmops_desktop.share.registry import list_packages, verify_rows
 
         self._seq += 1
         seq = self._seq
@@ -151,35 +167,51 @@ class RegistriesPage(Page):
             with Catalog.open(home) as catalog:
                 return list_packages(catalog, settings, name)
 
+        def verify(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            with Catalog.open(home) as catalog:
+                return verify_rows(catalog, rows)
+
+        def verified(rows: list[dict[str, Any]]) -> None:
+            if seq == self._seq:
+                self._show(rows, final=True)
+
         def done(rows: list[dict[str, Any]]) -> None:
             if seq == self._seq:
-                self._show(rows)
+                self._show(rows, final=False)
+                run_in_thread(lambda: verify(rows), verified, failed, receiver=self)
 
         def failed(exc: BaseException) -> None:
             if seq == self._seq:
-                self._show([])
+                self._show([], final=True)
                 self.status.setText(str(exc))
 
         run_in_thread(work, done, failed, receiver=self)
 
-    def _show(self, rows: list[dict[str, Any]]) -> None:
+    def _show(self, rows: list[dict[str, Any]], final: bool = True) -> None:
         self.rows = [r for r in rows if "error" not in r]
         errors = [r["error"] for r in rows if "error" in r]
         self.tree.setSortingEnabled(False)
         self.tree.clear()
         for r in self.rows:
             here = f"✓ {r['local_ref']}" if r.get("local") else ""
-            signed = "signed" if r.get("signed_by") else "unsigned"
+            signed, status = _signed_and_status(r)
             item = QTreeWidgetItem([
-                str(r.get("name", "")), str(r.get("ref", "")), str(r.get("type") or r.get("kind")
-                                                                  or ""),
-                human_size(r.get("size_bytes") or 0), str(r.get("status") or ""), signed, here,
-                str(r.get("registry", "")), local_time(r.get("published_at") or r.get(
-                    "created_at"))])
+                str(r.get("name", "")), str(r.get("ref") or ""),
+                str(r.get("type") or r.get("kind") or ""), human_size(r.get("size_bytes") or 0),
+                status, signed, here, str(r.get("registry", "")),
+                local_time(r.get("published_at") or r.get("created_at"))])
             item.setData(0, Qt.ItemDataRole.UserRole, r)
-            if r.get("signed_by"):
-                item.setToolTip(5, str(r["signed_by"]))
-            if not r.get("available"):
+            if r.get("refused"):
+                item.setDisabled(True)
+                for col in (0, 4, 5):
+                    item.setToolTip(col, str(r["refused"]))
+            elif r.get("verified") and r.get("signed_by"):
+                who = r.get("signer_trusted_as") or "a key not in your trust list"
+                item.setToolTip(5, f"{r['signed_by']} ({who})")
+            elif not r.get("verified"):
+                item.setToolTip(5, "What the registry's index says has not been checked "
+                                   "against the package yet.")
+            if not r.get("available") and not r.get("refused"):
                 item.setDisabled(True)
                 item.setToolTip(0, "Listed, but the file is not in the folder (being copied "
                                    "or removed)")
@@ -187,13 +219,17 @@ class RegistriesPage(Page):
         self.tree.setSortingEnabled(True)
         n = len(self.rows)
         local = sum(1 for r in self.rows if r.get("local"))
-        text = (f"{n} package{'s' if n != 1 else ''}, {local} already here." if n else
+        refused = [r for r in self.rows if r.get("refused")]
+        if refused:
+            errors += [f"Refused {r.get('name')}: {r['refused']}" for r in refused]
+        more = "" if final else " Verifying the packages…"
+        text = (f"{n} package{'s' if n != 1 else ''}, {local} already here.{more}" if n else
                 "No packages. Publish one with 'llmops publish ARTIFACT --to NAME', or from "
                 "a model's Export dialog." if self.registry_combo.count() > 1 else
                 "No registries yet: Add registry… names a shared folder.")
         self.status.setText("\n".join([text, *errors]))
         self._update_actions()
-        self.sig_listed.emit(n)
+        (self.sig_listed if final else self.sig_index_read).emit(n)
 
     def row_texts(self, column: int) -> list[str]:
         return [self.tree.topLevelItem(i).text(column)
