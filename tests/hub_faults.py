@@ -1,5 +1,6 @@
 """A real mirror on 127.0.0.1 wrapped in an ASGI middleware that can misbehave on purpose:
-count the bytes it sends, slow down, drop the connection mid-file, flip a byte, refuse.
+count the bytes it sends, slow down, drop the connection mid-file, flip a byte, refuse,
+or lie in its listing (rename files to hostile names, and serve the bytes under them).
 
 The mirror itself is the app's own (``llmops_desktop.mirror``); only the faults live here.
 """
@@ -7,6 +8,7 @@ The mirror itself is the app's own (``llmops_desktop.mirror``); only the faults 
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 import time
@@ -23,19 +25,56 @@ class Faults:
     bytes_per_second: float | None = None  # throttle file bodies
     sent: Counter = field(default_factory=Counter)  # body bytes sent per file path
     range_starts: list = field(default_factory=list)  # (path, first byte asked)
+    rename: dict = field(default_factory=dict)  # real path -> the name the listing gives it
+
+
+def _rename_listing(data, rename: dict) -> None:
+    """Rename files in model info (``siblings``) or a tree listing (``path``), in place."""
+    entries = (data.get("siblings") or []) if isinstance(data, dict) else data
+    for entry in entries if isinstance(entries, list) else []:
+        for key in ("rfilename", "path"):
+            if isinstance(entry, dict) and entry.get(key) in rename:
+                entry[key] = rename[entry[key]]
 
 
 class FaultyHub:
     def __init__(self, app, faults: Faults) -> None:
         self.app, self.faults = app, faults
 
+    async def _lie(self, scope, receive, send):
+        """The mirror's listing, with ``faults.rename`` applied to its file names."""
+        start: dict = {}
+        body = bytearray()
+
+        async def capture(message):
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                body.extend(message.get("body", b""))
+
+        await self.app(scope, receive, capture)
+        if start.get("status") == 200:
+            data = json.loads(body)
+            _rename_listing(data, self.faults.rename)
+            body = bytearray(json.dumps(data).encode())
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        await send({**start, "headers": [*headers, (b"content-length", b"%d" % len(body))]})
+        await send({"type": "http.response.body", "body": bytes(body)})
+
     async def __call__(self, scope, receive, send):
         f = self.faults
+        if f.rename and scope["type"] == "http" and scope["path"].startswith("/api/models/"):
+            return await self._lie(scope, receive, send)
         is_file = scope["type"] == "http" and "/resolve/" in scope["path"] and scope["method"] == "GET"
         if not is_file:
             return await self.app(scope, receive, send)
         scope = dict(scope, extensions={})  # no zero-copy send: bodies pass through us
-        path = scope["path"].split("/resolve/", 1)[1].split("/", 1)[1]
+        head, _, tail = scope["path"].partition("/resolve/")
+        rev, _, path = tail.partition("/")
+        real = {listed: real for real, listed in f.rename.items()}.get(path)
+        if real is not None:  # a lied-about name: serve the real file's bytes under it
+            new = f"{head}/resolve/{rev}/{real}"
+            scope = dict(scope, path=new, raw_path=new.encode())
         headers = dict(scope.get("headers") or [])
         rng = headers.get(b"range", b"").decode()
         f.range_starts.append((path, int(rng[6:].split("-")[0]) if rng.startswith("bytes=") else 0))

@@ -36,16 +36,24 @@ from llmops_desktop.errors import (
     InvalidInputError,
     NetworkError,
     NotFoundError,
+    PickleRefusedError,
+    UnsafePathError,
 )
 from llmops_desktop.hashing import content_digest
 from llmops_desktop.jobs.events import Event, Log, Progress, Result
 from llmops_desktop.jobs.tasks import JobContext, register_task
 from llmops_desktop.paths import Home
+from llmops_desktop.safepath import safe_join
 
 CHUNK = 1024 * 1024
 MAX_RETRIES = 5
 TIMEOUT_S = 30
 MANIFEST = "download.json"
+PART = ".part"
+PICKLE_HOW = ("Pickle checkpoints can run arbitrary code when they are loaded, so they are "
+              "refused by default. Prefer a safetensors or GGUF copy of the model; if you trust "
+              "the source, download again with --allow-pickle (or tick 'Allow pickle "
+              "checkpoints' in Settings).")
 
 
 def download_key(endpoint: str, repo_id: str, commit: str) -> str:
@@ -91,10 +99,27 @@ def list_partial_downloads(home: Home) -> list[PartialDownload]:
     return out
 
 
+def download_folder(home: Home, key: str) -> Path:
+    """``<home>/downloads/<key>``, refused if ``key`` or a link there leads elsewhere."""
+    return safe_join(home.downloads_dir, key, what="download folder")
+
+
+def local_paths(folder: Path, f: RemoteFile) -> tuple[Path, Path]:
+    """Where ``f`` lands in ``folder``, and its ``.part``: both checked to stay inside it,
+    through any link already on disk; raises :class:`UnsafePathError` before anything is
+    written."""
+    what = "file name in the hub's listing"
+    if f.path in (MANIFEST, MANIFEST + ".tmp") or f.path.endswith(PART):
+        raise UnsafePathError(
+            f"The {what} {f.path!r} would overwrite the download's own bookkeeping "
+            f"({MANIFEST} or a {PART} file); refused, nothing was downloaded.", name=f.path)
+    return safe_join(folder, f.path, what=what), safe_join(folder, f.path + PART, what=what)
+
+
 def discard_download(home: Home, key: str) -> bool:
     """Delete a partial download's files (cancel, as opposed to pause)."""
-    folder = home.downloads_dir / key
-    if folder.is_dir() and folder.parent == home.downloads_dir:
+    folder = download_folder(home, key)
+    if folder.is_dir() and not folder.is_symlink() and folder.parent == home.downloads_dir:
         shutil.rmtree(folder)
         return True
     return False
@@ -150,8 +175,7 @@ class _Transfer:
         self.offset = 0  # bytes of the current file on disk (and hashed)
 
     def run(self, f: RemoteFile) -> Iterator[Event]:
-        final = self.folder / f.path
-        part = final.with_name(final.name + ".part")
+        final, part = local_paths(self.folder, f)
         if final.exists():  # verified and renamed in an earlier run
             self.counter[0] += final.stat().st_size
             self.sha256 = f.sha256
@@ -294,11 +318,35 @@ def _free_space_check(folder: Path, needed: int) -> None:
                             f"{free / 1e9:.2f} GB free at {folder}. Free some space first.")
 
 
+def _pickle_policy(files: Sequence[RemoteFile], allow_pickle: bool, repo_id: str
+                   ) -> tuple[list[RemoteFile], list[str]]:
+    """The files to fetch under the pickle policy, and the pickle files left out.
+
+    The same rule as importing a folder: pickle-only weights are refused unless pickle is
+    allowed; pickles beside safetensors weights are left out (here: not even downloaded).
+    A single GGUF without a config is imported alone, so other files do not matter."""
+    from llmops_desktop.importer import PICKLE_SUFFIXES
+
+    pickles = [f.path for f in files if f.path.lower().endswith(PICKLE_SUFFIXES)]
+    paths = {f.path for f in files}
+    ggufs = [p for p in paths if p.lower().endswith(".gguf")]
+    if allow_pickle or not pickles or (
+            len(ggufs) == 1 and not paths & {"config.json", "adapter_config.json"}):
+        return list(files), []
+    if any(p.endswith(".safetensors") for p in paths):
+        return [f for f in files if f.path not in set(pickles)], sorted(pickles)
+    raise PickleRefusedError(
+        f"{repo_id} has only pickle weights ({', '.join(sorted(pickles)[:3])}); nothing was "
+        "downloaded. " + PICKLE_HOW)
+
+
 def download(ctx: JobContext, client: HubClient, repo_id: str, revision: str = "main",
              include: Sequence[str] = (), exclude: Sequence[str] = (), name: str | None = None,
-             proxy: str = "", files: Sequence[str] = ()) -> Iterator[Event]:
+             proxy: str = "", files: Sequence[str] = (),
+             allow_pickle: bool = False) -> Iterator[Event]:
     """Download the chosen files of a repo (exact ``files``, or by include/exclude globs),
-    verify them, and register the artifact."""
+    verify them, and register the artifact. Every file name is checked before a byte is
+    written, and pickle weights obey ``allow_pickle``, before the download as at import."""
     yield Progress(0, None, "bytes", f"asking {client.endpoint} about {repo_id}@{revision}")
     snapshot = client.snapshot(repo_id, revision)
     if files:
@@ -319,18 +367,22 @@ def download(ctx: JobContext, client: HubClient, repo_id: str, revision: str = "
         raise InvalidInputError(
             f"{len(ggufs)} GGUF files are selected ({', '.join(ggufs[:3])}…). Each download "
             "makes one model: choose one GGUF file, e.g. --include '*Q4_K_M.gguf'.")
+    files, left_out = _pickle_policy(files, allow_pickle, repo_id)
+    if left_out:
+        yield Log(f"left out pickle files {', '.join(left_out[:5])} (the safetensors weights "
+                  "are downloaded instead; --allow-pickle fetches them too)", level="warning")
     if all(f.sha256 for f in files):
         existing = ctx.catalog.find_by_digest(content_digest((f.path, f.sha256) for f in files))
         if existing is not None:
             raise DuplicateArtifactError(
                 f"These files are already in the catalog as {existing.ref} (artifact "
                 f"#{existing.id}); nothing was downloaded.", existing_id=existing.id)
-    folder = ctx.home.downloads_dir / download_key(client.endpoint, repo_id, snapshot.commit)
+    folder = download_folder(ctx.home, download_key(client.endpoint, repo_id, snapshot.commit))
+    where = [local_paths(folder, f) for f in files]  # every name checked before any write
     _write_manifest(folder, client, snapshot, files, include, exclude, name)
     total = sum(f.size or 0 for f in files)
-    on_disk = sum((folder / f.path).stat().st_size if (folder / f.path).exists() else
-                  (folder / (f.path + ".part")).stat().st_size
-                  if (folder / (f.path + ".part")).exists() else 0 for f in files)
+    on_disk = sum(final.stat().st_size if final.exists() else
+                  part.stat().st_size if part.exists() else 0 for final, part in where)
     _free_space_check(folder, total - on_disk)
     yield Log(f"{repo_id}@{snapshot.commit[:10]}: {len(files)} files, {total / 1e6:.1f} MB"
               + (f", {on_disk / 1e6:.1f} MB already here" if on_disk else ""))
@@ -347,23 +399,25 @@ def download(ctx: JobContext, client: HubClient, repo_id: str, revision: str = "
     seconds = max(time.monotonic() - started, 1e-9)
     yield Progress(total, total, "bytes", "verified")
     yield Log(f"fetched {fetched:,} bytes in {seconds:.2f} s ({fetched / seconds / 1e6:.0f} MB/s)")
-    yield from _register(ctx, client, snapshot, folder, files, name, fetched, seconds, hashes)
+    yield from _register(ctx, client, snapshot, folder, files, name, fetched, seconds, hashes,
+                         allow_pickle)
 
 
 def _register(ctx: JobContext, client: HubClient, snapshot: RepoSnapshot, folder: Path,
               files: Sequence[RemoteFile], name: str | None, fetched: int,
-              seconds: float, hashes: dict[str, str]) -> Iterator[Event]:
+              seconds: float, hashes: dict[str, str], allow_pickle: bool) -> Iterator[Event]:
     from llmops_desktop.importer import ImportSource, import_model, inspect_source
 
     (folder / MANIFEST).rename(ctx.staging_dir / MANIFEST)  # keep it out of the artifact
     ggufs = [f.path for f in files if f.path.lower().endswith(".gguf")]
     has_config = any(f.path in ("config.json", "adapter_config.json") for f in files)
     single = len(ggufs) == 1 and not has_config
-    target = folder / ggufs[0] if single else folder
+    target = local_paths(folder, next(f for f in files if f.path == ggufs[0]))[0] \
+        if single else folder
     if single:  # the artifact holds the .gguf alone, named by its file name
         hashes = {Path(ggufs[0]).name: hashes[ggufs[0]]} if ggufs[0] in hashes else {}
     try:
-        source = inspect_source(target, name=name or snapshot.repo_id, allow_pickle=True)
+        source = inspect_source(target, name=name or snapshot.repo_id, allow_pickle=allow_pickle)
     except Exception:
         (ctx.staging_dir / MANIFEST).rename(folder / MANIFEST)
         raise
@@ -393,11 +447,12 @@ def _register(ctx: JobContext, client: HubClient, snapshot: RepoSnapshot, folder
 def download_task(ctx: JobContext, repo_id: str, revision: str = "main",
                   include: Sequence[str] = (), exclude: Sequence[str] = (),
                   name: str | None = None, endpoint: str | None = None,
-                  files: Sequence[str] = ()) -> Iterator[Event]:
+                  files: Sequence[str] = (), allow_pickle: bool | None = None) -> Iterator[Event]:
     from llmops_desktop.secrets import get_secret
 
+    allow = ctx.settings.allow_pickle if allow_pickle is None else allow_pickle
     client = HubClient(endpoint or ctx.settings.hf_endpoint, get_secret(ctx.home, "hf_token"),
                        offline=ctx.settings.offline)
     socket.setdefaulttimeout(TIMEOUT_S)
     yield from download(ctx, client, repo_id, revision, include, exclude, name,
-                        proxy=ctx.settings.proxy, files=files)
+                        proxy=ctx.settings.proxy, files=files, allow_pickle=allow)

@@ -19,7 +19,9 @@ from llmops_desktop.errors import (
     NotAHubError,
     NotFoundError,
     OfflineModeError,
+    UnsafePathError,
 )
+from llmops_desktop.safepath import check_relative_name
 
 USER_AGENT = "llmops-desktop"
 
@@ -104,6 +106,35 @@ def _translate(exc: BaseException, endpoint: str, repo_id: str = "", revision: s
     return NetworkError(f"Talking to {endpoint} failed: {name}: {exc}")
 
 
+def _check_listed_name(name: object, endpoint: str, repo_id: str) -> None:
+    """Refuse the whole listing when one file name could land outside the download folder."""
+    try:
+        check_relative_name(name, what="file name")
+    except UnsafePathError as exc:
+        raise UnsafePathError(
+            f"{endpoint} lists a file of {repo_id} that is not a safe name: {exc} Nothing was "
+            "downloaded. The hub or mirror may be misconfigured or hostile; check the endpoint "
+            "in Settings.", name=exc.name) from None
+
+
+def _check_listing(paths: Sequence[str], endpoint: str, repo_id: str) -> None:
+    """Refuse a listing that names one path twice, or a path both as a file and a folder."""
+    seen: set[str] = set()
+    for path in paths:
+        if path in seen:
+            raise UnsafePathError(f"{endpoint} lists {path!r} twice in {repo_id}; the listing is "
+                                  "refused and nothing was downloaded.", name=path)
+        seen.add(path)
+    for path in paths:
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in seen:
+                raise UnsafePathError(
+                    f"{endpoint} lists {'/'.join(parts[:i])!r} in {repo_id} both as a file and "
+                    f"as the folder of {path!r}; the listing is refused and nothing was "
+                    "downloaded.", name=path)
+
+
 class HubClient:
     """Metadata from one endpoint, with one token (never logged)."""
 
@@ -141,9 +172,11 @@ class HubClient:
         files = []
         for s in info.siblings or []:
             lfs = getattr(s, "lfs", None)
+            _check_listed_name(s.rfilename, self.endpoint, repo_id)
             files.append(RemoteFile(path=s.rfilename, size=getattr(s, "size", None),
                                     sha256=getattr(lfs, "sha256", None) if lfs else None,
                                     git_oid=getattr(s, "blob_id", None)))
+        _check_listing([f.path for f in files], self.endpoint, repo_id)
         card = getattr(info, "card_data", None)
         lic = ""
         if card is not None:

@@ -95,7 +95,7 @@ def cmd_download(args: argparse.Namespace) -> int:
     catalog = open_catalog(args)
     params = {"repo_id": args.repo_id, "revision": args.revision,
               "include": args.include or [], "exclude": args.exclude or [], "name": args.name,
-              "endpoint": client.endpoint}
+              "endpoint": client.endpoint, "allow_pickle": args.allow_pickle or None}
     try:
         result = run_job_in_terminal(catalog, "download", params, quiet=args.json)
     except CancelledError:
@@ -165,6 +165,7 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     sp.add_argument("--partial", action="store_true", help="list paused/interrupted downloads")
     sp.add_argument("--discard", action="store_true",
                     help="delete what a paused download already fetched")
+    sp.add_argument("--allow-pickle", action="store_true", help=help_of["allow_pickle"])
     sp = add("token", cmd_token, "save a token (read from the terminal or stdin), or --clear it")
     sp.add_argument("which", choices=("hf", "mirror"))
     sp.add_argument("--clear", action="store_true")

@@ -39,6 +39,7 @@ from llmops_desktop.errors import (
     InvalidInputError,
     NotFoundError,
 )
+from llmops_desktop.safepath import safe_join
 
 DATA_FILE = "data.jsonl"
 DETECT_ROWS = 200  # rows whose columns decide the shape
@@ -386,7 +387,8 @@ def import_dataset(
                     (name, description, utcnow())).lastrowid)
             version = conn.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM dataset_versions "
                                    "WHERE dataset_id = ?", (dataset_id,)).fetchone()[0]
-            final = catalog.home.datasets_dir / f"{_slug(name)}-v{version}-{sha[:12]}"
+            final = safe_join(catalog.home.datasets_dir, f"{_slug(name)}-v{version}-{sha[:12]}",
+                              what="dataset folder")
             cur = conn.execute(
                 "INSERT INTO dataset_versions (dataset_id, version, path, source, format, sha256, "
                 "source_sha256, rows, shape, mapping, split, metadata, created_at) VALUES "
@@ -397,7 +399,8 @@ def import_dataset(
             catalog.audit("dataset-import", details={
                 "dataset": f"{name}@{version}", "source": str(src), "rows": good,
                 "bad_rows": len(bad), "sha256": sha})
-            shutil.copyfile(src, staging / f"source{src.suffix.lower()}")
+            shutil.copyfile(src, safe_join(staging, f"source{src.suffix.lower()}",
+                                           what="dataset source copy"))
             if final.exists():
                 shutil.rmtree(final)  # a leftover of a crash; not in the catalog
             os.replace(staging, final)

@@ -19,7 +19,8 @@ from datetime import datetime
 from pathlib import Path
 
 from llmops_desktop.catalog import Artifact, Catalog
-from llmops_desktop.errors import LLMOpsError, NotFoundError
+from llmops_desktop.errors import LLMOpsError, NotFoundError, UnsafePathError
+from llmops_desktop.safepath import check_relative_name, is_within
 
 MAIN = "main"
 _SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -102,6 +103,11 @@ def git_blob_id(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
+def artifact_root(artifact: Artifact) -> Path:
+    """The folder an artifact's files are relative to (a GGUF's is the one beside it)."""
+    return artifact.path.parent if artifact.kind == "gguf" else artifact.path
+
+
 # ---- records ----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -160,8 +166,10 @@ class Revision:
             f"({self.artifact.ref}).", commit=self.sha)
 
     def checked_file(self, path: str) -> RepoFile:
-        """The file, after checking that it is still on disk with its recorded size."""
+        """The file, after checking that it lies in the artifact's folder and is still on
+        disk with its recorded size."""
         f = self.file(path)
+        self._check_inside(f)
         try:
             st = f.local_path.stat()
             found = (f"{st.st_size} bytes" if stat.S_ISREG(st.st_mode) else "not a regular file")
@@ -176,6 +184,27 @@ class Revision:
                 f"this mirror can remove the artifact ('llmops rm {self.artifact.id}') and "
                 "import the model again.", commit=self.sha)
         return f
+
+    def _check_inside(self, f: RepoFile) -> None:
+        """Never serve a byte from outside the artifact: the recorded name must be a plain
+        relative path, and its folders (for a stored copy, the file too) must not be links
+        that lead out. A model imported by reference may keep files as links (an HF cache
+        snapshot links into ``blobs/``), so there only the folders are checked."""
+        root = artifact_root(self.artifact)
+        try:
+            check_relative_name(f.path, what="catalog file name")
+            inside = (is_within(f.local_path.parent, root) if self.artifact.storage == "reference"
+                      else is_within(f.local_path, root))
+        except UnsafePathError as exc:
+            inside, why = False, str(exc)
+        else:
+            why = f"it leads through a link out of {root}"
+        if not inside:
+            raise FilesChangedError(
+                f"The mirror will not serve {f.path} of {self.artifact.ref} (artifact "
+                f"#{self.artifact.id}): {why}. The owner of this mirror can remove the "
+                f"artifact ('llmops rm {self.artifact.id}') and import the model again.",
+                commit=self.sha)
 
     # ---- hub JSON ----
 
@@ -299,8 +328,8 @@ class HubRepos:
         return self._revision(repo_id, chosen, versions)
 
     def _revision(self, repo_id: str, artifact: Artifact, versions: list[Artifact]) -> Revision:
-        base = artifact.path.parent if artifact.kind == "gguf" else artifact.path
-        files = tuple(RepoFile(f.relpath, f.size, f.sha256, base / f.relpath)
+        base = artifact_root(artifact)
+        files = tuple(RepoFile(f.relpath, f.size, f.sha256, base.joinpath(*f.relpath.split("/")))
                       for f in self.catalog.files(artifact.id))
         return Revision(repo_id=repo_id, artifact=artifact, files=files,
                         created_at=versions[0].created_at)

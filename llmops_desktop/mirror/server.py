@@ -21,7 +21,8 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmops_desktop.catalog import Catalog
-from llmops_desktop.errors import LLMOpsError
+from llmops_desktop.errors import LLMOpsError, UnsafePathError
+from llmops_desktop.httpserve import BodyLimit
 from llmops_desktop.mirror.repos import (
     MAIN,
     EntryNotFoundError,
@@ -30,6 +31,7 @@ from llmops_desktop.mirror.repos import (
     RepoNotFoundError,
 )
 from llmops_desktop.paths import Home
+from llmops_desktop.safepath import check_relative_name
 
 log = logging.getLogger("llmops_desktop.mirror")
 
@@ -117,9 +119,14 @@ def _tree(repos: HubRepos, repo_id: str, rev: str, path: str, request: Request) 
 
 
 def _resolve(repos: HubRepos, repo_id: str, rev: str, path: str) -> Response:
+    """A file of a revision: ``path`` must equal one of its catalog file names exactly, and
+    is checked like any name from outside (no ``..``, ``/abs``, backslash or NUL)."""
     revision = repos.revision(repo_id, rev)
-    if not path or any(part in ("", ".", "..") for part in path.split("/")):
-        raise EntryNotFoundError(f"{path!r} is not a file path.", commit=revision.sha)
+    try:
+        check_relative_name(path, what="file path")
+    except UnsafePathError as exc:
+        raise EntryNotFoundError(f"{exc} It is not a file of {repo_id}.",
+                                 commit=revision.sha) from None
     f = revision.checked_file(path)
     return BlobResponse(f.local_path, headers={"X-Repo-Commit": revision.sha, "ETag": f.etag})
 
@@ -212,6 +219,7 @@ def create_app(home: Home, token: str | None = None) -> FastAPI:
         return _answer(home, request)
 
     app.add_middleware(_Gate, token=token)
+    app.add_middleware(BodyLimit)  # outermost: no path reads or drains a body past the limit
     return app
 
 
