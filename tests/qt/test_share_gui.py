@@ -209,3 +209,76 @@ def test_settings_trust_list_and_own_key(qtbot, window, tmp_path):
     box.tree.setCurrentItem(box.tree.topLevelItem(0))
     box.remove_selected()
     assert box.names() == [] and keys.trusted_keys(window.ctx.home) == []
+
+
+def test_registries_page_shows_signed_and_status_only_after_verifying(qtbot, window, tmp_path):
+    """The index of a shared folder says what a publisher claims; the page shows "not
+    verified yet" until it has read each package, then what the package itself says."""
+    import json
+
+    from llmops_desktop.share import keys
+    from tests.test_hostile_packages import tiny_files, tiny_manifest, write_package
+
+    share = tmp_path / "share"
+    share.mkdir()
+    colleague = Home.resolve(tmp_path / "colleague")
+    manifest = tiny_manifest(tiny_files("s"), "really-signed", status="approved")
+    write_package(share / "really-signed.llmpkg", tiny_files("s"), manifest=manifest,
+                  signature=keys.sign_manifest(colleague, manifest), name="really-signed")
+    write_package(share / "claims-signed.llmpkg", tiny_files("c"), name="claims-signed",
+                  manifest=tiny_manifest(tiny_files("c"), "claims-signed", status="draft"))
+    write_package(share / "hostile.llmpkg", manifest=b"[" * 200_000)
+    lie = {"signed_by": keys.ensure_keypair(colleague).fingerprint, "status": "approved"}
+    (share / "index.json").write_text(json.dumps({
+        "format": "llmops-registry", "format_version": 1, "packages": [
+            {**lie, "name": n, "file": f"{n}.llmpkg", "ref": f"{n}@1"}
+            for n in ("really-signed", "claims-signed", "hostile")]}))
+    page = window.pages["registries"]
+    window.show_page("registries")
+    seen: list[tuple[list[str], list[str]]] = []
+    page.sig_index_read.connect(lambda _n: seen.append((page.row_texts(4), page.row_texts(5))))
+    with qtbot.waitSignal(page.sig_listed, timeout=20_000) as listed:
+        page.add_registry("team", share)
+    assert listed.args[0] == 3
+    assert seen, "the index was not shown before verification"
+    for status, signed in seen:  # before: nothing taken from the index
+        assert set(status) == set(signed) == {"not verified yet"}
+    rows = dict(zip(page.row_texts(0), zip(page.row_texts(4), page.row_texts(5))))
+    assert rows["really-signed"] == ("approved", "signed")
+    assert rows["claims-signed"] == ("draft", "unsigned")
+    assert rows["hostile"] == ("refused", "refused")
+    assert "levels deep" in page.status.text()
+    assert not page.select_package("hostile") or not page.pull_button.isEnabled()
+
+
+def test_accept_question_binds_the_manifest_digest_shown(qtbot, window, catalog, tmp_path):
+    """The user says Yes to the package they were shown; if the file became another one
+    meanwhile, the import job refuses it."""
+    import hashlib
+    import os
+
+    from llmops_desktop.qt.share_widgets import PackageImporter
+    from tests.test_hostile_packages import tiny_files, tiny_manifest, write_package
+
+    manifest = tiny_manifest(tiny_files("shown"), "shown")
+    pkg = write_package(tmp_path / "p.llmpkg", tiny_files("shown"), manifest=manifest,
+                        name="shown")
+    other = write_package(tmp_path / "o.llmpkg", tiny_files("swapped"), name="swapped")
+    shown = hashlib.sha256(manifest).hexdigest()
+    importer = PackageImporter(window.ctx, window)
+    texts: list[str] = []
+
+    def answer(box: QMessageBox) -> None:
+        texts.append(box.text())
+        os.replace(other, pkg)  # while the question is on screen
+        box.button(QMessageBox.StandardButton.Yes).click()
+
+    importer.sig_question.connect(answer)
+    with qtbot.waitSignal(importer.sig_started, timeout=10_000) as started:
+        importer.start(pkg)
+    job_id = started.args[0]
+    assert shown[:16] in texts[0] and "not signed" in texts[0]
+    assert catalog.job(job_id).params["accept_manifest_sha256"] == shown
+    assert wait_finished(qtbot, window, job_id) == "failed"
+    assert "changed after you accepted it" in (catalog.job(job_id).error or "")
+    assert catalog.artifacts() == []
