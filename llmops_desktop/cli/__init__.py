@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "llmops_desktop.finetune.commands",
     "llmops_desktop.monitor.commands",
     "llmops_desktop.serving.commands",
+    "llmops_desktop.serving.chat_cli",
     "llmops_desktop.share.commands",
 )
 
