@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -51,3 +52,156 @@ def test_core_runs_without_qt_or_a_display() -> None:
     env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}  # no DISPLAY, no QT_QPA_PLATFORM
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# ---- the floors point one way ------------------------------------------------------------------
+
+LOWER_FLOORS = ("catalog", "jobs", "formats", "errors", "paths", "safepath", "hashing")
+FEATURES = {"acquire", "quantize", "finetune", "serving", "share", "datasets", "monitor",
+            "mirror", "cli", "qt"}
+
+
+def _package_imports(path: Path, *, modules: bool = True) -> set[str]:
+    """Every ``llmops_desktop.X...`` a file imports, at any depth (lazy ones too): modules
+    and the names taken from them (``from a.b import c`` gives ``a.b`` and ``a.b.c``;
+    only ``a.b.c`` without ``modules``)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if modules:
+                names.add(node.module)
+            names |= {f"{node.module}.{a.name}" for a in node.names}
+    return {n for n in names if n.startswith("llmops_desktop.")}
+
+
+def _floor_files(floor: str) -> list[Path]:
+    folder = PACKAGE / floor
+    return sorted(folder.rglob("*.py")) if folder.is_dir() else [PACKAGE / f"{floor}.py"]
+
+
+def test_lower_floors_import_no_feature() -> None:
+    """catalog, jobs, formats, errors, paths, safepath and hashing know no feature package."""
+    offenders = {}
+    for floor in LOWER_FLOORS:
+        for path in _floor_files(floor):
+            bad = {n for n in _package_imports(path) if n.split(".")[1] in FEATURES}
+            if bad:
+                offenders[str(path.relative_to(PACKAGE))] = sorted(bad)
+    assert offenders == {}, f"a lower floor imports a feature: {offenders}"
+
+
+def test_cli_helpers_import_no_command_group() -> None:
+    from llmops_desktop.cli import COMMAND_MODULES
+
+    imported = _package_imports(PACKAGE / "cli" / "common.py")
+    groups = [n for n in imported
+              if any(n == m or n.startswith(m + ".") for m in COMMAND_MODULES)
+              or n.endswith(".commands") or n in ("llmops_desktop.cli", "llmops_desktop.cli.main")]
+    assert groups == [], f"cli/common.py imports a command group: {groups}"
+    # ... and a command group takes its helpers from cli.common, never the entry point.
+    back = [str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
+            if p.parent != PACKAGE / "cli" and {
+                "llmops_desktop.cli", "llmops_desktop.cli.main",
+                "llmops_desktop.cli.build_parser"} & _package_imports(p, modules=False)]
+    assert back == [], f"these import the cli entry point back: {back}"
+
+
+# ---- every error crosses the process boundary intact -------------------------------------------
+
+def _all_error_classes() -> list[type]:
+    import importlib
+    import pkgutil
+
+    import llmops_desktop
+    from llmops_desktop.errors import LLMOpsError
+
+    for info in pkgutil.walk_packages(llmops_desktop.__path__, "llmops_desktop."):
+        if ".qt" not in info.name and not info.name.endswith("__main__"):
+            importlib.import_module(info.name)
+    found: list[type] = [LLMOpsError]
+    for cls in found:  # grows while walked: breadth-first over subclasses
+        found += [s for s in cls.__subclasses__()
+                  if s not in found and s.__module__.startswith("llmops_desktop")]
+    return found
+
+
+def test_every_module_with_errors_is_known_to_errors() -> None:
+    """An event naming only a class still finds it: errors.ERROR_MODULES lists every module
+    outside errors.py that defines one."""
+    from llmops_desktop.errors import ERROR_MODULES
+
+    modules = {c.__module__ for c in _all_error_classes()} - {"llmops_desktop.errors"}
+    assert modules <= set(ERROR_MODULES), sorted(modules - set(ERROR_MODULES))
+
+
+def test_every_error_raised_in_a_job_reaches_the_parent_intact(catalog) -> None:
+    """Each LLMOpsError subclass, raised in a real job child, comes back to the parent as
+    the same class with its message, exit code and fields; the child exits with that code
+    and the job row keeps the message."""
+    from error_task import sample_error, start_raising_job
+
+    from llmops_desktop.catalog import JobState
+    from llmops_desktop.errors import CancelledError
+    from llmops_desktop.jobs.events import Error
+
+    classes = _all_error_classes()
+    assert len(classes) > 30
+    failures: list[str] = []
+    batch = 6  # children at a time
+    for start in range(0, len(classes), batch):
+        runs = [(cls, f"{cls.__name__} went wrong; do X next", start_raising_job(
+            catalog, cls, f"{cls.__name__} went wrong; do X next"))
+            for cls in classes[start:start + batch]]
+        for cls, message, run in runs:
+            errors = [e for e in run.events() if isinstance(e, Error)]
+            job = run.wait()
+            expected = sample_error(cls, message)
+            if len(errors) != 1:
+                failures.append(f"{cls.__qualname__}: {len(errors)} error events")
+                continue
+            got = errors[0].to_exception()
+            checks = {
+                "class": (type(got), cls),
+                "message": (str(got), message),
+                "exit code": (got.exit_code, cls.exit_code),
+                "child exit code": (run.process.returncode, cls.exit_code),
+                "fields": ({n: getattr(got, n, None) for n in cls.field_names()},
+                           {n: getattr(expected, n) for n in cls.field_names()}),
+                "job row": ((job.state, job.error),
+                            (JobState.CANCELLED if issubclass(cls, CancelledError)
+                             else JobState.FAILED, message)),
+            }
+            failures += [f"{cls.__module__}.{cls.__qualname__} {what}: got {a!r}, want {b!r}"
+                         for what, (a, b) in checks.items() if a != b]
+    assert failures == [], "\n".join(failures)
+
+
+def test_an_event_names_a_feature_error_the_parent_has_not_imported() -> None:
+    """A process that never imported the datasets or mirror code still rebuilds their
+    errors from an event, by the module the event names (only modules of this package)."""
+    from llmops_desktop.datasets.store import DatasetNotFoundError
+    from llmops_desktop.errors import DuplicateArtifactError
+    from llmops_desktop.mirror.repos import RevisionNotFoundError
+
+    events = [DatasetNotFoundError("no dataset 'x'; see 'llmops dataset list'").to_event(),
+              RevisionNotFoundError("no revision v9", commit="abc").to_event(),
+              {**DuplicateArtifactError("dup", existing_id=3).to_event(),
+               "module": "this", "qualname": "DuplicateArtifactError"}]
+    code = ("import json, sys\n"
+            "from llmops_desktop.errors import error_from_event\n"
+            "for event in json.loads(sys.stdin.read()):\n"
+            "    e = error_from_event(event)\n"
+            "    print(type(e).__module__, type(e).__name__, e.exit_code,"
+            " getattr(e, 'commit', None), getattr(e, 'existing_id', None), str(e))\n")
+    proc = subprocess.run([sys.executable, "-c", code], input=json.dumps(events),
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        ("llmops_desktop.datasets.store DatasetNotFoundError 3 None None "
+         "no dataset 'x'; see 'llmops dataset list'"),
+        "llmops_desktop.mirror.repos RevisionNotFoundError 3 abc None no revision v9",
+        "llmops_desktop.errors DuplicateArtifactError 4 None 3 dup",
+    ]
+    assert "Zen of Python" not in proc.stdout  # "this" is outside the package: not imported

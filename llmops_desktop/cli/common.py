@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any
 
-from llmops_desktop.errors import CancelledError, error_from_name
+from llmops_desktop.errors import CancelledError, JobError
 
 
 def human_size(n: float) -> str:
@@ -125,7 +125,7 @@ def run_job_in_terminal(catalog, request: Any, params: dict[str, Any] | None = N
         raise CancelledError("Cancelled by the user.") from None
     job = run.wait()
     if error is not None:
-        raise error_from_name(error.error_type, error.message)
+        raise error.to_exception()  # the child's own error: class, message, exit code, fields
     if result is None:
-        raise error_from_name("JobError", job.error or f"job #{job.id} ended {job.state.value}")
+        raise JobError(job.error or f"job #{job.id} ended {job.state.value}")
     return result

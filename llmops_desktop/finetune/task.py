@@ -23,7 +23,6 @@ from llmops_desktop.errors import (
     DuplicateArtifactError,
     InvalidInputError,
     JobError,
-    error_from_name,
 )
 from llmops_desktop.finetune.config import FinetuneOptions
 from llmops_desktop.finetune.launcher import STOP_FILE, torchrun_command, world_size
@@ -155,7 +154,7 @@ def _relay(cmd: list[str], run_dir: Path, stop: _StopRequest) -> Iterator[Event]
             except subprocess.TimeoutExpired:
                 proc.kill()
     if error is not None:
-        raise error_from_name(error.error_type, error.message)
+        raise error.to_exception()
     if code != 0:
         if stop():
             raise CancelledError("Cancelled; the last checkpoint is kept for Resume.")

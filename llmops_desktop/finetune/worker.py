@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         if dist.main:
             emit(Error("CancelledError", str(exc)))
     except LLMOpsError as exc:
-        emit(Error(type(exc).__name__, f"rank {dist.rank}: {exc}"))
+        emit(Error(**(exc.to_event() | {"message": f"rank {dist.rank}: {exc}"})))
         code = 1
     except Exception as exc:  # noqa: BLE001 - reported, with the traceback on stderr
         traceback.print_exc()

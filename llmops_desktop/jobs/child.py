@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from typing import IO, Any
 
 from llmops_desktop.catalog import Catalog, JobState, utcnow
-from llmops_desktop.errors import CancelledError, LLMOpsError
+from llmops_desktop.errors import CancelledError, JobError, LLMOpsError
 from llmops_desktop.jobs.events import Error, Event, Log, Metric, Progress, Result, event_to_line
 from llmops_desktop.jobs.tasks import JobContext, get_task
 from llmops_desktop.paths import Home
@@ -123,21 +123,24 @@ def run(job_id: int) -> int:
             catalog.finish_job(job_id, JobState.SUCCEEDED, result=result or {})
             sink.emit(Log("job succeeded"))
             return 0
-        except (_Cancelled, CancelledError, KeyboardInterrupt):
+        except (_Cancelled, CancelledError, KeyboardInterrupt) as exc:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            sink.emit(Error("CancelledError", "Cancelled by the user."), force=True)
-            catalog.finish_job(job_id, JobState.CANCELLED, error="Cancelled by the user.")
+            cancelled = (exc if isinstance(exc, CancelledError) and str(exc)
+                         else CancelledError("Cancelled by the user."))
+            sink.emit(Error.from_exception(cancelled), force=True)
+            catalog.finish_job(job_id, JobState.CANCELLED, error=str(cancelled))
             return CancelledError.exit_code
         except LLMOpsError as exc:
-            sink.emit(Error(type(exc).__name__, str(exc)), force=True)
+            # Class, message, exit code and fields: the parent raises this same error.
+            sink.emit(Error.from_exception(exc), force=True)
             catalog.finish_job(job_id, JobState.FAILED, error=str(exc))
             return exc.exit_code
         except Exception as exc:  # noqa: BLE001 - report anything, with the traceback in the log
             log_file.write(traceback.format_exc())
-            message = f"{type(exc).__name__}: {exc}"
-            sink.emit(Error("JobError", message), force=True)
-            catalog.finish_job(job_id, JobState.FAILED, error=message)
-            return 1
+            failed = JobError(f"{type(exc).__name__}: {exc}")
+            sink.emit(Error.from_exception(failed), force=True)
+            catalog.finish_job(job_id, JobState.FAILED, error=str(failed))
+            return failed.exit_code
         finally:
             shutil.rmtree(home.job_staging_dir(job_id), ignore_errors=True)
             catalog.close()

@@ -11,6 +11,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Union
 
+from llmops_desktop.errors import LLMOpsError, error_from_event
+
 
 @dataclass(frozen=True)
 class Progress:
@@ -51,9 +53,24 @@ class Result:
 
 @dataclass(frozen=True)
 class Error:
+    """A failure: the error's class name, message, exit code and fields, and where the
+    class lives, so the parent raises the same error (:meth:`to_exception`)."""
+
     error_type: str
     message: str
+    exit_code: int | None = None  # None: the class's own
+    fields: dict[str, Any] = field(default_factory=dict)
+    module: str = ""
+    qualname: str = ""
     type: str = field(default="error", init=False)
+
+    @classmethod
+    def from_exception(cls, exc: LLMOpsError) -> Error:
+        return cls(**exc.to_event())
+
+    def to_exception(self) -> LLMOpsError:
+        """The error the child raised, rebuilt: same class, message, exit code, fields."""
+        return error_from_event(asdict(self))
 
 
 Event = Union[Progress, Log, Metric, Result, Error]

@@ -43,8 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         serve(Home.resolve(args.home), args.host, args.port, args.token,
               on_ready=lambda url: _emit(f"mirror listening on {url}"))
     except LLMOpsError as exc:
-        print(json.dumps({"type": "error", "error_type": type(exc).__name__,
-                          "message": str(exc)}), flush=True)
+        print(json.dumps({"type": "error", **exc.to_event()}), flush=True)
         return exc.exit_code
     return 0
 

@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         serve(args.artifact, options_from_args(args), home=args.home, on_ready=ready)
     except LLMOpsError as exc:
-        _emit({"type": "error", "error_type": type(exc).__name__, "message": str(exc)})
+        _emit({"type": "error", **exc.to_event()})  # class, message, exit code, fields
         return exc.exit_code
     return 0
 
