@@ -205,3 +205,22 @@ def test_an_event_names_a_feature_error_the_parent_has_not_imported() -> None:
         "llmops_desktop.errors DuplicateArtifactError 4 None 3 dup",
     ]
     assert "Zen of Python" not in proc.stdout  # "this" is outside the package: not imported
+
+
+def test_an_error_in_a_job_reaches_the_terminal_with_its_code_and_fields(home) -> None:
+    """``llmops import`` of a model already in the catalog: the child's DuplicateArtifactError
+    comes out of the command with exit code 4 and the id of the artifact already there."""
+    def llmops(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "llmops_desktop.cli", "--home",
+                               str(home.root), *args], capture_output=True, text=True,
+                              timeout=300, check=False)
+
+    made = llmops("demo", "--json")
+    assert made.returncode == 0, made.stderr
+    first = json.loads(made.stdout)
+    again = llmops("import", first["path"], "--name", "again", "--json")
+    assert again.returncode == 4, again.stderr
+    reported = json.loads(again.stdout)
+    assert reported["error"] == "DuplicateArtifactError" and reported["exit_code"] == 4
+    assert reported["fields"] == {"existing_id": first["id"]}
+    assert f"artifact #{first['id']}" in reported["message"]

@@ -65,7 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.fn(args) or 0)
     except LLMOpsError as exc:
         if getattr(args, "json", False):
-            print_json({"error": type(exc).__name__, "message": str(exc)})
+            # Its fields too: a script learns, say, the existing_id of a duplicate.
+            print_json({"error": type(exc).__name__, "message": str(exc),
+                        "exit_code": exc.exit_code,
+                        "fields": {n: getattr(exc, n, None) for n in exc.field_names()}})
         print(f"llmops: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
