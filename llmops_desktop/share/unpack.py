@@ -5,6 +5,11 @@ in one transaction.
 Anything wrong (an unsafe or unexpected member, a size or hash mismatch, a truncated
 archive, an unknown format, a bad signature, not enough disk) raises before the
 catalog or the store is touched; the staging folder goes with the job.
+
+Reading is bounded whatever the file holds: tar headers go through :class:`_BoundedTarInfo`
+(no PAX or GNU long-name header over 64 KiB, no runs of them, no global or sparse headers),
+the manifest and signature through :func:`load_bounded_json` (size, entries, depth), and
+every byte comes from the one file descriptor the manifest was read from.
 """
 
 from __future__ import annotations
