@@ -249,3 +249,17 @@ def test_an_hf_cache_snapshot_linking_out_of_blobs_is_refused(home, tmp_path,
         assert store_snapshot(catalog) == before
     for p in home.root.rglob("*"):
         assert not p.is_file() or b"PRIVATE KEY" not in p.read_bytes(), p
+
+
+def test_an_hf_cache_ref_naming_a_folder_outside_snapshots_is_ignored(catalog, tmp_path,
+                                                                      demo_model_dir) -> None:
+    from importing import run_import
+
+    repo = make_hf_cache(tmp_path / "hf-cache", "acme/tiny", demo_model_dir)
+    make_big_model(tmp_path / "elsewhere", size=64 * 1024)  # what the lying ref points at
+    (repo / "refs" / "main").write_text("../../../elsewhere")
+    event, job = run_import(catalog, repo)
+    assert job.state.value == "succeeded", event
+    artifact = catalog.artifact(event.data["artifact_id"])
+    assert artifact.source == f"hf-cache:acme/tiny@{'c' * 40}"
+    assert "tokenizer.json" in {f.relpath for f in catalog.files(artifact.id)}

@@ -417,7 +417,8 @@ def _register(ctx: JobContext, client: HubClient, snapshot: RepoSnapshot, folder
     if single:  # the artifact holds the .gguf alone, named by its file name
         hashes = {Path(ggufs[0]).name: hashes[ggufs[0]]} if ggufs[0] in hashes else {}
     try:
-        source = inspect_source(target, name=name or snapshot.repo_id, allow_pickle=allow_pickle)
+        source = inspect_source(target, name=name or snapshot.repo_id,
+                                allow_pickle=allow_pickle)
     except Exception:
         (ctx.staging_dir / MANIFEST).rename(folder / MANIFEST)
         raise
