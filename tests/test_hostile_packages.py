@@ -282,28 +282,33 @@ def _run_job(catalog: Catalog, params: dict[str, Any]) -> Any:
 
 def test_accepted_unsigned_package_that_changes_before_the_job_is_refused(
         home: Home, catalog: Catalog, tmp_path: Path) -> None:
-    from llmops_desktop.settings import load_settings
-    from llmops_desktop.share.commands import decide_signature
+    from llmops_desktop.share.unpack import inspect_package
 
+    # `llmops import FILE --allow-unsigned` binds its job to the manifest it read.
+    first = write_package(tmp_path / "first.llmpkg", tiny_files("first"), name="first")
+    proc = llmops(home, "import", str(first), "--allow-unsigned", "--json")
+    assert proc.returncode == 0, proc.stderr
+    (job,) = catalog.jobs()
+    assert job.params["accept_manifest_sha256"] == inspect_package(home, first).manifest_sha256
+
+    # The user accepted this package as shown ...
     pkg = write_package(tmp_path / "shared.llmpkg", tiny_files("original"), name="original")
-    settings = load_settings(home.settings_path)
-    # What `llmops import shared.llmpkg --allow-unsigned` decides before starting the job.
-    params, info = decide_signature(home, settings, str(pkg), trust_unknown=False,
-                                    allow_unsigned=True, interactive=False)
-    assert params["accept_manifest_sha256"] == info.manifest_sha256
-    # ... and the file is swapped for another package meanwhile.
+    shown = inspect_package(home, pkg).manifest_sha256
+    # ... and the file is swapped for another package before the job reads it.
     other = write_package(tmp_path / "other.llmpkg", tiny_files("evil"), name="replaced")
     os.replace(other, pkg)
     before = snapshot(home)
-    final = _run_job(catalog, {"path": str(pkg), **params})
+    final = _run_job(catalog, {"path": str(pkg), "allow_unsigned": True,
+                               "accept_manifest_sha256": shown})
     assert isinstance(final, Error), final
     assert "changed after you accepted it" in final.message
     assert "Nothing was imported" in final.message
-    assert snapshot(home) == before and catalog.artifacts() == []
+    assert snapshot(home) == before
+    assert [a.model_name for a in catalog.artifacts()] == ["first"]
     # Accepting the file as it is now works.
-    params, _ = decide_signature(home, settings, str(pkg), trust_unknown=False,
-                                 allow_unsigned=True, interactive=False)
-    final = _run_job(catalog, {"path": str(pkg), **params})
+    final = _run_job(catalog, {"path": str(pkg), "allow_unsigned": True,
+                               "accept_manifest_sha256": inspect_package(home, pkg)
+                               .manifest_sha256})
     assert isinstance(final, Result), final
     assert catalog.resolve("replaced").model_name == "replaced"
 
