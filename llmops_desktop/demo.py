@@ -13,10 +13,13 @@ import json
 import random
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from llmops_desktop.jobs.events import Event, Log, Progress, Result
-from llmops_desktop.jobs.tasks import JobContext, register_task
+from llmops_desktop.fields import spec
+from llmops_desktop.jobs.tasks import JobContext, JobRequest, register_task
 
 DEMO_NAME = "demo-tiny-llama"
 CHAT_TEMPLATE = (
@@ -125,9 +128,21 @@ def make_demo_model(dest: Path, *, seed: int = 0, hidden_size: int = 64,
     return dest
 
 
-@register_task("demo")
-def demo_task(ctx: JobContext, seed: int = 0, name: str = DEMO_NAME) -> Iterator[Event]:
+@dataclass(frozen=True)
+class DemoRequest(JobRequest):
+    """Make the tiny demo model on the spot and import it."""
+
+    kind: ClassVar[str] = "demo"
+
+    seed: int = spec(0, "Seed of the random weights: the same seed gives the same model.",
+                     label="Seed", minimum=0, maximum=2**31 - 1)
+    name: str = spec(DEMO_NAME, "Model name in the catalog.", label="Name", exposed=False)
+
+
+@register_task("demo", DemoRequest)
+def demo_task(ctx: JobContext, request: DemoRequest) -> Iterator[Event]:
     """Make the demo model in the job's staging folder and import it by renaming."""
+    seed, name = request.check().seed, request.name
     from llmops_desktop.errors import DuplicateArtifactError
     from llmops_desktop.importer import import_model, inspect_source
 

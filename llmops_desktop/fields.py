@@ -93,9 +93,9 @@ class FieldSpec:
                     return False
                 raise InvalidInputError(f"{self.label}: expected on/off, got {value!r}")
             return bool(value)
-        if typ is tuple:
-            items = value.split(",") if isinstance(value, str) else value
-            return tuple(str(x).strip() for x in items if str(x).strip())
+        if typ is tuple:  # "a,b", ["a", "b"] or ["a,b"] (a repeated flag, or a list in it)
+            items = [value] if isinstance(value, str) else value
+            return tuple(x.strip() for item in items for x in str(item).split(",") if x.strip())
         if typ in (int, float):
             try:
                 number = typ(value)
@@ -188,10 +188,10 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, *,
                                   "help": help_text.replace("%", "%%")}
         if s.type is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
-        elif s.type is tuple:
-            kwargs["action"] = "append"
         else:
-            if s.type in (int, float):
+            if s.type is tuple:
+                kwargs["action"] = "append"
+            elif s.type in (int, float):
                 kwargs["type"] = s.type
             if s.choices:
                 kwargs["choices"] = s.choices

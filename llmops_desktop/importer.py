@@ -43,6 +43,7 @@ from llmops_desktop.formats.gguf_meta import gguf_summary, read_gguf_info
 from llmops_desktop.formats.hf_meta import config_summary, read_config, read_model_card
 from llmops_desktop.formats.safetensors_meta import read_safetensors_info
 from llmops_desktop.hfcache import find_cached_repo, repo_id_from_dirname, resolve_cached
+from llmops_desktop.import_request import ImportRequest
 from llmops_desktop.jobs.events import Event, Log, Progress, Result
 from llmops_desktop.jobs.tasks import JobContext, register_task
 from llmops_desktop.safepath import check_within_roots
@@ -530,14 +531,9 @@ def import_model(
                   "size_bytes": artifact.size_bytes, "seconds": round(elapsed, 3)})
 
 
-@register_task("import")
-def import_task(ctx: JobContext, path: str, name: str | None = None, mode: str | None = None,
-                allow_pickle: bool | None = None, tags: Sequence[str] = ()) -> Iterator[Event]:
-    from llmops_desktop.hfcache import default_cache_dir
-
-    allow = ctx.settings.allow_pickle if allow_pickle is None else allow_pickle
-    yield Progress(0, None, "bytes", f"checking {path}")
-    source = inspect_source(path, allow_pickle=allow, name=name,
-                            hf_cache_dir=default_cache_dir(ctx.settings.hf_cache_dir))
-    yield from import_model(ctx.catalog, source, mode=mode or ctx.settings.import_mode,
-                            staging=ctx.staging_dir, job_id=ctx.job_id, tags=tags)
+@register_task("import", ImportRequest)
+def import_task(ctx: JobContext, request: ImportRequest) -> Iterator[Event]:
+    yield Progress(0, None, "bytes", f"checking {request.path}")
+    source = request.inspect(ctx.settings)  # the request's check, whose result is used
+    yield from import_model(ctx.catalog, source, mode=request.mode or ctx.settings.import_mode,
+                            staging=ctx.staging_dir, job_id=ctx.job_id, tags=request.tags)

@@ -19,7 +19,7 @@ from llmops_desktop.catalog import Catalog, JobState
 from llmops_desktop.datasets.store import import_dataset
 from llmops_desktop.errors import InvalidInputError
 from llmops_desktop.finetune.config import FinetuneOptions
-from llmops_desktop.finetune.task import resume_params, run_dir_of, start_params
+from llmops_desktop.finetune.task import FinetuneRequest, run_dir_of
 from llmops_desktop.finetune.train import latest_checkpoint
 from llmops_desktop.importer import import_model, inspect_source
 from llmops_desktop.jobs import runner
@@ -80,7 +80,8 @@ def setup(tmp_path_factory, demo_model_session):
     base = catalog.resolve("tiny")
     version = import_dataset(catalog, make_dataset(root / "repeat.jsonl"), name="repeat",
                              validation=0.125, seed=0)
-    params = start_params(base, version, FinetuneOptions(**OPTIONS))
+    params = FinetuneRequest(base_id=base.id, dataset_id=version.id,
+                             options=FinetuneOptions(**OPTIONS)).check(catalog).to_params()
     job, events = run_job(catalog, "finetune", params)
     assert job.state is JobState.SUCCEEDED, job.error
     yield {"home": home, "catalog": catalog, "base": base, "version": version, "job": job,
@@ -149,7 +150,7 @@ def test_a_killed_run_resumes_to_the_same_adapter(setup) -> None:
     assert killed and job.state is JobState.INTERRUPTED
     ckpt = latest_checkpoint(run_dir_of(setup["home"], job.id))
     assert ckpt is not None and 4 <= int(ckpt.name.split("-")[1]) < 16
-    job2, events2 = run_job(catalog, "finetune", resume_params(catalog, job.id))
+    job2, events2 = run_job(catalog, "finetune", FinetuneRequest.resume(catalog, job.id).to_params())
     assert job2.state is JobState.SUCCEEDED, job2.error
     resumed = result_of(events2)
     assert resumed["resumed_from_job"] == job.id and resumed["steps"] == 16
@@ -182,7 +183,7 @@ def test_cancel_saves_a_checkpoint_and_resume_finishes_the_same(setup) -> None:
     ckpt = latest_checkpoint(run_dir_of(setup["home"], job.id))
     stopped_at = int(ckpt.name.split("-")[1])
     assert 5 <= stopped_at < 16 and f"step {stopped_at} " in said and "Resume" in said
-    job2, events2 = run_job(catalog, "finetune", resume_params(catalog, job.id))
+    job2, events2 = run_job(catalog, "finetune", FinetuneRequest.resume(catalog, job.id).to_params())
     assert job2.state is JobState.SUCCEEDED, job2.error
     assert any(isinstance(e, Log) and f"at step {stopped_at}" in e.message for e in events2)
     _assert_same_adapter(run_dir_of(setup["home"], setup["job"].id) / "adapter",

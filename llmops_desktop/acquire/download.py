@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from llmops_desktop.acquire.hub import HubClient, RemoteFile, RepoSnapshot, summary_to_json
+from llmops_desktop.acquire.requests import DownloadRequest
 from llmops_desktop.errors import (
     AuthError,
     ChecksumError,
@@ -444,16 +445,14 @@ def _register(ctx: JobContext, client: HubClient, snapshot: RepoSnapshot, folder
                   "download_seconds": round(seconds, 3)})
 
 
-@register_task("download")
-def download_task(ctx: JobContext, repo_id: str, revision: str = "main",
-                  include: Sequence[str] = (), exclude: Sequence[str] = (),
-                  name: str | None = None, endpoint: str | None = None,
-                  files: Sequence[str] = (), allow_pickle: bool | None = None) -> Iterator[Event]:
+@register_task("download", DownloadRequest)
+def download_task(ctx: JobContext, request: DownloadRequest) -> Iterator[Event]:
     from llmops_desktop.secrets import get_secret
 
-    allow = ctx.settings.allow_pickle if allow_pickle is None else allow_pickle
-    client = HubClient(endpoint or ctx.settings.hf_endpoint, get_secret(ctx.home, "hf_token"),
+    r = request.check(ctx.catalog)
+    allow = ctx.settings.allow_pickle if r.allow_pickle is None else r.allow_pickle
+    client = HubClient(r.endpoint or ctx.settings.hf_endpoint, get_secret(ctx.home, "hf_token"),
                        offline=ctx.settings.offline)
     socket.setdefaulttimeout(TIMEOUT_S)
-    yield from download(ctx, client, repo_id, revision, include, exclude, name,
-                        proxy=ctx.settings.proxy, files=files, allow_pickle=allow)
+    yield from download(ctx, client, r.repo_id, r.revision, r.include, r.exclude, r.name,
+                        proxy=ctx.settings.proxy, files=r.files, allow_pickle=allow)

@@ -60,6 +60,8 @@ def cmd_download(args: argparse.Namespace) -> int:
         list_partial_downloads,
     )
     from llmops_desktop.acquire.hub import summary_to_json
+    from llmops_desktop.acquire.requests import DownloadRequest
+    from llmops_desktop.fields import values_from_args
     from llmops_desktop.paths import Home
 
     home = Home.resolve(args.home)
@@ -77,7 +79,7 @@ def cmd_download(args: argparse.Namespace) -> int:
         raise SystemExit("llmops download: give a repo id (or --partial)")
     client = hub_client(args)
     if args.list or args.discard:
-        snapshot = client.snapshot(args.repo_id, args.revision)
+        snapshot = client.snapshot(args.repo_id, args.revision or "main")
         if args.discard:
             gone = discard_download(home, download_key(client.endpoint, args.repo_id,
                                                        snapshot.commit))
@@ -93,11 +95,10 @@ def cmd_download(args: argparse.Namespace) -> int:
             print(f" {mark} {human_size(f.size or 0):>9}  {f.path}")
         return 0
     catalog = open_catalog(args)
-    params = {"repo_id": args.repo_id, "revision": args.revision,
-              "include": args.include or [], "exclude": args.exclude or [], "name": args.name,
-              "endpoint": client.endpoint, "allow_pickle": args.allow_pickle or None}
+    request = DownloadRequest(repo_id=args.repo_id, endpoint=client.endpoint,
+                              **values_from_args(args, DownloadRequest)).check(catalog)
     try:
-        result = run_job_in_terminal(catalog, "download", params, quiet=args.json)
+        result = run_job_in_terminal(catalog, request, quiet=args.json)
     except CancelledError:
         print("paused: what arrived is kept; run the same command again to resume, or add "
               "--discard to throw it away.", file=sys.stderr)
@@ -142,6 +143,7 @@ def cmd_mirror(args: argparse.Namespace) -> int:
 
 
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:
+    from llmops_desktop.fields import add_arguments
     from llmops_desktop.settings import Settings
 
     help_of = {i["name"]: i["description"] for i in Settings.field_info()}
@@ -155,17 +157,14 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     sp = add("download", cmd_download,
              "download a repo (or some of its files) from the hub or a mirror; resumable")
     sp.add_argument("repo_id", nargs="?", help="namespace/name")
-    sp.add_argument("--revision", default="main", help="branch, tag or commit (default: main)")
-    sp.add_argument("--include", action="append", metavar="GLOB",
-                    help="only files matching this glob (repeatable), e.g. '*Q4_K_M.gguf'")
-    sp.add_argument("--exclude", action="append", metavar="GLOB", help="skip files matching")
-    sp.add_argument("--name", help="model name in the catalog (default: the repo id)")
+    from llmops_desktop.acquire.requests import DownloadRequest
+
+    add_arguments(sp, DownloadRequest)  # --revision, --include, --exclude, --name, --allow-pickle
     sp.add_argument("--endpoint", help=help_of["hf_endpoint"])
     sp.add_argument("--list", action="store_true", help="list the repo's files; download nothing")
     sp.add_argument("--partial", action="store_true", help="list paused/interrupted downloads")
     sp.add_argument("--discard", action="store_true",
                     help="delete what a paused download already fetched")
-    sp.add_argument("--allow-pickle", action="store_true", help=help_of["allow_pickle"])
     sp = add("token", cmd_token, "save a token (read from the terminal or stdin), or --clear it")
     sp.add_argument("which", choices=("hf", "mirror"))
     sp.add_argument("--clear", action="store_true")

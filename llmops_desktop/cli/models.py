@@ -4,7 +4,6 @@ quantize, serve, settings."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
 
@@ -103,22 +102,27 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    if args.path.lower().endswith(".llmpkg"):  # a package: verified and signed-checked
+    from llmops_desktop.fields import values_from_args
+    from llmops_desktop.import_request import ImportRequest
+
+    request = ImportRequest.for_path(args.path, **values_from_args(args, ImportRequest))
+    if request.is_package:  # verified and signature-checked: the package import
         from llmops_desktop.share.commands import cmd_import_package
 
         return cmd_import_package(args)
     catalog = open_catalog(args)
-    params = {"path": os.path.abspath(os.path.expanduser(args.path))
-              if os.path.exists(os.path.expanduser(args.path)) else args.path,
-              "name": args.name, "mode": args.mode, "allow_pickle": args.allow_pickle or None,
-              "tags": args.tag or []}
-    result = run_job_in_terminal(catalog, "import", params, quiet=args.json)
+    result = run_job_in_terminal(catalog, request.check(catalog), quiet=args.json)
     return report_artifact(args, catalog.artifact(result["artifact_id"]), "imported")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from llmops_desktop.fields import values_from_args
+
     catalog = open_catalog(args)
-    result = run_job_in_terminal(catalog, "demo", {"seed": args.seed}, quiet=args.json)
+    from llmops_desktop.demo import DemoRequest
+
+    request = DemoRequest(**values_from_args(args, DemoRequest)).check(catalog)
+    result = run_job_in_terminal(catalog, request, quiet=args.json)
     verb = "already had demo model" if result.get("existing") else "made demo model"
     return report_artifact(args, catalog.artifact(result["artifact_id"]), verb,
                             existing=bool(result.get("existing")))
@@ -279,20 +283,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:
-    from llmops_desktop.settings import Settings
+    from llmops_desktop.fields import add_arguments
 
-    help_of = {i["name"]: i["description"] for i in Settings.field_info()}
     sp = add("list", cmd_list, "list the artifacts in the catalog")
     sp.add_argument("--filter", help="show only artifacts whose name, kind or tags contain this")
     sp = add("show", cmd_show, "show an artifact: metadata, files with sha256, lineage")
     sp.add_argument("artifact", help="artifact id, model name (latest version) or NAME@VERSION")
     sp = add("import", cmd_import, "import a model folder, a .gguf file or an HF cache entry")
     sp.add_argument("path", help="a folder, a .gguf file, or a repo id in the Hugging Face cache")
-    sp.add_argument("--name", help="model name in the catalog (default: from the source)")
-    sp.add_argument("--mode", choices=("copy", "hardlink", "reference"),
-                    help=help_of["import_mode"])
-    sp.add_argument("--allow-pickle", action="store_true", help=help_of["allow_pickle"])
-    sp.add_argument("--tag", action="append", help="tag the new artifact (repeatable)")
+    from llmops_desktop.import_request import ImportRequest
+
+    add_arguments(sp, ImportRequest)  # --name, --mode, --allow-pickle, --tag
     from llmops_desktop.share.commands import add_import_flags
 
     add_import_flags(sp)  # --trust-unknown, --allow-unsigned for .llmpkg packages
@@ -309,12 +310,13 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     sp.add_argument("job_id", nargs="?", type=int)
     sp.add_argument("--limit", type=int, default=50)
     sp = add("demo", cmd_demo, "make a tiny random-weight Llama and import it (seconds, offline)")
-    sp.add_argument("--seed", type=int, default=0)
+    from llmops_desktop.demo import DemoRequest
+
+    add_arguments(sp, DemoRequest)  # --seed
     sp = add("quantize", cmd_quantize,
              "make GGUF variants (F16, Q8_0, Q4_K_M, …) or a bitsandbytes checkpoint; "
              "perplexity of parent and child is measured")
     sp.add_argument("artifact", nargs="?")
-    from llmops_desktop.fields import add_arguments
     from llmops_desktop.quantize.task import QuantizeRequest
 
     add_arguments(sp, QuantizeRequest)  # --to, --keep-f16, --threads, --eval-text, --no-eval, …

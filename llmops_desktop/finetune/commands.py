@@ -31,14 +31,14 @@ def build_options(args: argparse.Namespace, base: Any) -> Any:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from llmops_desktop.errors import CancelledError, InvalidInputError
+    from llmops_desktop.errors import CancelledError
     from llmops_desktop.finetune.memory import describe, estimate_memory
-    from llmops_desktop.finetune.task import qlora_unavailable, resume_params, start_params
+    from llmops_desktop.finetune.task import FinetuneRequest
 
     cli = _cli()
     catalog = cli.open_catalog(args)
     if args.resume is not None:
-        params = resume_params(catalog, args.resume)
+        request = FinetuneRequest.resume(catalog, args.resume).check(catalog)
     else:
         if not args.base or not args.dataset:
             raise SystemExit("llmops finetune: give BASE and DATASET (or --resume JOB_ID)")
@@ -47,8 +47,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         base = catalog.resolve(args.base)
         version = resolve_version(catalog, args.dataset)
         opts = build_options(args, base)
-        if opts.method == "qlora" and (why := qlora_unavailable(base, opts.device)):
-            raise InvalidInputError(f"QLoRA is not available here: {why} Use --method lora.")
+        request = FinetuneRequest(base_id=base.id, dataset_id=version.id, options=opts)
+        request.check(catalog)
         if args.estimate:
             est = estimate_memory(base.path, opts, metadata=base.metadata)
             if args.json:
@@ -56,9 +56,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             else:
                 print(describe(est))
             return 0
-        params = start_params(base, version, opts)
     try:
-        result = cli.run_job_in_terminal(catalog, "finetune", params, quiet=args.json)
+        result = cli.run_job_in_terminal(catalog, request, quiet=args.json)
     except CancelledError:
         job = next((j for j in catalog.jobs(limit=20) if j.kind == "finetune"), None)
         if job is not None:
@@ -81,20 +80,28 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
+    from llmops_desktop.fields import values_from_args
+    from llmops_desktop.finetune.merge import MergeRequest
+
     cli = _cli()
     catalog = cli.open_catalog(args)
     adapter = catalog.resolve(args.adapter)
-    result = cli.run_job_in_terminal(catalog, "merge", {"adapter_id": adapter.id,
-                                                        "name": args.name}, quiet=args.json)
+    request = MergeRequest(adapter_id=adapter.id,
+                           **values_from_args(args, MergeRequest)).check(catalog)
+    result = cli.run_job_in_terminal(catalog, request, quiet=args.json)
     return cli.report_artifact(args, catalog.artifact(result["artifact_id"]), "merged", "")
 
 
 def cmd_lora_gguf(args: argparse.Namespace) -> int:
+    from llmops_desktop.fields import values_from_args
+    from llmops_desktop.finetune.merge import LoraGgufRequest
+
     cli = _cli()
     catalog = cli.open_catalog(args)
     adapter = catalog.resolve(args.adapter)
-    result = cli.run_job_in_terminal(catalog, "lora-gguf", {
-        "adapter_id": adapter.id, "outtype": args.outtype, "name": args.name}, quiet=args.json)
+    request = LoraGgufRequest(adapter_id=adapter.id,
+                              **values_from_args(args, LoraGgufRequest)).check(catalog)
+    result = cli.run_job_in_terminal(catalog, request, quiet=args.json)
     return cli.report_artifact(args, catalog.artifact(result["artifact_id"]), "wrote", "")
 
 
@@ -108,6 +115,9 @@ def add_option_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def register(add) -> None:
+    from llmops_desktop.fields import add_arguments
+    from llmops_desktop.finetune.merge import LoraGgufRequest, MergeRequest
+
     p = add("finetune", cmd_finetune,
             "train a LoRA/QLoRA adapter of an HF model on a dataset (resumable job)")
     p.add_argument("base", nargs="?", help="the base model: id, NAME or NAME@VERSION")
@@ -120,9 +130,8 @@ def register(add) -> None:
     add_option_arguments(p)
     p = add("merge", cmd_merge, "merge a LoRA adapter into its base (a new HF artifact)")
     p.add_argument("adapter")
-    p.add_argument("--name", help="model name of the merge (default: ADAPTER-merged)")
+    add_arguments(p, MergeRequest)
     p = add("lora-gguf", cmd_lora_gguf,
             "write a LoRA adapter as a llama.cpp LoRA GGUF (served on top of the base's GGUF)")
     p.add_argument("adapter")
-    p.add_argument("--outtype", choices=("f16", "f32"), default="f16")
-    p.add_argument("--name", help="model name of the GGUF (default: ADAPTER-gguf)")
+    add_arguments(p, LoraGgufRequest)

@@ -14,13 +14,15 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from llmops_desktop.catalog import Artifact, Catalog
 from llmops_desktop.errors import DuplicateArtifactError, InvalidInputError
 from llmops_desktop.jobs.events import Event, Log, Progress, Result
-from llmops_desktop.jobs.tasks import JobContext, register_task
+from llmops_desktop.fields import spec
+from llmops_desktop.jobs.tasks import JobContext, JobRequest, register_task
 
 LLAMA_FAMILY = {"llama": "LLAMA", "mistral": "LLAMA"}
 
@@ -85,13 +87,53 @@ def merge_adapter(base_dir: Path, adapter_dir: Path, out_dir: Path) -> dict[str,
     return {"max_logit_difference": diff, "dtype": saved}
 
 
-@register_task("merge")
-def merge_task(ctx: JobContext, adapter_id: int, name: str | None = None) -> Iterator[Event]:
+@dataclass(frozen=True)
+class MergeRequest(JobRequest):
+    """Merge a LoRA adapter into its base: a new Hugging Face artifact."""
+
+    kind: ClassVar[str] = "merge"
+
+    adapter_id: int = spec(description="The LoRA adapter to merge.", label="Adapter",
+                           exposed=False)
+    name: str | None = spec(None, "Model name of the merge (default: ADAPTER-merged).",
+                            label="Name")
+
+    def check(self, catalog: Catalog | None = None) -> MergeRequest:
+        super().check()
+        if catalog is not None:
+            base_of(catalog, catalog.artifact(int(self.adapter_id)))
+        return self
+
+
+@dataclass(frozen=True)
+class LoraGgufRequest(JobRequest):
+    """Write a LoRA adapter as a llama.cpp LoRA GGUF, served on top of its base's GGUF."""
+
+    kind: ClassVar[str] = "lora-gguf"
+
+    adapter_id: int = spec(description="The LoRA adapter to write.", label="Adapter",
+                           exposed=False)
+    outtype: str = spec("f16", "Precision of the LoRA GGUF's tensors.", label="Precision",
+                        choices=("f16", "f32"))
+    name: str | None = spec(None, "Model name of the GGUF (default: ADAPTER-gguf).",
+                            label="Name")
+
+    def check(self, catalog: Catalog | None = None) -> LoraGgufRequest:
+        super().check()
+        if catalog is not None:
+            base_of(catalog, catalog.artifact(int(self.adapter_id)))
+        return self
+
+
+@register_task("merge", MergeRequest)
+def merge_task(ctx: JobContext, request: MergeRequest) -> Iterator[Event]:
     from llmops_desktop.importer import import_model, inspect_source
 
     catalog = ctx.catalog
-    adapter = catalog.artifact(int(adapter_id))
+    request.check(catalog)
+    adapter = catalog.artifact(int(request.adapter_id))
     base = base_of(catalog, adapter)
+    name = request.name
     yield Progress(0, 3, "steps", f"merging {adapter.ref} into {base.ref}")
     out = ctx.staging_dir / "merged"
     check = merge_adapter(base.path, adapter.path, out)
@@ -202,16 +244,15 @@ def write_lora_gguf(adapter_dir: Path, base_dir: Path, out: Path, *, outtype: st
     return count
 
 
-@register_task("lora-gguf")
-def lora_gguf_task(ctx: JobContext, adapter_id: int, outtype: str = "f16",
-                   name: str | None = None) -> Iterator[Event]:
+@register_task("lora-gguf", LoraGgufRequest)
+def lora_gguf_task(ctx: JobContext, request: LoraGgufRequest) -> Iterator[Event]:
     from llmops_desktop.importer import import_model, inspect_source
 
     catalog = ctx.catalog
-    adapter = catalog.artifact(int(adapter_id))
+    request.check(catalog)
+    adapter = catalog.artifact(int(request.adapter_id))
     base = base_of(catalog, adapter)
-    if outtype not in ("f16", "f32"):
-        raise InvalidInputError("--outtype must be f16 or f32.")
+    outtype, name = request.outtype, request.name
     yield Progress(0, 2, "steps", f"writing {adapter.ref} as a LoRA GGUF")
     out = ctx.staging_dir / f"{adapter.model_name}-lora-{outtype}.gguf"
     pairs = write_lora_gguf(adapter.path, base.path, out, outtype=outtype)

@@ -8,13 +8,15 @@ first. ``resume_from_job`` continues another fine-tune job from its last checkpo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import signal
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from llmops_desktop.catalog import Artifact, Catalog, JobState
 from llmops_desktop.datasets.store import DatasetVersion, resolve_version, verify
@@ -28,7 +30,8 @@ from llmops_desktop.finetune.config import FinetuneOptions
 from llmops_desktop.finetune.launcher import STOP_FILE, torchrun_command, world_size
 from llmops_desktop.finetune.train import TrainSpec, latest_checkpoint, run_training
 from llmops_desktop.jobs.events import Error, Event, Log, Metric, Result, parse_event
-from llmops_desktop.jobs.tasks import JobContext, register_task
+from llmops_desktop.fields import check_values, spec
+from llmops_desktop.jobs.tasks import JobContext, JobRequest, register_task
 from llmops_desktop.paths import Home
 
 CURVE_POINTS = 400  # points of the training curve kept in the adapter's metadata
@@ -161,26 +164,66 @@ def _relay(cmd: list[str], run_dir: Path, stop: _StopRequest) -> Iterator[Event]
         raise JobError(f"torchrun exited with code {code}; the job's log has each rank's output.")
 
 
-@register_task("finetune")
-def finetune_task(ctx: JobContext, base_id: int, dataset_id: int,
-                  options: dict[str, Any] | None = None,
-                  resume_from_job: int | None = None) -> Iterator[Event]:
+@dataclass(frozen=True)
+class FinetuneRequest(JobRequest):
+    """Train a LoRA adapter of ``base_id`` on dataset version ``dataset_id``, or continue
+    fine-tune job ``resume_from_job`` from its last checkpoint (same base, data, options)."""
+
+    kind: ClassVar[str] = "finetune"
+
+    base_id: int = spec(description="The Hugging Face model to adapt.", label="Base model",
+                        exposed=False)
+    dataset_id: int = spec(description="A dataset version (Datasets page).", label="Dataset",
+                           exposed=False)
+    options: FinetuneOptions = field(default_factory=FinetuneOptions)
+    resume_from_job: int | None = spec(
+        None, "Continue a cancelled, failed or killed fine-tune from its last checkpoint.",
+        label="Resume job", exposed=False, metavar="JOB_ID")
+
+    @classmethod
+    def resume(cls, catalog: Catalog, job_id: int) -> FinetuneRequest:
+        """A request that continues fine-tune ``job_id`` from its checkpoint."""
+        _, params = resume_checkpoint(catalog, job_id)
+        if catalog.job(job_id).state is JobState.SUCCEEDED:
+            raise InvalidInputError(f"Job #{job_id} finished; there is nothing to resume.")
+        earlier = cls.from_params({k: v for k, v in params.items() if k != "resume_from_job"})
+        return dataclasses.replace(earlier, resume_from_job=job_id)
+
+    def check(self, catalog: Catalog | None = None) -> FinetuneRequest:
+        """The options' bounds; with the catalog, the base, the dataset, a resumable job
+        and whether QLoRA or FSDP can run here."""
+        super().check()
+        self.options.check()
+        check_values(self.options)
+        if catalog is None:
+            return self
+        base = catalog.artifact(int(self.base_id))
+        check_base(base)
+        resolve_version(catalog, int(self.dataset_id))
+        opts = self.options
+        if opts.method == "qlora":
+            reason = qlora_unavailable(base, opts.device)
+            if reason:
+                raise InvalidInputError(f"QLoRA is not available here: {reason} "
+                                        "Use --method lora.")
+        if opts.strategy == "fsdp" and world_size(opts) > 1 and not _cuda_device(opts.device):
+            raise InvalidInputError("FSDP shards the model across GPUs and needs CUDA; on CPU "
+                                    "processes use --strategy ddp.")
+        if self.resume_from_job is not None:
+            resume_checkpoint(catalog, int(self.resume_from_job))
+        return self
+
+
+@register_task("finetune", FinetuneRequest)
+def finetune_task(ctx: JobContext, request: FinetuneRequest) -> Iterator[Event]:
     from llmops_desktop.finetune.memory import describe, estimate_memory
 
     catalog = ctx.catalog
-    base = catalog.artifact(int(base_id))
-    check_base(base)
-    version = resolve_version(catalog, int(dataset_id))
+    request.check(catalog)
+    base = catalog.artifact(int(request.base_id))
+    version = resolve_version(catalog, int(request.dataset_id))
     verify(version)
-    opts = FinetuneOptions.from_dict(options or {})
-    opts.check()
-    if opts.method == "qlora":
-        reason = qlora_unavailable(base, opts.device)
-        if reason:
-            raise InvalidInputError(f"QLoRA is not available here: {reason} Use --method lora.")
-    if opts.strategy == "fsdp" and world_size(opts) > 1 and not _cuda_device(opts.device):
-        raise InvalidInputError("FSDP shards the model across GPUs and needs CUDA; on CPU "
-                                "processes use --strategy ddp.")
+    opts, resume_from_job = request.options, request.resume_from_job
     ckpt: Path | None = None
     if resume_from_job is not None:
         ckpt, _ = resume_checkpoint(catalog, int(resume_from_job))
@@ -288,20 +331,3 @@ def _register(ctx: JobContext, base: Artifact, version: DatasetVersion, opts: Fi
     yield Result({"artifact_id": artifact.id, "ref": artifact.ref, "path": str(artifact.path),
                   "run_dir": str(run_dir), "perplexity": ppl, **figures,
                   "steps": result.get("steps"), "resumed_from_job": resume_from_job})
-
-
-def start_params(base: Artifact, version: DatasetVersion, opts: FinetuneOptions) -> dict[str, Any]:
-    """The job parameters for a new fine-tune (what the CLI and the page submit)."""
-    check_base(base)
-    opts.check()
-    return {"base_id": base.id, "dataset_id": version.id, "options": opts.to_dict()}
-
-
-def resume_params(catalog: Catalog, job_id: int) -> dict[str, Any]:
-    """Parameters of a new job that continues fine-tune ``job_id`` from its checkpoint."""
-    _, params = resume_checkpoint(catalog, job_id)
-    job = catalog.job(job_id)
-    if job.state is JobState.SUCCEEDED:
-        raise InvalidInputError(f"Job #{job_id} finished; there is nothing to resume.")
-    return {k: v for k, v in params.items() if k != "resume_from_job"} | {
-        "resume_from_job": job_id}

@@ -86,8 +86,11 @@ class JobRequest:
         hints = typing.get_type_hints(cls)
         values = {}
         for name, value in params.items():
-            if isinstance(value, list) and "tuple" in str(hints.get(name, "")):
+            hint = hints.get(name)
+            if isinstance(value, list) and "tuple" in str(hint):
                 value = tuple(value)
+            elif isinstance(value, dict) and isinstance(hint, type) and dataclasses.is_dataclass(hint):
+                value = hint.from_dict(value) if hasattr(hint, "from_dict") else hint(**value)
             values[name] = value
         try:
             return cls(**values)
@@ -105,6 +108,8 @@ class JobRequest:
 
 
 def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
     if isinstance(value, tuple):
         return [_plain(v) for v in value]
     if isinstance(value, Path):

@@ -29,9 +29,11 @@ from PySide6.QtWidgets import (
 )
 
 from llmops_desktop.catalog import Artifact, Catalog
+from llmops_desktop.errors import InvalidInputError
 from llmops_desktop.qt.context import AppContext, icon
 from llmops_desktop.qt.formatting import human_size
 from llmops_desktop.qt.workers import run_in_thread
+from llmops_desktop.share.export import ExportRequest
 
 FORMATS = [("package", "Package (.llmpkg): signed, checksummed, with lineage"),
            ("ollama", "Ollama folder (GGUF + Modelfile)"),
@@ -164,16 +166,19 @@ class ExportDialog(QDialog):
             if item.data(Qt.ItemDataRole.UserRole) == vtype:
                 item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
 
-    def params(self) -> dict[str, Any]:
+    def request(self) -> ExportRequest:
+        """What the dialog's options ask for (not yet checked)."""
         fmt = self.format()
         package = fmt == "package"
-        return {"artifact_id": self.artifact.id, "format": fmt,
-                "output": self.path_edit.text().strip() or None,
-                "with_parents": package and self.parents_check.isChecked(),
-                "variants": self.variants() if package else [],
-                "sign": package and self.sign_check.isChecked(),
-                "registry": self.registry() if package else None,
-                "system": self.system_edit.text().strip() or None if fmt == "ollama" else None}
+        registry = self.registry() if package else None
+        output = self.path_edit.text().strip()
+        return ExportRequest(
+            artifact_id=self.artifact.id, format=fmt,
+            output=str(Path(output).expanduser().absolute()) if output and not registry else None,
+            with_parents=package and self.parents_check.isChecked(),
+            variants=tuple(self.variants()) if package else (),
+            sign=package and self.sign_check.isChecked(), registry=registry,
+            system=self.system_edit.text().strip() or None if fmt == "ollama" else None)
 
     def _default_path(self) -> str:
         from llmops_desktop.share.package import default_package_name, slug
@@ -207,7 +212,7 @@ class ExportDialog(QDialog):
         """Size of what would be written, computed in a thread with its own catalog."""
         self._estimate_seq += 1
         seq = self._estimate_seq
-        params = self.params()
+        request = self.request()
         home = self.ctx.home
         self.estimate_label.setText("Estimating…")
 
@@ -215,13 +220,13 @@ class ExportDialog(QDialog):
             from llmops_desktop.share.package import estimate_size, plan_export
 
             with Catalog.open(home) as catalog:
-                if params["format"] != "package":
-                    a = catalog.artifact(params["artifact_id"])
+                if request.format != "package":
+                    a = catalog.artifact(request.artifact_id)
                     return a.size_bytes, [{"ref": a.ref, "size_bytes": a.size_bytes}]
-                plan = plan_export(catalog, params["artifact_id"],
-                                   with_parents=params["with_parents"],
-                                   variants=params["variants"])
-                return estimate_size(catalog, plan, sign=params["sign"]), plan.summary()
+                plan = plan_export(catalog, request.artifact_id,
+                                   with_parents=request.with_parents,
+                                   variants=request.variants)
+                return estimate_size(catalog, plan, sign=request.sign), plan.summary()
 
         def done(result: tuple[int, list[dict[str, Any]]]) -> None:
             if seq != self._estimate_seq:
@@ -257,13 +262,16 @@ class ExportDialog(QDialog):
         """Start the export job; returns its id (None if the options are incomplete)."""
         if self.job_id is not None:
             return self.job_id
-        params = self.params()
-        if not params["output"] and not params["registry"]:
+        request = self.request()
+        if not request.output and not request.registry:
             self.status_label.setText("Choose where to write the export.")
             return None
-        if params["output"]:
-            params["output"] = str(Path(params["output"]).expanduser().absolute())
-        job = self.ctx.jobs.start("export", params)
+        try:
+            request = request.check(self.ctx.catalog)
+        except InvalidInputError as exc:
+            self.status_label.setText(str(exc))
+            return None
+        job = self.ctx.jobs.start(request)
         self.job_id = job.id
         self.export_button.setEnabled(False)
         self.cancel_button.setText("Cancel")

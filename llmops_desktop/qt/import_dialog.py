@@ -1,25 +1,21 @@
 """The Import dialog: a model folder, a .gguf file, or a model in the Hugging Face cache.
 
-Choosing Import checks the source first (``inspect_source``, in a thread), so a
-wrong folder is explained here at once; only a source that passes becomes an
-import job.
+Choosing Import checks the request first (``ImportRequest.check``, in a thread), so
+a wrong folder is explained here at once; only a source that passes becomes an
+import job. The options form is built from the request's fields.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
-    QCheckBox,
-    QComboBox,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
-    QFormLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -35,7 +31,9 @@ from PySide6.QtWidgets import (
 )
 
 from llmops_desktop.hfcache import CachedModel, default_cache_dir, scan_hf_cache
+from llmops_desktop.import_request import ImportRequest
 from llmops_desktop.qt.context import AppContext, icon
+from llmops_desktop.qt.forms import Override, SpecForm
 from llmops_desktop.qt.formatting import human_size
 from llmops_desktop.qt.job_model import ERROR_COLOR
 from llmops_desktop.qt.workers import run_in_thread
@@ -52,34 +50,15 @@ MODE_HELP = {
     "hardlink": "Hard-link the files (same disk only; no extra space)",
     "reference": "Reference the files in place (nothing copied; moving them breaks it)",
 }
-
-
-@dataclass(frozen=True)
-class ImportRequest:
-    """What the user asked to import, with how."""
-
-    path: str
-    name: str | None = None
-    mode: str | None = None
-    allow_pickle: bool | None = None
-    tags: list[str] = field(default_factory=list)
-
-    def job_params(self) -> dict[str, Any]:
-        return {"path": self.path, "name": self.name, "mode": self.mode,
-                "allow_pickle": self.allow_pickle, "tags": list(self.tags)}
+OVERRIDES = {"name": Override(none_text="from the model (folder, GGUF metadata or repo id)"),
+             "mode": Override(choice_texts=MODE_HELP, none_text="As Settings say"),
+             "tags": Override(none_text="comma-separated, optional")}
+FORM_FIELDS = ("name", "mode", "tags", "allow_pickle")
 
 
 def check_request(request: ImportRequest, settings: Settings) -> Any:
     """Validate cheaply (headers, layout); raises the core's user-facing errors."""
-    from llmops_desktop.importer import inspect_source
-
-    if request.path.lower().endswith(".llmpkg"):  # a package: its manifest and signature
-        from llmops_desktop.share.unpack import inspect_package
-
-        return inspect_package(None, request.path)
-    allow = settings.allow_pickle if request.allow_pickle is None else request.allow_pickle
-    return inspect_source(request.path, allow_pickle=allow, name=request.name,
-                          hf_cache_dir=default_cache_dir(settings.hf_cache_dir))
+    return request.check(settings=settings)
 
 
 class ImportDialog(QDialog):
@@ -147,23 +126,13 @@ class ImportDialog(QDialog):
         self.source_stack.addWidget(cache_page)
 
         settings = ctx.settings
-        self.name_edit = QLineEdit()
-        self.name_edit.setPlaceholderText("from the model (folder, GGUF metadata or repo id)")
-        self.mode_combo = QComboBox()
-        for mode, text in MODE_HELP.items():
-            self.mode_combo.addItem(text, mode)
-        self.mode_combo.setCurrentIndex(max(0, self.mode_combo.findData(settings.import_mode)))
-        self.pickle_check = QCheckBox("Allow pickle checkpoints (.bin, .pt) — only if you "
-                                      "trust the source")
-        self.pickle_check.setChecked(settings.allow_pickle)
-        self.pickle_check.setToolTip("Loading a pickle can run any code its author put in it.")
-        self.tags_edit = QLineEdit()
-        self.tags_edit.setPlaceholderText("comma-separated, optional")
-        options = QFormLayout()
-        options.addRow("Name:", self.name_edit)
-        options.addRow("Store as:", self.mode_combo)
-        options.addRow("Tags:", self.tags_edit)
-        options.addRow("", self.pickle_check)
+        self.options = SpecForm(ImportRequest, names=FORM_FIELDS, overrides=OVERRIDES)
+        self.options.set_values({"mode": settings.import_mode,
+                                 "allow_pickle": settings.allow_pickle})
+        self.name_edit = self.options.input("name")
+        self.mode_combo = self.options.input("mode")
+        self.tags_edit = self.options.input("tags")
+        self.pickle_check = self.options.input("allow_pickle")
 
         self.error_label = QLabel()
         self.error_label.setWordWrap(True)
@@ -180,7 +149,7 @@ class ImportDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addLayout(sources)
         layout.addWidget(self.source_stack)
-        layout.addLayout(options)
+        layout.addWidget(self.options)
         layout.addWidget(self.error_label)
         layout.addWidget(self.buttons)
         ids = [key for key, _ in SOURCES]
@@ -210,11 +179,7 @@ class ImportDialog(QDialog):
             path = self.path_edit.text().strip()
             if not path:
                 return None
-        tags = [t.strip() for t in self.tags_edit.text().split(",") if t.strip()]
-        return ImportRequest(path=str(Path(path).expanduser()),
-                             name=self.name_edit.text().strip() or None,
-                             mode=self.mode_combo.currentData(),
-                             allow_pickle=self.pickle_check.isChecked(), tags=tags)
+        return ImportRequest.for_path(path, **self.options.values())
 
     def scan_cache(self) -> None:
         """List the snapshots of the Hugging Face cache (a file-system walk: in a thread)."""

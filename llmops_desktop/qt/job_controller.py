@@ -19,6 +19,7 @@ from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from llmops_desktop.catalog import Catalog, Job
 from llmops_desktop.jobs import runner
 from llmops_desktop.jobs.events import Error, Log, Progress, Result, parse_event
+from llmops_desktop.jobs.tasks import JobRequest
 from llmops_desktop.paths import Home
 from llmops_desktop.qt.workers import run_in_thread
 
@@ -116,9 +117,9 @@ class JobController(QObject):
 
     # ---- actions --------------------------------------------------------------------------
 
-    def start(self, kind: str, params: dict[str, Any]) -> Job:
-        """Submit a job and start its child; returns the job row."""
-        job = runner.submit(self.catalog, kind, params)
+    def start(self, request: JobRequest | str, params: dict[str, Any] | None = None) -> Job:
+        """Submit a checked request's job and start its child; returns the job row."""
+        job = runner.submit(self.catalog, request, params)
         process = runner.spawn(self.catalog, job)
         self._owned[job.id] = process
         thread = threading.Thread(target=_read_child,

@@ -25,12 +25,13 @@ from PySide6.QtWidgets import (
 )
 
 from llmops_desktop.catalog import Catalog
+from llmops_desktop.import_request import ImportRequest
 from llmops_desktop.jobs import runner
 from llmops_desktop.paths import Home
 from llmops_desktop.qt.about import show_about
 from llmops_desktop.qt.context import AppContext, AppEvents, Page, icon
 from llmops_desktop.qt.download_rows import shareable_url
-from llmops_desktop.qt.import_dialog import ImportDialog, ImportRequest, check_request
+from llmops_desktop.qt.import_dialog import ImportDialog, check_request
 from llmops_desktop.qt.job_controller import JobController
 from llmops_desktop.qt.pages.datasets import DatasetsPage
 from llmops_desktop.qt.pages.deployments import DeploymentsPage
@@ -321,7 +322,7 @@ class MainWindow(QMainWindow):
     def import_paths(self, paths: list[Path]) -> None:
         """Import dropped paths with the default options; each is checked first."""
         for path in paths:
-            request = ImportRequest(path=str(path))
+            request = ImportRequest.for_path(str(path))
             settings = self.ctx.settings
             run_in_thread(lambda r=request: check_request(r, settings),
                           lambda _, r=request: self.start_import(r),
@@ -330,20 +331,22 @@ class MainWindow(QMainWindow):
                           receiver=self)
 
     def start_import(self, request: ImportRequest) -> int:
-        if request.path.lower().endswith(".llmpkg"):  # a package: its signer is checked first
+        if request.is_package:  # a package: its signer is checked first
             from llmops_desktop.qt.share_widgets import import_package_file
 
             name = f"Import of {Path(request.path).name}"
             import_package_file(self.ctx, request.path, self,
                                 lambda job_id: self._started.__setitem__(job_id, name))
             return 0
-        job = self.ctx.jobs.start("import", request.job_params())
+        job = self.ctx.jobs.start(request)
         self._started[job.id] = f"Import of {Path(request.path).name}"
         self.statusBar().showMessage(f"Importing {request.path} (job #{job.id})…", 5000)
         return job.id
 
     def start_demo(self) -> int:
-        job = self.ctx.jobs.start("demo", {"seed": 0})
+        from llmops_desktop.demo import DemoRequest
+
+        job = self.ctx.jobs.start(DemoRequest())
         self._started[job.id] = "The demo model"
         self.statusBar().showMessage(f"Making the demo model (job #{job.id})…", 5000)
         return job.id

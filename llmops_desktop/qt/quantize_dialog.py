@@ -1,7 +1,7 @@
 """The Quantize dialog: pick targets for one artifact, see what they cost, run, compare.
 
 Everything shown before Start is cheap and live: estimates from the parent's
-metadata (``estimate``), the core's own checks (``plan_targets``). What touches the
+metadata (``estimate``), the core's own checks (``QuantizeRequest.check``). What touches the
 disk (free space, the parent's tensor count, bitsandbytes support) is probed once, in
 a thread. Start submits one "quantize" job through the JobController; the dialog
 follows that job's progress events (tensor by tensor) and, when it ends, lists the
@@ -52,7 +52,7 @@ from llmops_desktop.qt.quantize_targets import (
 from llmops_desktop.qt.variants_view import variant_item, variants_tree
 from llmops_desktop.qt.workers import run_in_thread
 from llmops_desktop.quantize.targets import estimate
-from llmops_desktop.quantize.task import plan_targets
+from llmops_desktop.quantize.task import QuantizeRequest
 from llmops_desktop.quantize.variants import variant_table
 
 WARN_COLOR = "#c77c02"
@@ -84,7 +84,7 @@ class QuantizeDialog(QDialog):
         self.free_bytes: int | None = None
         self.tensor_total: int | None = None
         self.result_rows: list[dict[str, Any]] = []
-        self._pending_plan: list[str] = []
+        self._pending: QuantizeRequest | None = None
         self.setWindowTitle(f"Quantize {artifact.ref}")
         self.setWindowIcon(icon("quantize"))
         self.setMinimumWidth(780)
@@ -305,13 +305,13 @@ class QuantizeDialog(QDialog):
     def estimates(self) -> dict[str, tuple[str, str]]:
         return self.targets.estimates()
 
-    def job_params(self, plan: list[str], *, force: bool = False) -> dict[str, Any]:
+    def request(self, targets: list[str], *, force: bool = False) -> QuantizeRequest:
+        """What the dialog's options ask for (not yet checked)."""
         eval_text = self.eval_edit.text().strip()
-        return {"artifact_id": self.artifact.id, "targets": plan,
-                "keep_intermediate": self.artifact.kind == "hf" and self.keep_check.isChecked(),
-                "threads": self.threads_spin.value(),
-                "eval_text": str(Path(eval_text).expanduser().resolve()) if eval_text else None,
-                "force": force}
+        return QuantizeRequest(
+            artifact_id=self.artifact.id, targets=tuple(targets),
+            keep_intermediate=self.artifact.kind == "hf" and self.keep_check.isChecked(),
+            threads=self.threads_spin.value(), eval_text=eval_text or None, force=force)
 
     def cancel_job(self) -> None:
         if self.job_id is None or not self.running or self._cancelling:
@@ -382,7 +382,7 @@ class QuantizeDialog(QDialog):
         self.error_label.hide()
         self.error_label.setText("")
         self.confirm_box.hide()
-        self._pending_plan = []
+        self._pending = None
 
     def _show_error(self, message: str) -> None:
         self.confirm_box.hide()
@@ -403,48 +403,45 @@ class QuantizeDialog(QDialog):
         if not targets:
             self._show_error("Tick at least one target.")
             return
-        eval_text = self.eval_edit.text().strip()
-        if eval_text and not Path(eval_text).expanduser().is_file():
-            self._show_error(f"The evaluation text {eval_text} is not a file. Choose a UTF-8 "
-                             "text file, or clear the field to use the shipped text.")
-            return
+        catalog = self.ctx.catalog
         try:
-            plan = plan_targets(self.artifact, targets)
+            request = self.request(targets).check(catalog)
         except InvalidInputError as exc:
-            try:
-                plan = plan_targets(self.artifact, targets, force=True)
+            try:  # refused only without force: ask, rather than refuse
+                forced = self.request(targets, force=True).check(catalog)
             except InvalidInputError as hard:
                 self._show_error(str(hard))
                 return
-            self._pending_plan = plan
+            self._pending = forced
             message = str(exc).replace("pass --force if you really want this",
                                        "choose Quantize anyway if you really want this")
             self.confirm_label.setText(message)
             self.confirm_box.show()
             self.sig_confirmation_requested.emit(message)
             return
-        self._start(plan, force=False)
+        self._start(request)
 
     def _on_confirm_clicked(self) -> None:
-        plan = self._pending_plan
+        request = self._pending
         self.confirm_box.hide()
-        if plan:
-            self._start(plan, force=True)
+        if request is not None:
+            self._start(request)
 
     # ---- running --------------------------------------------------------------------------
 
-    def _start(self, plan: list[str], *, force: bool) -> None:
+    def _start(self, request: QuantizeRequest) -> None:
         try:
-            job = self.ctx.jobs.start("quantize", self.job_params(plan, force=force))
+            job = self.ctx.jobs.start(request)
         except Exception as exc:  # noqa: BLE001 - shown inline
             self._show_error(f"The quantize job could not start: {exc}")
             return
         self.job_id = job.id
         self._set_running(True)
-        params = self.job_params(plan, force=force)
-        how = [", ".join(plan), f"{params['threads']} threads",
-               Path(params["eval_text"]).name if params["eval_text"] else "shipped text"]
-        if params["keep_intermediate"]:
+        how = [", ".join(request.targets), f"{request.threads} threads",
+               Path(request.eval_text).name if request.eval_text else "shipped text"]
+        if not request.evaluate:
+            how[2] = "no perplexity"
+        if request.keep_intermediate:
             how.insert(1, "keeping the F16")
         self.progress_box.setTitle(f"Job #{job.id}: " + " · ".join(how))
         self.stage_label.setText("Starting…")

@@ -31,6 +31,7 @@ from llmops_desktop.qt.formatting import local_time
 from llmops_desktop.qt.workers import run_in_thread
 from llmops_desktop.share import keys
 from llmops_desktop.share.governance import STATUSES, get_status, set_status, status_history
+from llmops_desktop.share.requests import PackageImportRequest
 
 _STATUS_COLORS = {"draft": "#8a6d00", "approved": "#1b7f3b", "deprecated": "#b3261e"}
 
@@ -265,12 +266,13 @@ class PackageImporter(QObject):
         self.parent_widget = parent_widget
 
     def start(self, path: str | Path, on_started: Callable[[int], None] | None = None) -> None:
-        from llmops_desktop.share.unpack import inspect_package
+        from llmops_desktop.share.requests import prepare_package_import
 
         home = self.ctx.home
         path = str(Path(path).expanduser().absolute())
-        run_in_thread(lambda: inspect_package(home, path),
-                      lambda info: self._on_inspected(path, info, on_started),
+        require = bool(getattr(self.ctx.reload_settings(), "require_signatures", False))
+        run_in_thread(lambda: prepare_package_import(home, path, require_signatures=require),
+                      lambda prepared: self._on_inspected(path, prepared, on_started),
                       lambda exc: self._refuse(path, str(exc) or type(exc).__name__),
                       receiver=self.parent_widget)
 
@@ -278,30 +280,13 @@ class PackageImporter(QObject):
         self.ctx.events.sig_error.emit(f"Cannot import {Path(path).name}: {message}")
         self.sig_refused.emit(path, message)
 
-    def _on_inspected(self, path: str, info: Any, on_started: Callable[[int], None] | None) -> None:
-        settings = self.ctx.reload_settings()
-        sig = info.signature
-        name = Path(path).name
-        what = (f"{info.manifest.main.ref} from {info.manifest.raw.get('exported_by', {})}; "
-                f"manifest sha256 {info.manifest_sha256[:16]}…")
-        if sig is not None and sig.trusted_as:
-            self._start_job(path, {}, on_started)
+    def _on_inspected(self, path: str, prepared: Any,
+                      on_started: Callable[[int], None] | None) -> None:
+        request, question, _info = prepared  # the core decided what, if anything, to ask
+        if question is None:
+            self._start_job(request, on_started)
             return
-        if sig is None:
-            if getattr(settings, "require_signatures", False):
-                self._refuse(path, "The package is not signed, and Settings require signatures. "
-                                   "Ask the sender to sign it, or turn the setting off.")
-                return
-            text = (f"{name} ({what}) is not signed, so who made it cannot be checked.\n\n"
-                    "Import it anyway?")
-            params: dict[str, Any] = {"allow_unsigned": True}
-        else:
-            text = (f"{name} ({what}) is signed by a key that is not in your trust list:\n\n"
-                    f"{sig.fingerprint}\n{sig.signer}\n\nCheck the fingerprint with the sender "
-                    "(and trust their key in Settings to stop this question). Import it anyway?")
-            params = {"accept_fingerprint": sig.fingerprint}
-        # The answer is about this manifest: the job refuses the file if it is another by then.
-        params["accept_manifest_sha256"] = info.manifest_sha256
+        text = question.text
         box = QMessageBox(QMessageBox.Icon.Question, "Import package", text,
                           QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
                           self.parent_widget)
@@ -311,7 +296,7 @@ class PackageImporter(QObject):
         def answered(_result: int) -> None:
             clicked = box.clickedButton()
             if clicked is not None and box.standardButton(clicked) == QMessageBox.StandardButton.Yes:
-                self._start_job(path, params, on_started)
+                self._start_job(question.if_accepted, on_started)
             else:
                 self.sig_refused.emit(path, "declined by the user")
 
@@ -319,12 +304,12 @@ class PackageImporter(QObject):
         box.open()
         self.sig_question.emit(box)
 
-    def _start_job(self, path: str, params: dict[str, Any],
+    def _start_job(self, request: PackageImportRequest,
                    on_started: Callable[[int], None] | None) -> None:
-        job = self.ctx.jobs.start("import-package", {"path": path, **params})
+        job = self.ctx.jobs.start(request)
         if on_started is not None:
             on_started(job.id)
-        self.sig_started.emit(job.id, path)
+        self.sig_started.emit(job.id, request.path)
 
 
 def import_package_file(ctx: AppContext, path: str | Path, parent: QWidget,

@@ -65,10 +65,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         if not args.output:
             raise SystemExit(f"llmops export: give -o DIR for the {args.format} folder")
         output = os.path.abspath(os.path.expanduser(args.output))
-    params = {"artifact_id": artifact.id, "output": output, "format": args.format,
-              "with_parents": args.with_parents, "variants": _variants(args.variants),
-              "sign": args.sign, "system": args.system}
-    result = cli.run_job_in_terminal(catalog, "export", params, quiet=args.json)
+    from llmops_desktop.share.export import ExportRequest
+
+    request = ExportRequest(artifact_id=artifact.id, output=output, format=args.format,
+                            with_parents=args.with_parents, variants=_variants(args.variants),
+                            sign=args.sign, system=args.system).check(catalog)
+    result = cli.run_job_in_terminal(catalog, request, quiet=args.json)
     if args.json:
         cli.print_json(result)
     else:
@@ -86,10 +88,12 @@ def cmd_publish(args: argparse.Namespace) -> int:
     root = registry_root(settings, args.to)
     catalog = cli.open_catalog(args)
     artifact = catalog.resolve(args.artifact)
-    params = {"artifact_id": artifact.id, "format": "package", "registry": args.to,
-              "with_parents": args.with_parents, "variants": _variants(args.variants),
-              "sign": not args.no_sign}
-    result = cli.run_job_in_terminal(catalog, "export", params, quiet=args.json)
+    from llmops_desktop.share.export import ExportRequest
+
+    request = ExportRequest(artifact_id=artifact.id, format="package", registry=args.to,
+                            with_parents=args.with_parents, variants=_variants(args.variants),
+                            sign=not args.no_sign).check(catalog)
+    result = cli.run_job_in_terminal(catalog, request, quiet=args.json)
     if args.json:
         cli.print_json(result)
     else:
@@ -171,34 +175,20 @@ def _ask(question: str) -> bool:
 
 def decide_signature(home: Any, settings: Any, path: str, *, trust_unknown: bool,
                      allow_unsigned: bool, interactive: bool) -> tuple[dict[str, Any], Any]:
-    """Read the package's manifest and signature, ask what must be asked, and return the
-    import job's signature parameters (or raise the refusal)."""
-    from llmops_desktop.share.unpack import inspect_package, trust_decision
+    """Read the package, ask the core's signature question (or take the flag's answer), and
+    return the import job's signature parameters (or raise the refusal)."""
+    from llmops_desktop.share.requests import prepare_package_import
+    from llmops_desktop.share.unpack import trust_decision
 
-    info = inspect_package(home, path)
-    params: dict[str, Any] = {"trust_unknown": False, "accept_fingerprint": None,
-                              "allow_unsigned": False}
-    sig = info.signature
     require = bool(getattr(settings, "require_signatures", False))
-    if sig is None and not require:
-        if allow_unsigned or (interactive and _ask(
-                f"{info.path.name} ({info.manifest.main.ref}, manifest sha256 "
-                f"{info.manifest_sha256[:16]}…) is not signed, so who made it cannot be "
-                "checked. Import it anyway?")):
-            params["allow_unsigned"] = True
-    elif sig is not None and sig.trusted_as is None:
-        if trust_unknown or (interactive and _ask(
-                f"{info.path.name} ({info.manifest.main.ref}, manifest sha256 "
-                f"{info.manifest_sha256[:16]}…) is signed by a key that is not in your trust "
-                "list:\n  "
-                f"{sig.fingerprint} {sig.signer}\nCheck the fingerprint with the sender. "
-                "Import it anyway?")):
-            params["accept_fingerprint"] = sig.fingerprint
-    trust_decision(info, require_signatures=require, **params)
-    if params["allow_unsigned"] or params["accept_fingerprint"]:
-        # What was accepted is this manifest: the job refuses the file if it is another.
-        params["accept_manifest_sha256"] = info.manifest_sha256
-    return params, info
+    request, question, info = prepare_package_import(home, path, require_signatures=require)
+    if question is not None:
+        answered = allow_unsigned if info.signature is None else trust_unknown
+        if answered or (interactive and _ask(question.text)):
+            request = question.if_accepted
+    trust_decision(info, require_signatures=require, accept_fingerprint=request.accept_fingerprint,
+                   allow_unsigned=request.allow_unsigned)
+    return {k: v for k, v in request.to_params().items() if k != "path"}, info
 
 
 def cmd_import_package(args: argparse.Namespace, path: str | None = None) -> int:
@@ -215,8 +205,10 @@ def cmd_import_package(args: argparse.Namespace, path: str | None = None) -> int
     if not getattr(args, "json", False):
         print(f"{info.path.name}: {info.manifest.main.ref}, {info.signer_text()}",
               file=sys.stderr)
-    result = cli.run_job_in_terminal(catalog, "import-package", {"path": path, **params},
-                                     quiet=getattr(args, "json", False))
+    from llmops_desktop.share.requests import PackageImportRequest
+
+    request = PackageImportRequest(path=path, **params)
+    result = cli.run_job_in_terminal(catalog, request, quiet=getattr(args, "json", False))
     main = catalog.artifact(result["artifact_id"])
     if getattr(args, "json", False):
         cli.print_json({**main.to_json(), "package": result})

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from llmops_desktop.catalog import Catalog
 from llmops_desktop.errors import InvalidInputError
 from llmops_desktop.jobs.events import Event, Log, Progress, Result
-from llmops_desktop.jobs.tasks import JobContext, register_task
+from llmops_desktop.fields import spec
+from llmops_desktop.jobs.tasks import JobContext, JobRequest, register_task
 from llmops_desktop.paths import Home
 from llmops_desktop.share.manifest import manifest_bytes
 
@@ -97,16 +100,56 @@ def run_export(ctx_catalog: Catalog, home: Home, artifact_id: int, output: str |
                   "seconds": round(time.monotonic() - start, 3)})
 
 
-@register_task("export")
-def export_task(ctx: JobContext, artifact_id: int, output: str | None = None,
-                format: str = "package", with_parents: bool = False,
-                variants: Sequence[str] = (), sign: bool = False, registry: str | None = None,
-                system: str | None = None) -> Iterator[Event]:
+@dataclass(frozen=True)
+class ExportRequest(JobRequest):
+    """Export one artifact: a package (to a file or a registry), an Ollama or an HF folder."""
+
+    kind: ClassVar[str] = "export"
+
+    artifact_id: int = spec(description="The artifact to export.", label="Artifact",
+                            exposed=False)
+    output: str | None = spec(
+        None, "The package file (or a folder for it); for ollama and hf, the folder to write.",
+        label="Save to", metavar="PATH", flag="--output")
+    format: str = spec("package", "package: one signed, checksummed file for colleagues; "
+                       "ollama: a folder with a Modelfile; hf: a Hugging Face model folder.",
+                       label="Format", choices=FORMATS)
+    with_parents: bool = spec(False, "Include the artifacts it was made from (its lineage), "
+                              "so the receiver can quantize or fine-tune again.",
+                              label="Include parents")
+    variants: tuple[str, ...] = spec((), "Also include these variants of it, by type "
+                                     "(comma-separated, e.g. Q4_K_M,Q8_0).",
+                                     label="Variants", metavar="TYPES")
+    sign: bool = spec(False, "Sign the manifest with your key.", label="Sign")
+    registry: str | None = spec(None, "Publish into this registry (Settings → Registries) "
+                                "instead of writing a file.", label="Registry",
+                                metavar="REGISTRY", exposed=False)
+    system: str | None = spec(None, "System prompt for the Ollama Modelfile (SYSTEM).",
+                              label="System prompt")
+
+    def check(self, catalog: Catalog | None = None) -> ExportRequest:
+        super().check()
+        if self.format == "package":
+            if not self.output and not self.registry:
+                raise InvalidInputError("Give where to write the package (-o FILE.llmpkg).")
+        elif not self.output:
+            raise InvalidInputError(f"Give the folder to write the {self.format} export to "
+                                    "(-o DIR).")
+        elif self.registry:
+            raise InvalidInputError("Only a package is published to a registry.")
+        if catalog is not None:
+            catalog.artifact(int(self.artifact_id))
+        return self
+
+
+@register_task("export", ExportRequest)
+def export_task(ctx: JobContext, request: ExportRequest) -> Iterator[Event]:
+    r = request.check(ctx.catalog)
     root = None
-    if registry:
+    if r.registry:
         from llmops_desktop.share.registry import registry_root
 
-        root = registry_root(ctx.settings, registry)
-    yield from run_export(ctx.catalog, ctx.home, artifact_id, output, format=format,
-                          with_parents=with_parents, variants=variants, sign=sign,
-                          registry=registry, system=system, registry_root=root)
+        root = registry_root(ctx.settings, r.registry)
+    yield from run_export(ctx.catalog, ctx.home, r.artifact_id, r.output, format=r.format,
+                          with_parents=r.with_parents, variants=r.variants, sign=r.sign,
+                          registry=r.registry, system=r.system, registry_root=root)

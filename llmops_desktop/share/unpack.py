@@ -53,6 +53,7 @@ from llmops_desktop.share.manifest import (
     parse_manifest,
 )
 from llmops_desktop.share.package import slug
+from llmops_desktop.share.requests import PackageImportRequest
 
 CHUNK = 8 * 1024 * 1024
 DISK_MARGIN = 64 * 1024 * 1024
@@ -556,13 +557,11 @@ def _register(catalog: Catalog, info: PackageInfo, staged: _Staged, job_id: int 
     return made
 
 
-@register_task("import-package")
-def import_package_task(ctx: JobContext, path: str, trust_unknown: bool = False,
-                        accept_fingerprint: str | None = None,
-                        allow_unsigned: bool = False,
-                        accept_manifest_sha256: str | None = None) -> Iterator[Event]:
+@register_task("import-package", PackageImportRequest)
+def import_package_task(ctx: JobContext, request: PackageImportRequest) -> Iterator[Event]:
+    r = request  # import_package verifies the signature decision against the manifest
     yield from import_package(
-        ctx.catalog, path, staging=ctx.staging_dir / "package", job_id=ctx.job_id,
+        ctx.catalog, r.path, staging=ctx.staging_dir / "package", job_id=ctx.job_id,
         require_signatures=bool(getattr(ctx.settings, "require_signatures", False)),
-        trust_unknown=trust_unknown, accept_fingerprint=accept_fingerprint,
-        allow_unsigned=allow_unsigned, accept_manifest_sha256=accept_manifest_sha256)
+        trust_unknown=r.trust_unknown, accept_fingerprint=r.accept_fingerprint,
+        allow_unsigned=r.allow_unsigned, accept_manifest_sha256=r.accept_manifest_sha256)

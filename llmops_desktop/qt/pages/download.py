@@ -43,6 +43,7 @@ from llmops_desktop.acquire.download import (
     list_partial_downloads,
 )
 from llmops_desktop.acquire.hub import HubClient, ModelSummary, RepoSnapshot
+from llmops_desktop.acquire.requests import DownloadRequest
 from llmops_desktop.qt.context import AppContext, Page, icon
 from llmops_desktop.qt.download_rows import DownloadEntry, DownloadRow, muted_label
 from llmops_desktop.qt.formatting import human_count, human_size, local_time
@@ -567,7 +568,8 @@ class DownloadPage(Page):
         self.entries[entry.key] = entry
         self._starting = True
         try:
-            entry.job_id = self.ctx.jobs.start("download", entry.params).id
+            request = DownloadRequest.from_params(entry.params).check(self.ctx.catalog)
+            entry.job_id = self.ctx.jobs.start(request).id
         except Exception as exc:  # noqa: BLE001 - e.g. the catalog is locked: say so on the row
             entry.state, entry.error, entry.job_id = "failed", str(exc), None
         finally:

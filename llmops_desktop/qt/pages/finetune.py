@@ -16,18 +16,14 @@ from typing import Any
 
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
-    QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFormLayout,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QPushButton,
     QScrollArea,
-    QSpinBox,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -36,12 +32,16 @@ from PySide6.QtWidgets import (
 from llmops_desktop.catalog import JobState
 from llmops_desktop.finetune.config import FinetuneOptions
 from llmops_desktop.qt.context import AppContext, Page
+from llmops_desktop.qt.forms import Override, SpecForm
 
 POLL_MS = 500
 # Fields shown in the form, in order; the rest keep their defaults (the CLI has them all).
 FORM_FIELDS = ("method", "r", "alpha", "dropout", "target_modules", "epochs", "max_steps", "lr",
                "batch_size", "grad_accum", "max_len", "packing", "gradient_checkpointing",
-               "seed", "validation", "eval_steps", "save_steps", "nproc", "strategy")
+               "seed", "validation", "eval_steps", "save_steps", "nproc", "strategy", "name")
+OVERRIDES = {"max_steps": Override(none_text="by epochs"),
+             "validation": Override(none_text="dataset's split"),
+             "name": Override(none_text="default: BASE-lora-DATASET")}
 CHARTS = (("loss", "Loss", ("loss", "val_loss")), ("lr", "Learning rate", ("lr",)),
           ("speed", "Tokens/s", ("tokens_per_s",)),
           ("memory", "Memory (MB)", ("gpu_memory_mb", "ram_mb")))
@@ -71,7 +71,6 @@ class FinetunePage(Page):
         self.points: list[dict[str, Any]] = []
         self._offset = 0
         self._curves: dict[str, Any] = {}
-        self._inputs: dict[str, QWidget] = {}
         split = QSplitter()
         split.addWidget(self._build_form())
         split.addWidget(self._build_charts())
@@ -101,19 +100,11 @@ class FinetunePage(Page):
         self.dataset_combo.setToolTip("A dataset version (Datasets page)")
         form.addRow("Base model", self.base_combo)
         form.addRow("Dataset", self.dataset_combo)
-        info = {i["name"]: i for i in FinetuneOptions.field_info()}
-        for name in FORM_FIELDS:
-            field = info[name]
-            w = self._input_for(name, field)
-            w.setToolTip(field["help"])
-            self._inputs[name] = w
-            label = QLabel(name.replace("_", " ").capitalize())
-            label.setToolTip(field["help"])
-            form.addRow(label, w)
-        self.name_edit = QLineEdit()
-        self.name_edit.setPlaceholderText("default: BASE-lora-DATASET")
-        form.addRow("Adapter name", self.name_edit)
         v.addLayout(form)
+        self.form = SpecForm(FinetuneOptions, names=FORM_FIELDS, overrides=OVERRIDES)
+        self.form.sig_changed.connect(self._schedule_estimate)
+        self._inputs: dict[str, QWidget] = {n: self.form.input(n) for n in FORM_FIELDS}
+        v.addWidget(self.form)
         self.estimate_label = QLabel()
         self.estimate_label.setWordWrap(True)
         v.addWidget(self.estimate_label)
@@ -138,39 +129,6 @@ class FinetunePage(Page):
         scroll.setWidgetResizable(True)
         scroll.setWidget(box)
         return scroll
-
-    def _input_for(self, name: str, field: dict[str, Any]) -> QWidget:
-        default = field["default"]
-        if field["choices"]:
-            w = QComboBox()
-            for c in field["choices"]:
-                w.addItem(c, c)
-            w.currentIndexChanged.connect(self._schedule_estimate)
-            return w
-        if isinstance(default, bool):
-            w = QCheckBox()
-            w.setChecked(default)
-            w.toggled.connect(self._schedule_estimate)
-            return w
-        if name in ("max_steps", "validation"):  # optional: 0 means "not set"
-            if name == "max_steps":
-                w = QSpinBox(minimum=0, maximum=10_000_000, specialValueText="by epochs")
-            else:
-                w = QDoubleSpinBox(minimum=0.0, maximum=0.9, singleStep=0.05, decimals=3,
-                                   specialValueText="dataset's split")
-            return w
-        if isinstance(default, int):
-            w = QSpinBox(minimum=0 if name == "seed" else 1, maximum=10_000_000, value=default)
-            w.valueChanged.connect(self._schedule_estimate)
-            return w
-        if isinstance(default, float):
-            w = QDoubleSpinBox(minimum=0.0, maximum=1e6, decimals=6 if name == "lr" else 3,
-                               singleStep=0.05 if default < 1 else 1.0, value=default)
-            w.valueChanged.connect(self._schedule_estimate)
-            return w
-        w = QLineEdit(str(default))
-        w.editingFinished.connect(self._schedule_estimate)
-        return w
 
     def _build_charts(self) -> QWidget:
         w = QWidget()
@@ -278,7 +236,7 @@ class FinetunePage(Page):
             return
         base = self.ctx.catalog.artifact(base_id)
         for name, value in defaults_for(model_parameters(base.path, base.metadata)).items():
-            self._set_value(name, value)
+            self.form.set_value(name, value)
         reason = qlora_unavailable(base)
         method = self._inputs["method"]
         assert isinstance(method, QComboBox)
@@ -290,37 +248,12 @@ class FinetunePage(Page):
         self.qlora_reason = reason
         self._schedule_estimate()
 
-    def _set_value(self, name: str, value: Any) -> None:
-        w = self._inputs.get(name)
-        if isinstance(w, QComboBox):
-            i = w.findData(value)
-            if i >= 0 and w.model().item(i).isEnabled():
-                w.setCurrentIndex(i)
-        elif isinstance(w, QCheckBox):
-            w.setChecked(bool(value))
-        elif isinstance(w, (QSpinBox, QDoubleSpinBox)):
-            w.setValue(value or 0)
-        elif isinstance(w, QLineEdit):
-            w.setText(str(value))
-
     def set_option(self, name: str, value: Any) -> None:
-        self._set_value(name, value)
+        self.form.set_value(name, value)
 
     def options(self) -> FinetuneOptions:
-        values: dict[str, Any] = {}
-        for name, w in self._inputs.items():
-            if isinstance(w, QComboBox):
-                values[name] = w.currentData()
-            elif isinstance(w, QCheckBox):
-                values[name] = w.isChecked()
-            elif isinstance(w, (QSpinBox, QDoubleSpinBox)):
-                values[name] = w.value()
-            elif isinstance(w, QLineEdit):
-                values[name] = w.text().strip()
-        values["max_steps"] = values.get("max_steps") or None
-        values["validation"] = values.get("validation") or None
-        values["name"] = self.name_edit.text().strip()
-        return FinetuneOptions.from_dict(values)
+        """The form's options over the defaults of the fields it does not show."""
+        return FinetuneOptions.from_dict(FinetuneOptions().to_dict() | self.form.values())
 
     def _schedule_estimate(self, *_: object) -> None:
         self._estimate_timer.start()
@@ -431,21 +364,19 @@ class FinetunePage(Page):
                                      and bool(job.result and job.result.get("artifact_id")))
 
     def start(self) -> int | None:
-        from llmops_desktop.datasets.store import resolve_version
-        from llmops_desktop.finetune.task import start_params
+        from llmops_desktop.finetune.task import FinetuneRequest
 
         base_id, ds_id = self.base_combo.currentData(), self.dataset_combo.currentData()
         if base_id is None or ds_id is None:
             self.status.setText("Choose a base model and a dataset.")
             return None
         try:
-            opts = self.options()
-            params = start_params(self.ctx.catalog.artifact(base_id),
-                                  resolve_version(self.ctx.catalog, ds_id), opts)
+            request = FinetuneRequest(base_id=base_id, dataset_id=ds_id,
+                                      options=self.options()).check(self.ctx.catalog)
         except Exception as exc:  # noqa: BLE001 - shown to the user
             self.status.setText(str(exc))
             return None
-        job = self.ctx.jobs.start("finetune", params)
+        job = self.ctx.jobs.start(request)
         self.status.setText(f"started job #{job.id}")
         self.follow(job.id)
         return job.id
@@ -456,16 +387,17 @@ class FinetunePage(Page):
             self.status.setText(f"cancelling job #{self.job_id}: it saves a checkpoint first")
 
     def resume(self) -> int | None:
-        from llmops_desktop.finetune.task import resume_params
+        from llmops_desktop.finetune.task import FinetuneRequest
 
         if self.job_id is None:
             return None
         try:
-            params = resume_params(self.ctx.catalog, self.job_id)
+            request = FinetuneRequest.resume(self.ctx.catalog, self.job_id).check(
+                self.ctx.catalog)
         except Exception as exc:  # noqa: BLE001
             self.status.setText(str(exc))
             return None
-        job = self.ctx.jobs.start("finetune", params)
+        job = self.ctx.jobs.start(request)
         self.status.setText(f"resuming as job #{job.id}")
         self.follow(job.id)
         return job.id
@@ -474,7 +406,14 @@ class FinetunePage(Page):
         job = self._selected_job()
         if job is None or not job.result or not job.result.get("artifact_id"):
             return None
-        merge = self.ctx.jobs.start("merge", {"adapter_id": job.result["artifact_id"]})
+        from llmops_desktop.finetune.merge import MergeRequest
+
+        try:
+            request = MergeRequest(adapter_id=job.result["artifact_id"]).check(self.ctx.catalog)
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            self.status.setText(str(exc))
+            return None
+        merge = self.ctx.jobs.start(request)
         self.status.setText(f"merging in job #{merge.id}; the merge appears on the Models page")
         return merge.id
 

@@ -1,8 +1,8 @@
-"""The Settings page, built from ``Settings.field_info()``: one editor per typed field.
+"""The Settings page: the form builder over :class:`~llmops_desktop.settings.Settings`.
 
-bool → check box, int → spin box with its bounds, choices → combo box, str →
-line edit (the Hugging Face cache gets a Browse button). The field's
-description is the tooltip and a small help line under it.
+One editor per typed field, grouped as the fields say (the Hugging Face cache gets a
+Browse button through the override table). The field's description is the tooltip
+and a small help line under it. Tokens live apart from the settings (secrets file).
 """
 
 from __future__ import annotations
@@ -10,12 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QPalette
+from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
-    QCheckBox,
-    QComboBox,
     QDialogButtonBox,
-    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -23,17 +20,17 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPushButton,
     QScrollArea,
-    QSpinBox,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from llmops_desktop.qt.context import AppContext, Page, icon
+from llmops_desktop.qt.forms import SpecForm, muted_label, path_override
 from llmops_desktop.secrets import get_secret, set_secret
 from llmops_desktop.settings import Settings, load_settings, save_settings
 
-BROWSE_FIELDS = {"hf_cache_dir"}
+OVERRIDES = {"hf_cache_dir": path_override(folder=True, title="Hugging Face cache")}
 # Tokens: kept in <home>/secrets (mode 0600), never in settings.json; (group, label, help).
 SECRET_FIELDS = {
     "hf_token": ("Network", "Hugging Face token",
@@ -46,18 +43,6 @@ SECRET_FIELDS = {
 }
 
 
-def _help_label(text: str) -> QLabel:
-    label = QLabel(text)
-    label.setWordWrap(True)
-    font = label.font()
-    font.setPointSizeF(font.pointSizeF() * 0.9)
-    label.setFont(font)
-    # The palette's muted text colour, so it reads on a light or a dark theme.
-    muted = label.palette().color(QPalette.ColorRole.PlaceholderText)
-    label.setStyleSheet(f"color: {muted.name()};")
-    return label
-
-
 def _with_help(field: QWidget | QHBoxLayout, text: str) -> QVBoxLayout:
     column = QVBoxLayout()
     column.setSpacing(2)
@@ -65,7 +50,7 @@ def _with_help(field: QWidget | QHBoxLayout, text: str) -> QVBoxLayout:
         column.addWidget(field)
     else:
         column.addLayout(field)
-    column.addWidget(_help_label(text))
+    column.addWidget(muted_label(text))
     column.addSpacing(6)
     return column
 
@@ -83,27 +68,22 @@ class SettingsPage(Page):
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(ctx, parent)
-        self.editors: dict[str, QWidget] = {}
         self.secret_editors: dict[str, QLineEdit] = {}
         self._secrets: dict[str, str] = {}
         self._shown: dict[str, Any] = {}  # the settings the editors were last loaded with
         self._saving = False
-        self._infos = {info["name"]: info for info in Settings.field_info()}
         content = QWidget()
         body = QVBoxLayout(content)
         body.addWidget(self._build_home_box())
-        groups: dict[str, QFormLayout] = {}
-        for info in Settings.field_info():
-            form = groups.get(info["group"])
-            if form is None:
-                box = QGroupBox(info["group"])
-                form = QFormLayout(box)
-                form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-                groups[info["group"]] = form
-                body.addWidget(box)
-            self._add_field(form, info)
+        self.form = SpecForm(Settings, overrides=OVERRIDES, grouped=True, help_lines=True)
+        self.form.sig_changed.connect(self._on_edited)
+        self.editors: dict[str, QWidget] = {name: self.form.input(name)
+                                            for name in self.form.editors}
+        for name, editor in self.editors.items():
+            editor.setObjectName(f"setting_{name}")
+        body.addWidget(self.form)
         for name, (group, label, help_text) in SECRET_FIELDS.items():
-            form = groups.get(group)
+            form = self.form.group_layout(group)
             if form is not None:
                 self._add_secret_field(form, name, label, help_text)
         from llmops_desktop.qt.share_widgets import TrustBox
@@ -152,42 +132,6 @@ class SettingsPage(Page):
             "data folder."))
         return box
 
-    def _add_field(self, form: QFormLayout, info: dict[str, Any]) -> None:
-        name, typ = info["name"], info["type"]
-        editor: QWidget
-        if typ is bool:
-            editor = QCheckBox(info["label"])
-            editor.toggled.connect(self._on_edited)
-        elif info["choices"]:
-            editor = QComboBox()
-            editor.addItems(list(info["choices"]))
-            editor.currentIndexChanged.connect(self._on_edited)
-        elif typ is int:
-            editor = QSpinBox()
-            editor.setRange(info["minimum"] if info["minimum"] is not None else -2**31,
-                            info["maximum"] if info["maximum"] is not None else 2**31 - 1)
-            editor.valueChanged.connect(self._on_edited)
-        else:
-            editor = QLineEdit()
-            editor.setClearButtonEnabled(True)
-            if any(word in name for word in ("token", "secret", "password", "api_key")):
-                editor.setEchoMode(QLineEdit.EchoMode.PasswordEchoOnEdit)
-            editor.textChanged.connect(self._on_edited)
-        editor.setObjectName(f"setting_{name}")
-        description = info["description"] + (" (takes effect after a restart)"
-                                             if info["restart"] else "")
-        editor.setToolTip(description)
-        self.editors[name] = editor
-        field: QWidget | QHBoxLayout = editor
-        if name in BROWSE_FIELDS:
-            browse = QPushButton(icon("folder"), "Browse…")
-            browse.clicked.connect(lambda: self._on_browse_clicked(name))
-            field = QHBoxLayout()
-            field.addWidget(editor, 1)
-            field.addWidget(browse)
-        label = "" if typ is bool else f"{info['label']}:"
-        form.addRow(label, _with_help(field, description))
-
     def _add_secret_field(self, form: QFormLayout, name: str, label: str, help_text: str) -> None:
         editor = QLineEdit()
         editor.setObjectName(f"secret_{name}")
@@ -210,29 +154,10 @@ class SettingsPage(Page):
     # ---- values ---------------------------------------------------------------------------
 
     def values(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name, editor in self.editors.items():
-            if isinstance(editor, QCheckBox):
-                out[name] = editor.isChecked()
-            elif isinstance(editor, QComboBox):
-                out[name] = editor.currentText()
-            elif isinstance(editor, QSpinBox):
-                out[name] = editor.value()
-            elif isinstance(editor, QLineEdit):
-                out[name] = editor.text().strip()
-        return out
+        return self.form.values()
 
     def set_values(self, settings: Settings) -> None:
-        for name, value in settings.to_dict().items():
-            editor = self.editors.get(name)
-            if isinstance(editor, QCheckBox):
-                editor.setChecked(bool(value))
-            elif isinstance(editor, QComboBox):
-                editor.setCurrentIndex(max(0, editor.findText(str(value))))
-            elif isinstance(editor, QSpinBox):
-                editor.setValue(int(value))
-            elif isinstance(editor, QLineEdit):
-                editor.setText(str(value))
+        self.form.set_values(settings)
 
     def load(self) -> None:
         """Show what is on disk."""
@@ -284,10 +209,3 @@ class SettingsPage(Page):
 
     def _on_edited(self, *args: object) -> None:
         self.status.setText("Unsaved changes." if self.is_modified() else "")
-
-    def _on_browse_clicked(self, name: str) -> None:
-        editor = self.editors[name]
-        assert isinstance(editor, QLineEdit)
-        folder = QFileDialog.getExistingDirectory(self, self._infos[name]["label"], editor.text())
-        if folder:
-            editor.setText(folder)
