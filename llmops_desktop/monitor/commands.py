@@ -35,7 +35,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from llmops_desktop.monitor.doctor import doctor_report
     from llmops_desktop.paths import Home
 
-    report = doctor_report(Home.resolve(args.home))
+    home = Home.resolve(args.home)
+    report = doctor_report(home)
+    if getattr(args, "bundle", None):
+        from llmops_desktop.monitor.bundle import write_bundle
+
+        path = write_bundle(home, args.bundle)
+        print(f"Diagnostics bundle written to {path} (no secrets inside).", file=sys.stderr)
     if args.json:
         json.dump(report, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
@@ -237,8 +243,11 @@ def render_sample(sample: Any, alerts: list[str] | None = None) -> Any:
 
 
 def register(add: Any) -> None:
-    add("doctor", cmd_doctor, "check the machine: GPUs (or why none), CUDA in torch, "
-        "llama.cpp GPU offload, versions, catalog, disk")
+    sp = add("doctor", cmd_doctor, "check the machine: GPUs (or why none), CUDA in torch, "
+             "llama.cpp GPU offload, versions, catalog, disk")
+    sp.add_argument("--bundle", metavar="FILE.zip",
+                    help="also write a diagnostics bundle (this report, settings, the "
+                    "catalog's schema, recent jobs and their logs; no secrets) to FILE.zip")
     sp = add("monitor", cmd_monitor, "live GPU, system and deployment figures in the "
              "terminal until Ctrl-C (--once: one sample)")
     sp.add_argument("--once", action="store_true", help="print one sample and exit")
