@@ -440,6 +440,8 @@ def import_model(
     if stage_root.exists():
         shutil.rmtree(stage_root)
     stage_root.mkdir(parents=True)
+    if not move:  # a private source folder gives a private store folder
+        stage_root.chmod((source.root.stat().st_mode & 0o755) | 0o700)
     counter = _Counter(total)
     files: list[ArtifactFile] = []
     start = time.monotonic()

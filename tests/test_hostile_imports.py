@@ -188,6 +188,7 @@ def test_hf_cache_whose_blobs_folder_is_a_link_out_is_refused(catalog, demo_mode
 def test_a_private_source_stays_private_in_the_store(catalog, demo_model_dir) -> None:
     for name in ("model.safetensors", "config.json"):
         (demo_model_dir / name).chmod(0o600)
+    demo_model_dir.chmod(0o700)
     old = os.umask(0o022)  # a usual umask: without care, copies would be world-readable
     try:
         proc = llmops(catalog.home, "import", str(demo_model_dir), "--json")
@@ -199,6 +200,18 @@ def test_a_private_source_stays_private_in_the_store(catalog, demo_model_dir) ->
         mode = os.stat(stored / name).st_mode
         assert mode & 0o077 == 0, f"{name}: {oct(mode)}"
     assert os.stat(stored / "tokenizer.json").st_mode & 0o044 == 0o044  # public stays readable
+    assert os.stat(stored).st_mode & 0o077 == 0  # so does the folder: its listing is private
+
+
+def test_a_public_source_folder_stays_listable_in_the_store(catalog, demo_model_dir) -> None:
+    demo_model_dir.chmod(0o755)
+    old = os.umask(0o022)
+    try:
+        event, _ = run_import(catalog, demo_model_dir)
+    finally:
+        os.umask(old)
+    assert isinstance(event, Result), event
+    assert os.stat(event.data["path"]).st_mode & 0o777 == 0o755
 
 
 # ---- no clobbering -----------------------------------------------------------------------------
