@@ -103,6 +103,10 @@ def test_stop_ends_a_reply_and_the_chat_goes_on(home, catalog, served) -> None:
     # The stopped reply is part of the conversation; the next one streams normally.
     events = list(session.send("Shorter, please"))
     assert events[-1].state == "done"
+    # A window shows a reply behind its stream: Stop on what it still shows as coming
+    # marks it stopped even if the last token arrived meanwhile.
+    session.stop(session.turns[-1])
+    assert session.turns[-1].state == "stopped"
     assert [m["role"] for m in session.turns[-1].request["body"]["messages"]] == [
         "user", "assistant", "user"]
 

@@ -12,6 +12,7 @@ the catalog's feedback table (:mod:`llmops_desktop.serving.feedback`).
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -120,6 +121,7 @@ class ChatSession:
         self.turns: list[Turn] = []
         self._cancel: Cancel | None = None
         self._streaming: Turn | None = None
+        self._lock = threading.Lock()  # a reply's end against a Stop from another thread
 
     # ---- the conversation --------------------------------------------------------------------
 
@@ -194,25 +196,33 @@ class ChatSession:
         except Exception as exc:  # noqa: BLE001 - shown under the reply, never a crash
             error = f"{type(exc).__name__}: {exc}"
         finally:
-            if turn is self._streaming:
-                self._streaming = self._cancel = None
-            if cancel.is_set():
-                turn.state = "stopped"
-            elif error:
-                turn.state, turn.error = "failed", error
-            else:
-                turn.state = "done"
+            with self._lock:
+                if turn is self._streaming:
+                    self._streaming = self._cancel = None
+                if cancel.is_set():
+                    turn.state = "stopped"
+                elif error:
+                    turn.state, turn.error = "failed", error
+                else:
+                    turn.state = "done"
         yield ReplyEnded(turn.reply_id, turn.state, stats, turn.error)
 
     def send(self, text: str) -> Iterator[ChatEvent]:
         """:meth:`ask` then :meth:`stream`, for a front end that waits on the reply."""
         return self.stream(self.ask(text))
 
-    def stop(self) -> None:
-        """Stop the reply being streamed (from any thread); it ends as ``stopped``."""
-        cancel = self._cancel
-        if cancel is not None:
-            cancel.set()
+    def stop(self, turn: Turn | None = None) -> None:
+        """Stop the reply being streamed (from any thread); it ends as ``stopped``.
+
+        A front end that shows the reply behind the stream (a window draws what a worker
+        thread already received) names the ``turn`` it shows: if that reply has ended in the
+        meantime, it is marked stopped all the same, since the user stopped what they saw.
+        """
+        with self._lock:
+            if self._cancel is not None:
+                self._cancel.set()
+            if turn is not None and turn.state == "done":
+                turn.state = "stopped"
 
     def reset(self) -> None:
         """Start over: forget the conversation (settings and system prompt stay)."""
