@@ -17,20 +17,15 @@ from typing import Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
-    QCheckBox,
     QDialog,
     QDialogButtonBox,
-    QFileDialog,
-    QFormLayout,
     QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
-    QSpinBox,
     QStackedWidget,
     QTreeWidgetItem,
     QVBoxLayout,
@@ -41,6 +36,7 @@ from llmops_desktop.catalog import Artifact
 from llmops_desktop.errors import InvalidInputError
 from llmops_desktop.jobs.events import Progress
 from llmops_desktop.qt.context import AppContext, icon
+from llmops_desktop.qt.forms import SpecForm, path_override
 from llmops_desktop.qt.formatting import human_count, human_size
 from llmops_desktop.qt.job_model import ERROR_COLOR
 from llmops_desktop.qt.quantize_targets import (
@@ -56,6 +52,10 @@ from llmops_desktop.quantize.task import QuantizeRequest
 from llmops_desktop.quantize.variants import variant_table
 
 WARN_COLOR = "#c77c02"
+FORM_FIELDS = ("eval_text", "threads", "keep_intermediate", "evaluate")
+OVERRIDES = {"eval_text": path_override(
+    folder=False, title="Evaluation text", filter="Text files (*.txt *.md);;All files (*)",
+    placeholder="the held-out text shipped with the app (heldout-en.txt)")}
 
 
 class QuantizeDialog(QDialog):
@@ -101,45 +101,16 @@ class QuantizeDialog(QDialog):
         self.totals_label = QLabel()
         self.totals_label.setWordWrap(True)
 
-        self.threads_spin = QSpinBox()
-        self.threads_spin.setRange(1, 512)
-        self.threads_spin.setValue(ctx.settings.default_threads)
-        self.threads_spin.setToolTip("CPU threads llama.cpp uses to quantize and to measure "
-                                     "perplexity (default: Settings → Default threads).")
-        self.keep_check = QCheckBox("Keep the F16 intermediate as an artifact of its own")
-        self.keep_check.setToolTip(
-            "k-quants are made from an F16 GGUF converted from the Hugging Face weights. "
-            "Keep it to quantize again later without converting again.")
+        self.options = SpecForm(QuantizeRequest, names=FORM_FIELDS, overrides=OVERRIDES)
+        self.options.set_value("threads", ctx.settings.default_threads)
+        self.eval_edit = self.options.input("eval_text")
+        self.threads_spin = self.options.input("threads")
+        self.keep_check = self.options.input("keep_intermediate")
         if artifact.kind != "hf":
             self.keep_check.setEnabled(False)
             self.keep_check.setToolTip("Only a Hugging Face model goes through an F16 "
                                        "intermediate; this one is a GGUF already.")
-        self.keep_check.toggled.connect(lambda _: self._update_totals())
-        self.eval_edit = QLineEdit()
-        self.eval_edit.setPlaceholderText("the held-out text shipped with the app "
-                                          "(heldout-en.txt)")
-        self.eval_edit.setClearButtonEnabled(True)
-        self.eval_edit.setToolTip("Perplexity of the parent and of each variant is measured "
-                                  "on this text, so their figures are comparable. Leave empty "
-                                  "for the shipped English text, or choose your own UTF-8 "
-                                  "text file.")
-        self.eval_edit.textChanged.connect(lambda _: self._clear_messages())
-        browse = QPushButton(icon("file"), "Browse…")
-        browse.clicked.connect(self._on_browse_clicked)
-        eval_row = QHBoxLayout()
-        eval_row.addWidget(self.eval_edit, 1)
-        eval_row.addWidget(browse)
-        threads_row = QHBoxLayout()
-        threads_row.addWidget(self.threads_spin)
-        threads_row.addSpacing(24)
-        threads_row.addWidget(self.keep_check)
-        threads_row.addStretch(1)
-        options = QFormLayout()
-        options.addRow("Evaluation text:", eval_row)
-        options.addRow("Threads:", threads_row)
-        self.options = QWidget()
-        self.options.setLayout(options)
-        options.setContentsMargins(0, 0, 0, 0)
+        self.options.sig_changed.connect(self._on_options_changed)
 
         self.error_label = QLabel()
         self.error_label.setWordWrap(True)
@@ -307,11 +278,10 @@ class QuantizeDialog(QDialog):
 
     def request(self, targets: list[str], *, force: bool = False) -> QuantizeRequest:
         """What the dialog's options ask for (not yet checked)."""
-        eval_text = self.eval_edit.text().strip()
-        return QuantizeRequest(
-            artifact_id=self.artifact.id, targets=tuple(targets),
-            keep_intermediate=self.artifact.kind == "hf" and self.keep_check.isChecked(),
-            threads=self.threads_spin.value(), eval_text=eval_text or None, force=force)
+        values = self.options.values()
+        values["keep_intermediate"] &= self.artifact.kind == "hf"
+        return QuantizeRequest(artifact_id=self.artifact.id, targets=tuple(targets), force=force,
+                               **values)
 
     def cancel_job(self) -> None:
         if self.job_id is None or not self.running or self._cancelling:
@@ -390,12 +360,9 @@ class QuantizeDialog(QDialog):
         self.error_label.show()
         self.sig_check_failed.emit(message)
 
-    def _on_browse_clicked(self) -> None:
-        start = self.eval_edit.text() or str(Path.home())
-        path, _ = QFileDialog.getOpenFileName(self, "Evaluation text", start,
-                                              "Text files (*.txt *.md);;All files (*)")
-        if path:
-            self.eval_edit.setText(path)
+    def _on_options_changed(self) -> None:
+        self._clear_messages()
+        self._update_totals()
 
     def _on_start_clicked(self) -> None:
         self._clear_messages()
