@@ -1,6 +1,7 @@
 """Pieces every HTTP server of the app shares (the team mirror, model serving):
 binding with clear errors, a uvicorn server that says when it accepts connections,
-and logging as the job protocol's JSON lines."""
+request bodies read no further than a limit (with or without a Content-Length), and
+logging as the job protocol's JSON lines."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ import socket
 import sys
 import threading
 from collections.abc import Callable
-from typing import IO
+from typing import IO, Any
 
 import uvicorn
 
 from llmops_desktop.errors import ConflictError, InvalidInputError
+
+MAX_BODY = 16 * 1024 * 1024  # bytes of a request body a server reads, at most
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -51,6 +54,106 @@ def socket_url(sock: socket.socket, host: str) -> str:
     port = sock.getsockname()[1]
     shown = host.strip("[]")
     return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+
+
+class BodyTooLarge(Exception):
+    """A request body is (or says it is) longer than the server reads."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"The request body is larger than {_mib(limit)}; send a smaller one.")
+        self.limit = limit
+
+
+def _mib(n: int) -> str:
+    return f"{n // 2**20} MiB" if n >= 2**20 and n % 2**20 == 0 else f"{n} bytes"
+
+
+async def read_body(request: Any, limit: int = MAX_BODY) -> bytes:
+    """``request``'s body (a Starlette request), Content-Length or chunked alike.
+
+    A declared length over ``limit`` raises :class:`BodyTooLarge` before anything is read;
+    a body without one is read as it comes and raises as soon as it passes ``limit``, so
+    no more than ``limit`` bytes (plus one chunk) are ever held. Answer with
+    ``Connection: close`` then: the server stops reading instead of draining the rest."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+        raise BodyTooLarge(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class BodyLimit:
+    """ASGI middleware: no request body is read past ``limit`` bytes, on any path.
+
+    A Content-Length over the limit is answered 413 at once, before the app runs and
+    before a byte of the body is read. A body without one (``Transfer-Encoding:
+    chunked``) is passed on as it comes; once it passes the limit, receiving raises
+    :class:`BodyTooLarge`, which an app may answer itself (else this answers 413). Any
+    answer sent before the whole body was read says ``Connection: close``, so uvicorn
+    closes the connection instead of reading the rest of the body only to drop it. The
+    413 is JSON in OpenAI's error shape (``{"error": {"message", "type", "param",
+    "code"}}``), its message also in ``X-Error-Message`` for the mirror's hub clients."""
+
+    def __init__(self, app: Any, limit: int = MAX_BODY) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length", b"").strip()
+        if declared.isdigit() and int(declared) > self.limit:
+            await self._too_large(send)
+            return
+        finished = declared in (b"", b"0") and b"transfer-encoding" not in headers
+        size, started = 0, False
+
+        async def limited_receive() -> dict[str, Any]:
+            nonlocal finished, size
+            message = await receive()
+            if message["type"] == "http.request":
+                size += len(message.get("body", b""))
+                if size > self.limit:
+                    raise BodyTooLarge(self.limit)
+                finished = finished or not message.get("more_body", False)
+            elif message["type"] == "http.disconnect":
+                finished = True
+            return message
+
+        async def closing_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                if not finished:
+                    kept = [(k, v) for k, v in message.get("headers", [])
+                            if k.lower() != b"connection"]
+                    message = {**message, "headers": [*kept, (b"connection", b"close")]}
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, closing_send)
+        except BodyTooLarge:
+            if started:
+                raise
+            await self._too_large(send)
+
+    async def _too_large(self, send: Any) -> None:
+        message = str(BodyTooLarge(self.limit))
+        body = json.dumps({"error": {"message": message, "type": "invalid_request_error",
+                                     "param": None, "code": "request_too_large"}}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"x-error-message", message.encode()),
+                                (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
 
 
 class NotifyingServer(uvicorn.Server):
