@@ -224,3 +224,138 @@ def test_an_error_in_a_job_reaches_the_terminal_with_its_code_and_fields(home) -
     assert reported["error"] == "DuplicateArtifactError" and reported["exit_code"] == 4
     assert reported["fields"] == {"existing_id": first["id"]}
     assert f"artifact #{first['id']}" in reported["message"]
+
+
+# ---- operations are typed requests (#14 items 1, 2) --------------------------------------------
+
+# Calls that queue a job, and how many positional arguments a typed submission passes.
+_SUBMITTERS = {"submit": 2, "run_job_in_terminal": 2, "start": 1}
+
+
+def _dict_job_submissions(source: str) -> list[str]:
+    """Job submissions in ``source`` that pass a kind string or a parameter dict instead of
+    one request: ``jobs.start("x", {...})``, ``runner.submit(catalog, "x", params)``,
+    ``run_job_in_terminal(catalog, "x", params, ...)``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        if name not in _SUBMITTERS:
+            continue
+        owner = ast.unparse(func.value) if isinstance(func, ast.Attribute) else ""
+        if name == "start" and not owner.endswith("jobs") and owner != "runner":
+            continue  # timers, threads, controllers: not job submissions
+        expected = 2 if owner == "runner" else _SUBMITTERS[name]
+        literal = any(isinstance(a, (ast.Dict, ast.DictComp)) or (
+            isinstance(a, ast.Constant) and isinstance(a.value, str)) for a in node.args)
+        kind_kw = any(k.arg in ("kind", "params") for k in node.keywords)
+        if literal or kind_kw or len(node.args) > expected:
+            found.append(f"line {node.lineno}: {ast.unparse(node)[:90]}")
+    return found
+
+
+def _front_end_files() -> list[Path]:
+    files = [*PACKAGE.joinpath("qt").rglob("*.py"), *PACKAGE.joinpath("cli").rglob("*.py")]
+    return files + sorted(PACKAGE.rglob("commands.py"))  # command groups beside their feature
+
+
+def test_front_ends_never_build_job_parameter_dicts() -> None:
+    """The window and the CLI submit ``JobRequest`` objects (built, checked, then submitted);
+    the kind and the parameters come from the request, never from a dict made on the spot."""
+    offenders = {str(p.relative_to(PACKAGE)): bad for p in _front_end_files()
+                 if (bad := _dict_job_submissions(p.read_text(encoding="utf-8")))}
+    assert offenders == {}, f"job submissions with a kind and a dict: {offenders}"
+    # The check sees the old way of submitting (what this test guards against).
+    assert _dict_job_submissions('self.ctx.jobs.start("merge", {"adapter_id": 1})')
+    assert _dict_job_submissions('run_job_in_terminal(catalog, "import", params, quiet=True)')
+    assert _dict_job_submissions('runner.submit(self.catalog, kind, params)')
+    assert not _dict_job_submissions("self.ctx.jobs.start(request); self._timer.start(500)")
+
+
+def _request_classes() -> dict[str, type]:
+    from llmops_desktop.jobs.tasks import TASK_MODULES, request_class
+
+    return {kind: request_class(kind) for kind in TASK_MODULES}
+
+
+def test_every_job_kind_has_a_request_that_round_trips() -> None:
+    """Each kind's request survives the job row: ``from_params(to_params())`` (through JSON,
+    as the catalog stores it) gives the same request, with every field set off its default."""
+    import dataclasses
+    import typing
+
+    from llmops_desktop.fields import field_specs
+    from llmops_desktop.jobs.tasks import JobRequest
+
+    classes = _request_classes()
+    assert [k for k, c in classes.items() if c is None] == [], "kinds without a request"
+    for kind, cls in classes.items():
+        assert issubclass(cls, JobRequest) and cls.kind == kind
+        assert dataclasses.fields(cls) and cls.__dataclass_params__.frozen, cls
+        specs = {s.name: s for s in field_specs(cls)}
+        hints = typing.get_type_hints(cls)
+        values = {}
+        for f in dataclasses.fields(cls):
+            s = specs.get(f.name)
+            if s is None:  # a nested record (fine-tune options): one field off its default
+                nested = hints[f.name]
+                values[f.name] = nested(**{dataclasses.fields(nested)[1].name: 3})
+            elif s.type is bool:
+                values[f.name] = not s.default
+            elif s.type is tuple:
+                values[f.name] = ("a", "b")
+            elif s.choices:
+                values[f.name] = s.choices[-1] if s.choices[-1] != s.default else s.choices[0]
+            elif s.type in (int, float):
+                values[f.name] = s.type(7 if s.maximum is None or s.maximum >= 7 else s.maximum)
+            else:
+                values[f.name] = "x/y"
+        request = cls(**values)
+        stored = json.loads(json.dumps(request.to_params()))
+        assert cls.from_params(stored) == request, kind
+        assert all(getattr(request, n) != s.default for n, s in specs.items()), kind
+
+
+def test_register_task_refuses_a_duplicate_kind() -> None:
+    """A second task for a kind is refused (no silent overwrite); the first one stays."""
+    import pytest
+
+    from llmops_desktop.jobs import tasks
+    from llmops_desktop.quantize.task import QuantizeRequest, quantize_task
+
+    tasks.get_task("quantize")
+    with pytest.raises(ValueError, match="already registered"):
+        tasks.register_task("quantize", QuantizeRequest)(lambda ctx, request: iter(()))
+    assert tasks._REGISTRY["quantize"][0] is quantize_task
+
+
+def test_cli_flags_are_the_request_fields() -> None:
+    """``llmops quantize/import/download/demo/merge/lora-gguf/finetune/serve`` have one flag
+    per exposed field of their request or options, and its help is the field's description
+    (the same text a form shows as the tooltip)."""
+    from llmops_desktop.acquire.requests import DownloadRequest
+    from llmops_desktop.cli import build_parser
+    from llmops_desktop.demo import DemoRequest
+    from llmops_desktop.fields import field_specs
+    from llmops_desktop.finetune.config import FinetuneOptions
+    from llmops_desktop.finetune.merge import LoraGgufRequest, MergeRequest
+    from llmops_desktop.import_request import ImportRequest
+    from llmops_desktop.quantize.task import QuantizeRequest
+    from llmops_desktop.serving.config import ServeOptions
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    pairs = {"quantize": QuantizeRequest, "import": ImportRequest, "download": DownloadRequest,
+             "demo": DemoRequest, "merge": MergeRequest, "lora-gguf": LoraGgufRequest,
+             "finetune": FinetuneOptions, "serve": ServeOptions}
+    for command, cls in pairs.items():
+        flags = {a.dest: a for a in commands.choices[command]._actions}
+        for s in field_specs(cls):
+            if not s.exposed:
+                continue
+            assert s.name in flags, f"llmops {command} has no flag for {s.name}"
+            assert s.option in flags[s.name].option_strings, (command, s.name)
+            assert flags[s.name].help.replace("%%", "%").startswith(s.description), \
+                (command, s.name)

@@ -78,8 +78,7 @@ def hub_client(args: argparse.Namespace):
 
 # ---- running a job with a progress bar ---------------------------------------------------------
 
-def run_job_in_terminal(catalog, request: Any, params: dict[str, Any] | None = None, *,
-                        quiet: bool) -> dict[str, Any]:
+def run_job_in_terminal(catalog, request: Any, *, quiet: bool) -> dict[str, Any]:
     """Start a job for a checked request, draw its progress on stderr, return its result or
     raise its error."""
     from rich.console import Console
@@ -96,8 +95,8 @@ def run_job_in_terminal(catalog, request: Any, params: dict[str, Any] | None = N
     from llmops_desktop.jobs.events import Error, Log, Progress, Result
 
     console = Console(stderr=True)
-    run = runner.start(catalog, request, params)
-    kind = getattr(request, "kind", request)
+    run = runner.start(catalog, request)
+    kind = request.kind
     result: dict[str, Any] | None = None
     error: Error | None = None
     show = not quiet and console.is_terminal

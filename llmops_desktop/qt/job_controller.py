@@ -117,9 +117,9 @@ class JobController(QObject):
 
     # ---- actions --------------------------------------------------------------------------
 
-    def start(self, request: JobRequest | str, params: dict[str, Any] | None = None) -> Job:
+    def start(self, request: JobRequest) -> Job:
         """Submit a checked request's job and start its child; returns the job row."""
-        job = runner.submit(self.catalog, request, params)
+        job = runner.submit(self.catalog, request)
         process = runner.spawn(self.catalog, job)
         self._owned[job.id] = process
         thread = threading.Thread(target=_read_child,
