@@ -1,32 +1,30 @@
-"""The Download page's rows: one per download, with total and per-file progress,
+"""The Download page's list of downloads: one row per download (a core
+:class:`~llmops_desktop.acquire.session.DownloadEntry`), with total and per-file progress,
 speed and time left (smoothed over the last seconds), and its buttons."""
 
 from __future__ import annotations
 
-import time
-from collections import deque
-from dataclasses import dataclass, field
-from typing import Any
-
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QFrame,
+    QGroupBox,
     QHBoxLayout,
     QLabel,
     QProgressBar,
+    QScrollArea,
     QSizePolicy,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
+from llmops_desktop.acquire.session import DownloadEntry, DownloadSession
 from llmops_desktop.qt.context import icon
 from llmops_desktop.qt.formatting import human_size
 
 ERROR_COLOR = "#d9534f"
-RATE_WINDOW_S = 5.0
-RATE_MIN_SPAN_S = 1.0
+REFRESH_MS = 250
 
 
 def human_duration(seconds: float) -> str:
@@ -46,60 +44,6 @@ def shareable_url(url: str) -> str:
         if wildcard in url:
             return url.replace(wildcard, f"//{QHostInfo.localHostName()}:")
     return url
-
-
-class RateMeter:
-    """Bytes per second over the last ``RATE_WINDOW_S`` (smooths bursty progress events)."""
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self._samples: deque[tuple[float, float]] = deque()
-
-    def sample(self, done: float, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        if self._samples and done < self._samples[-1][1]:
-            self._samples.clear()  # a restart from fewer bytes: measure afresh
-        self._samples.append((now, done))
-        while len(self._samples) > 2 and now - self._samples[1][0] >= RATE_WINDOW_S:
-            self._samples.popleft()
-
-    @property
-    def rate(self) -> float | None:
-        """None until the window spans ``RATE_MIN_SPAN_S``."""
-        if len(self._samples) < 2:
-            return None
-        (t0, d0), (t1, d1) = self._samples[0], self._samples[-1]
-        return (d1 - d0) / (t1 - t0) if t1 - t0 >= RATE_MIN_SPAN_S else None
-
-    def time_left(self, remaining: float) -> float | None:
-        rate = self.rate
-        return remaining / rate if rate and rate > 1 else None
-
-
-@dataclass
-class DownloadEntry:
-    """One download the page shows; ``key`` is its folder under ``<home>/downloads``."""
-
-    key: str
-    params: dict[str, Any]
-    commit: str = ""
-    state: str = "paused"  # starting downloading pausing paused cancelling done failed
-    job_id: int | None = None
-    external: bool = False  # a job this window did not start (the CLI, an earlier window)
-    done: float = 0
-    total: float | None = None
-    message: str = ""
-    detail: dict[str, Any] = field(default_factory=dict)
-    error: str = ""
-    ref: str = ""
-    artifact_id: int | None = None
-    meter: RateMeter = field(default_factory=RateMeter)
-
-    @property
-    def title(self) -> str:
-        return str(self.params.get("repo_id", ""))
 
 
 class DownloadRow(QFrame):
@@ -238,3 +182,71 @@ def muted_label(text: str = "") -> QLabel:
     muted = label.palette().color(QPalette.ColorRole.PlaceholderText)
     label.setStyleSheet(f"color: {muted.name()};")
     return label
+
+
+class DownloadsBox(QGroupBox):
+    """The Downloads list: a :class:`DownloadRow` per entry of a core
+    :class:`~llmops_desktop.acquire.session.DownloadSession`, kept in step with its events;
+    speed and time left redrawn a few times a second while bytes arrive."""
+
+    sig_action = Signal(str, str)
+    """A row's button: entry key and action (as :attr:`DownloadRow.sig_action`)."""
+    sig_changed = Signal()
+    """A row appeared, changed or went, or the downloads on disk were read again."""
+
+    def __init__(self, session: DownloadSession, parent: QWidget | None = None) -> None:
+        super().__init__("Downloads", parent)
+        self.session = session
+        self.rows: dict[str, DownloadRow] = {}
+        self.rows_widget = QWidget()
+        self.rows_layout = QVBoxLayout(self.rows_widget)
+        self.rows_layout.setContentsMargins(0, 0, 0, 0)
+        self.no_downloads = muted_label("Nothing is downloading. Downloads that stopped before "
+                                        "the end (paused, or the app was closed) show up here "
+                                        "with Resume.")
+        self.rows_layout.addWidget(self.no_downloads)
+        self.rows_layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(self.rows_widget)
+        layout = QVBoxLayout(self)
+        layout.addWidget(scroll)
+        self._timer = QTimer(self)
+        self._timer.setInterval(REFRESH_MS)
+        self._timer.timeout.connect(self._on_tick)
+        # The session outlives no page: plain callbacks into this box are safe.
+        session.changed.connect(self._on_entry_changed)
+        session.removed.connect(self._on_entry_removed)
+        session.listed.connect(self.sig_changed.emit)
+
+    def _on_entry_changed(self, entry: DownloadEntry, announce: bool = True) -> None:
+        row = self.rows.get(entry.key)
+        if row is None:
+            row = DownloadRow(entry)
+            row.sig_action.connect(self.sig_action)
+            self.rows[entry.key] = row
+            self.rows_layout.insertWidget(0, row)
+        row.entry = entry
+        row.update_view()
+        self.no_downloads.setVisible(not self.rows)
+        if self.session.busy and not self._timer.isActive():
+            self._timer.start()
+        if announce:
+            self.sig_changed.emit()
+
+    def _on_entry_removed(self, key: str) -> None:
+        row = self.rows.pop(key, None)
+        if row is not None:
+            self.rows_layout.removeWidget(row)
+            row.deleteLater()
+        self.no_downloads.setVisible(not self.rows)
+        self.sig_changed.emit()
+
+    def _on_tick(self) -> None:
+        running = self.session.sample()
+        for entry in running:
+            if entry.key in self.rows:
+                self.rows[entry.key].update_view()
+        if not running:
+            self._timer.stop()

@@ -133,14 +133,15 @@ def test_search_open_and_errors_inline(qtbot, online):
     assert set(sizes) == TINY_FILES
     assert sizes["model.safetensors"] == "560.5 KB" and sizes["config.json"] == "717 B"
     assert set(page.checked_paths()) == TINY_FILES  # one GGUF or none: all ticked
-    assert page.selection_label.text().startswith("8 of 8 files · 589.5 KB")
-    assert "acme/tiny-llama" in page.repo_title.text() and "commit" in page.repo_info.text()
+    assert page.repo_panel.selection_label.text().startswith("8 of 8 files · 589.5 KB")
+    panel = page.repo_panel
+    assert "acme/tiny-llama" in panel.repo_title.text() and "commit" in panel.repo_info.text()
 
     with qtbot.waitSignal(page.sig_lookup_failed, timeout=10_000) as failed:
         page.open_repo("acme/nope")
     assert "acme/nope" in failed.args[0] and page.error_label.isVisible()
     assert "Traceback" not in page.error_label.text()
-    assert page.snapshot is None and not page.download_button.isEnabled()
+    assert page.snapshot is None and not page.repo_panel.download_button.isEnabled()
 
 
 def test_download_chosen_files_only(qtbot, online, catalog, home):
@@ -149,10 +150,10 @@ def test_download_chosen_files_only(qtbot, online, catalog, home):
     open_repo(qtbot, page, "acme/tiny-llama")
     chosen = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
     page.set_checked(chosen)
-    assert page.selection_label.text().startswith("4 of 8 files")
-    page.name_edit.setText("tiny-dl")
+    assert page.repo_panel.selection_label.text().startswith("4 of 8 files")
+    page.repo_panel.name_edit.setText("tiny-dl")
     job_id, state = wait_job(qtbot, win, lambda: qtbot.mouseClick(
-        page.download_button, Qt.MouseButton.LeftButton))
+        page.repo_panel.download_button, Qt.MouseButton.LeftButton))
     assert state == "succeeded", catalog.job(job_id).error
     (entry,) = page.entries.values()
     job = catalog.job(job_id)
