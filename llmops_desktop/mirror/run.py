@@ -1,10 +1,14 @@
-"""Run the mirror: bind, refuse unsafe binds, serve until Ctrl-C or SIGTERM."""
+"""Run the mirror: bind, refuse unsafe binds, serve until Ctrl-C or SIGTERM; or start and
+stop it as a child process (``python -m llmops_desktop.mirror``) for the window."""
 
 from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import uvicorn
 
@@ -19,10 +23,13 @@ from llmops_desktop.httpserve import (
 from llmops_desktop.mirror.server import create_app
 from llmops_desktop.netaddr import check_secret, is_loopback
 from llmops_desktop.paths import Home
+from llmops_desktop.procs import terminate
 from llmops_desktop.secrets import get_secret
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8790
+STOP_GRACE_S = 5.0
+TOKEN_ENV = "LLMOPS_MIRROR_TOKEN"
 log = logging.getLogger("llmops_desktop.mirror")
 
 
@@ -68,3 +75,34 @@ def serve(home: Home | str | os.PathLike[str] | None = None, host: str = DEFAULT
 
 def _log_ready(url: str) -> None:
     log.info("mirror listening on %s", url)
+
+
+def mirror_command(home: Home, host: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "llmops_desktop.mirror", "--home", str(home.root),
+            "--host", host, "--port", str(port)]
+
+
+def mirror_log(home: Home) -> Path:
+    """Where a mirror child started by the window writes its stderr."""
+    return home.root / "logs" / "mirror.log"
+
+
+def start_mirror(home: Home, host: str, port: int) -> subprocess.Popen[bytes]:
+    """Start the mirror as a child: JSON lines on its stdout (a ``mirror listening on URL``
+    log line once ready, then one per request), stderr appended to :func:`mirror_log`. The
+    token (the ``mirror_token`` secret) travels in its environment, never its command line."""
+    env = dict(os.environ)
+    token = get_secret(home, "mirror_token")
+    if token:
+        env[TOKEN_ENV] = token
+    env["PYTHONUNBUFFERED"] = "1"
+    log_path = mirror_log(home)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log_file:
+        return subprocess.Popen(mirror_command(home, host, port), stdout=subprocess.PIPE,
+                                stderr=log_file, stdin=subprocess.DEVNULL, env=env)
+
+
+def stop_mirror(process: subprocess.Popen[bytes], *, wait: bool = False) -> bool:
+    """SIGTERM the mirror child; with ``wait``, SIGKILL it after the grace period."""
+    return terminate(process, grace=STOP_GRACE_S if wait else None)

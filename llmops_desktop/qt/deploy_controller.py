@@ -1,10 +1,10 @@
 """Start, watch, restart and stop the window's deployments (``python -m llmops_desktop.serving``).
 
-Each deployment is a child process, as the mirror is: a reader thread turns its JSON lines
-into signals through one relay made on the GUI thread and never destroyed (a QObject whose
-last reference a reader thread dropped would be destroyed outside its thread). The live
-state of a deployment is a plain Python object the controller owns; the catalog keeps the
-durable record (the child writes it). SIGTERM stops a child cleanly.
+Each deployment is a child process started and stopped by :mod:`llmops_desktop.serving.deploy`
+from a :class:`~llmops_desktop.serving.deploy.DeployRequest` (every ``llmops serve`` option);
+its JSON lines reach the GUI thread through the pump (:mod:`llmops_desktop.qt.pump`). The
+live state of a deployment is a plain Python object the controller owns; the catalog keeps
+the durable record (the child writes it). SIGTERM stops a child cleanly.
 
 Children run in their own session, so a deployment the user keeps running when the window
 closes outlives it (and a terminal's hang-up); the next window finds it in the catalog
@@ -14,72 +14,30 @@ closes outlives it (and a terminal's hang-up); the next window finds it in the c
 from __future__ import annotations
 
 import itertools
-import os
-import signal
 import subprocess
-import sys
-import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
-from llmops_desktop.errors import NotFoundError
-from llmops_desktop.jobs.events import Error, Log, Result, parse_event
+from llmops_desktop.errors import LLMOpsError, NotFoundError
+from llmops_desktop.jobs.events import Error, Event, Log, Result
 from llmops_desktop.paths import Home
-from llmops_desktop.serving.config import API_KEY_ENV, DEFAULT_HOST
-from llmops_desktop.serving.store import Deployment, deployment, is_server_process, reconcile
+from llmops_desktop.procs import follow
+from llmops_desktop.qt.pump import create_worker
+from llmops_desktop.serving.deploy import (
+    DeployRequest,
+    serving_log,
+    start_server,
+    stop_server,
+)
+from llmops_desktop.serving.store import deployment, is_server_process, reconcile
 
-STOP_GRACE_S = 5.0
 ADOPTED_POLL_MS = 1000
 KEEP_LINES = 500
 STATES = ("starting", "running", "stopped", "failed")
-
-
-@dataclass(frozen=True)
-class DeployRequest:
-    """What the user asked to serve, and how (None: the server's default)."""
-
-    artifact_id: int
-    artifact_ref: str
-    engine: str
-    port: int = 0
-    host: str = DEFAULT_HOST
-    ctx: int | None = None
-    threads: int | None = None
-    parallel: int | None = None
-    name: str | None = None
-    gpu_layers: int | None = None
-    api_key: str = ""  # goes to the child in its environment, never on its command line
-
-    def command(self, home: Home) -> list[str]:
-        cmd = [sys.executable, "-m", "llmops_desktop.serving", "--home", str(home.root),
-               "--artifact", str(self.artifact_id), "--engine", self.engine,
-               "--host", self.host, "--port", str(self.port)]
-        for flag, value in (("--ctx", self.ctx), ("--threads", self.threads),
-                            ("--parallel", self.parallel), ("--name", self.name),
-                            ("--gpu-layers", self.gpu_layers)):
-            if value is not None and value != "":
-                cmd += [flag, str(value)]
-        return cmd
-
-    def environment(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env["PYTHONUNBUFFERED"] = "1"
-        env.pop(API_KEY_ENV, None)
-        if self.api_key:
-            env[API_KEY_ENV] = self.api_key
-        return env
-
-    @classmethod
-    def from_record(cls, d: Deployment) -> DeployRequest:
-        """The request that would start ``d`` again (its API key is not kept anywhere)."""
-        s = d.settings
-        return cls(artifact_id=d.artifact_id or 0, artifact_ref=d.artifact_ref, engine=d.engine,
-                   port=d.port or 0, host=d.host, ctx=s.get("ctx"), threads=s.get("threads"),
-                   parallel=s.get("parallel"), name=d.name, gpu_layers=s.get("gpu_layers"))
+_keys = itertools.count(1)
 
 
 class LiveDeployment:
@@ -124,28 +82,6 @@ class LiveDeployment:
         return time.monotonic() - self.ready_at
 
 
-class _DeploySignals(QObject):
-    """Bridge from the deployments' reader threads to the GUI thread (one per process)."""
-
-    sig_line = Signal(int, str, str, str)
-    """Deployment key, event type ('log' or 'error'), level or error type, and the message."""
-    sig_ready = Signal(int, object)
-    """Deployment key and the server's result data (url, deployment_id, name, …)."""
-    sig_exited = Signal(int, int)
-    """Deployment key and the child's exit code."""
-
-
-_bridge: _DeploySignals | None = None
-_keys = itertools.count(1)
-
-
-def _deploy_bridge() -> _DeploySignals:
-    global _bridge
-    if _bridge is None:
-        _bridge = _DeploySignals()
-    return _bridge
-
-
 class DeployController(QObject):
     """The window's deployments: any number of server children, started and stopped on request."""
 
@@ -164,11 +100,6 @@ class DeployController(QObject):
         super().__init__(parent)
         self.home = home
         self.deployments: dict[int, LiveDeployment] = {}
-        signals = _deploy_bridge()
-        queued = Qt.ConnectionType.QueuedConnection
-        signals.sig_line.connect(self._on_line, queued)
-        signals.sig_ready.connect(self._on_ready, queued)
-        signals.sig_exited.connect(self._on_exited, queued)
         self._adopted_timer = QTimer(self)
         self._adopted_timer.setInterval(ADOPTED_POLL_MS)
         self._adopted_timer.timeout.connect(self._poll_adopted)
@@ -176,13 +107,15 @@ class DeployController(QObject):
 
     @property
     def log_path(self):
-        return self.home.root / "logs" / "serving.log"
+        return serving_log(self.home)
 
     def get(self, key: int) -> LiveDeployment | None:
         return self.deployments.get(key)
 
     def start(self, request: DeployRequest) -> int:
-        """Start a deployment; returns its key (ready: ``sig_started``)."""
+        """Start a deployment; returns its key (ready: ``sig_started``). Raises
+        InvalidInputError, before anything starts, for a request the server would refuse."""
+        request.check()
         key = next(_keys)
         self.deployments[key] = LiveDeployment(key, request)
         self._spawn(self.deployments[key])
@@ -221,24 +154,13 @@ class DeployController(QObject):
         d = self.deployments.get(key)
         if d is None:
             return
-        if d.adopted_pid is not None:
-            d.stopping = True
-            _terminate_pid(d.adopted_pid, wait=wait)
-            if wait:
-                self._poll_adopted()
-            return
-        if d.process is None:
+        target = d.adopted_pid if d.adopted_pid is not None else d.process
+        if target is None:
             return
         d.stopping = True
-        process = d.process
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        if wait:
-            try:
-                process.wait(timeout=STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_server(target, wait=wait)
+        if wait and d.adopted_pid is not None:
+            self._poll_adopted()
 
     def restart(self, key: int) -> None:
         """Stop a deployment and start it again with the same settings once it has exited."""
@@ -269,16 +191,36 @@ class DeployController(QObject):
     # ---- internals ------------------------------------------------------------------------
 
     def _spawn(self, d: LiveDeployment) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         d.state, d.info, d.error, d.ready_at = "starting", {}, "", None
         d.stopping = d.restart_pending = False
         d.adopted_pid = None
-        with open(self.log_path, "ab") as log:
-            d.process = subprocess.Popen(d.request.command(self.home), stdout=subprocess.PIPE,
-                                         stderr=log, stdin=subprocess.DEVNULL,
-                                         env=d.request.environment(), start_new_session=True)
-        threading.Thread(target=_read_deployment, args=(_deploy_bridge(), d.key, d.process),
-                         daemon=True, name=f"llmops-deploy-{d.key}").start()
+        key = d.key
+        try:
+            d.process = start_server(d.request, self.home)
+        except (LLMOpsError, OSError) as exc:
+            d.process, d.state, d.error = None, "failed", str(exc)
+            self.sig_stopped.emit(key, d.error)
+            self.sig_changed.emit(key)
+            return
+        process = d.process
+        create_worker(follow, process, yielded=lambda ev: self._on_event(key, ev),
+                      returned=lambda code: self._on_process_exited(key, process, code),
+                      errored=lambda _exc: self._on_process_exited(key, process, -1),
+                      receiver=self, name=f"llmops-deploy-{key}")
+
+    def _on_process_exited(self, key: int, process: subprocess.Popen[bytes],
+                           code: int) -> None:
+        d = self.deployments.get(key)
+        if d is not None and d.process is process:  # not a restart's newer process
+            self._on_exited(key, code)
+
+    def _on_event(self, key: int, event: Event) -> None:
+        if isinstance(event, Log):
+            self._on_line(key, "log", event.level, event.message)
+        elif isinstance(event, Result):
+            self._on_ready(key, event.data)
+        elif isinstance(event, Error):
+            self._on_line(key, "error", event.error_type, event.message)
 
     def _on_line(self, key: int, kind: str, level: str, message: str) -> None:
         d = self.deployments.get(key)
@@ -363,40 +305,3 @@ def _monotonic_since(iso: str | None) -> float | None:
         started = started.replace(tzinfo=timezone.utc)
     age = (datetime.now(timezone.utc) - started).total_seconds()
     return time.monotonic() - max(0.0, age)
-
-
-def _terminate_pid(pid: int, *, wait: bool) -> None:
-    """SIGTERM a server that is not our child; with ``wait``, SIGKILL it after the grace."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    if not wait:
-        return
-    deadline = time.monotonic() + STOP_GRACE_S
-    while time.monotonic() < deadline:
-        if not is_server_process(pid):
-            return
-        time.sleep(0.05)
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def _read_deployment(signals: _DeploySignals, key: int, process: subprocess.Popen[bytes]) -> None:
-    """Reader thread: a server's stdout lines become signals; then its exit code."""
-    assert process.stdout is not None
-    try:
-        for raw in process.stdout:
-            event = parse_event(raw)
-            if isinstance(event, Log):
-                signals.sig_line.emit(key, "log", event.level, event.message)
-            elif isinstance(event, Result):
-                signals.sig_ready.emit(key, event.data)
-            elif isinstance(event, Error):
-                signals.sig_line.emit(key, "error", event.error_type, event.message)
-    finally:
-        code = process.wait()
-        process.stdout.close()
-        signals.sig_exited.emit(key, code)

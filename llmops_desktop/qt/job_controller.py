@@ -1,7 +1,8 @@
 """Start, watch and cancel jobs for the window.
 
-A job is a child process (``runner.spawn``). For jobs this window starts, a
-reader thread turns the child's JSON lines into signals; every job, including
+A job is a child process (``runner.spawn``). For jobs this window starts, the
+child's JSON lines reach the GUI thread through the pump (:mod:`llmops_desktop.qt.pump`,
+reading with :func:`llmops_desktop.procs.follow`); every job, including
 those started by the CLI or an earlier window, is also seen by polling the
 catalog, since the child writes its own state and progress into the job row.
 Cancelling can block for the SIGTERM grace period, so it runs in a thread.
@@ -9,50 +10,21 @@ Cancelling can block for the SIGTERM grace period, so it runs in a thread.
 
 from __future__ import annotations
 
-import itertools
 import subprocess
-import threading
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from llmops_desktop.catalog import Catalog, Job
 from llmops_desktop.jobs import runner
-from llmops_desktop.jobs.events import Error, Log, Progress, Result, parse_event
+from llmops_desktop.jobs.events import Error, Event, Log, Progress, Result
 from llmops_desktop.jobs.tasks import JobRequest
 from llmops_desktop.paths import Home
+from llmops_desktop.procs import follow
+from llmops_desktop.qt.pump import create_worker
 from llmops_desktop.qt.workers import run_in_thread
 
 POLL_MS = 1000
-
-
-class _ReaderSignals(QObject):
-    """Bridge from reader threads to the GUI thread.
-
-    One for the whole process, made on the GUI thread and never destroyed: a QObject
-    freed by a reader thread (its last reference) would be destroyed outside its thread.
-    Each controller listens for its own ``owner`` number.
-    """
-
-    sig_progress = Signal(int, int, object, str)
-    """Owner, job id, fraction done (or None) and a message, from the child's stdout."""
-    sig_progress_event = Signal(int, int, object)
-    """Owner, job id and the whole Progress event (bytes done/total, the file in flight)."""
-    sig_log = Signal(int, int, str)
-    """Owner, job id and one log line."""
-    sig_exited = Signal(int, int, int)
-    """Owner, job id and the child's exit code."""
-
-
-_bridge: _ReaderSignals | None = None
-_owners = itertools.count(1)
-
-
-def _reader_bridge() -> _ReaderSignals:
-    global _bridge
-    if _bridge is None:
-        _bridge = _ReaderSignals()
-    return _bridge
 
 
 class JobController(QObject):
@@ -86,13 +58,6 @@ class JobController(QObject):
         self._seen_unfinished: set[int] = set()
         self._active = -1
         self._cancelling: set[int] = set()
-        self._owner = next(_owners)
-        self._signals = _reader_bridge()
-        queued = Qt.ConnectionType.QueuedConnection
-        self._signals.sig_progress.connect(self._on_child_progress, queued)
-        self._signals.sig_progress_event.connect(self._on_child_progress_event, queued)
-        self._signals.sig_log.connect(self._on_child_log, queued)
-        self._signals.sig_exited.connect(self._on_child_exited, queued)
         self._timer = QTimer(self)
         self._timer.setInterval(POLL_MS)
         self._timer.timeout.connect(self.poll)
@@ -122,10 +87,11 @@ class JobController(QObject):
         job = runner.submit(self.catalog, request)
         process = runner.spawn(self.catalog, job)
         self._owned[job.id] = process
-        thread = threading.Thread(target=_read_child,
-                                  args=(self._signals, self._owner, job.id, process),
-                                  daemon=True, name=f"llmops-job-{job.id}")
-        thread.start()
+        job_id = job.id
+        create_worker(follow, process, yielded=lambda ev: self._on_child_event(job_id, ev),
+                      returned=lambda code: self._on_child_exited(job_id, code),
+                      errored=lambda _exc: self._on_child_exited(job_id, process.poll()),
+                      receiver=self, name=f"llmops-job-{job_id}")
         self.sig_job_started.emit(job.id)
         self.poll()
         return job
@@ -178,24 +144,20 @@ class JobController(QObject):
 
     # ---- slots ----------------------------------------------------------------------------
 
-    def _on_child_progress(self, owner: int, job_id: int, fraction: object,
-                           message: str) -> None:
-        if owner != self._owner:
-            return
-        self._live[job_id] = (fraction if isinstance(fraction, float) else None, message)
-        self.sig_job_progress.emit(job_id, fraction, message)
-
-    def _on_child_progress_event(self, owner: int, job_id: int, event: object) -> None:
-        if owner == self._owner:
+    def _on_child_event(self, job_id: int, event: Event) -> None:
+        if isinstance(event, Progress):
+            fraction, message = event.fraction, event.message
+            self._live[job_id] = (fraction, message)
+            self.sig_job_progress.emit(job_id, fraction, message)
             self.sig_job_progress_event.emit(job_id, event)
+        elif isinstance(event, Log):
+            self.sig_job_log.emit(job_id, event.message)
+        elif isinstance(event, Error):
+            self.sig_job_log.emit(job_id, f"{event.error_type}: {event.message}")
+        elif isinstance(event, Result):
+            self.sig_job_log.emit(job_id, f"result: {event.data}")
 
-    def _on_child_log(self, owner: int, job_id: int, line: str) -> None:
-        if owner == self._owner:
-            self.sig_job_log.emit(job_id, line)
-
-    def _on_child_exited(self, owner: int, job_id: int, code: int) -> None:
-        if owner != self._owner:
-            return
+    def _on_child_exited(self, job_id: int, code: int) -> None:
         self._owned.pop(job_id, None)
         try:
             job = runner.reap(self.catalog, job_id, code)
@@ -205,25 +167,3 @@ class JobController(QObject):
         if job.id not in self._finished:
             self._finished.add(job.id)
             self.sig_job_finished.emit(job.id, job.state.value)
-
-
-def _read_child(signals: _ReaderSignals, owner: int, job_id: int,
-                process: subprocess.Popen[bytes]) -> None:
-    """Reader thread: one child's stdout lines become signals; then its exit code."""
-    assert process.stdout is not None
-    try:
-        for raw in process.stdout:
-            event = parse_event(raw)
-            if isinstance(event, Progress):
-                signals.sig_progress.emit(owner, job_id, event.fraction, event.message)
-                signals.sig_progress_event.emit(owner, job_id, event)
-            elif isinstance(event, Log):
-                signals.sig_log.emit(owner, job_id, event.message)
-            elif isinstance(event, Error):
-                signals.sig_log.emit(owner, job_id, f"{event.error_type}: {event.message}")
-            elif isinstance(event, Result):
-                signals.sig_log.emit(owner, job_id, f"result: {event.data}")
-    finally:
-        code = process.wait()
-        process.stdout.close()
-        signals.sig_exited.emit(owner, job_id, code)

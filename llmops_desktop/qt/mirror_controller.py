@@ -1,56 +1,25 @@
 """Start, watch and stop the team mirror (``python -m llmops_desktop.mirror``) for the window.
 
-The mirror is a child process, as jobs are: a reader thread turns its JSON lines
-into signals through one relay made on the GUI thread and never destroyed (a
-QObject whose last reference a reader thread dropped would be destroyed outside
-its thread). The token travels in the child's environment, never on its
-command line; SIGTERM stops it cleanly.
+The mirror is a child process, as jobs are, started and stopped by
+:mod:`llmops_desktop.mirror.run`; its JSON lines reach the GUI thread through the pump
+(:mod:`llmops_desktop.qt.pump`). The token travels in the child's environment, never on
+its command line; SIGTERM stops it cleanly.
 """
 
 from __future__ import annotations
 
-import itertools
-import os
-import signal
 import subprocess
-import sys
-import threading
 from collections import deque
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, Signal
 
-from llmops_desktop.jobs.events import Error, Log, parse_event
+from llmops_desktop.jobs.events import Error, Event, Log
 from llmops_desktop.paths import Home
-from llmops_desktop.secrets import get_secret
+from llmops_desktop.procs import follow
+from llmops_desktop.qt.pump import create_worker
 
 READY_PREFIX = "mirror listening on "
-STOP_GRACE_S = 5.0
 KEEP_REQUESTS = 200
-
-
-class _MirrorSignals(QObject):
-    """Bridge from the mirror's reader thread to the GUI thread (one per process)."""
-
-    sig_line = Signal(int, str, str, str)
-    """Owner, event type ('log' or 'error'), level or error type, and the message."""
-    sig_exited = Signal(int, int)
-    """Owner and the child's exit code."""
-
-
-_bridge: _MirrorSignals | None = None
-_owners = itertools.count(1)
-
-
-def _mirror_bridge() -> _MirrorSignals:
-    global _bridge
-    if _bridge is None:
-        _bridge = _MirrorSignals()
-    return _bridge
-
-
-def mirror_command(home: Home, host: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "llmops_desktop.mirror", "--home", str(home.root),
-            "--host", host, "--port", str(port)]
 
 
 class MirrorController(QObject):
@@ -73,11 +42,6 @@ class MirrorController(QObject):
         self._process: subprocess.Popen[bytes] | None = None
         self._stopping = False
         self._error = ""
-        self._owner = next(_owners)
-        signals = _mirror_bridge()
-        queued = Qt.ConnectionType.QueuedConnection
-        signals.sig_line.connect(self._on_line, queued)
-        signals.sig_exited.connect(self._on_exited, queued)
 
     def is_running(self) -> bool:
         return self._process is not None
@@ -89,21 +53,15 @@ class MirrorController(QObject):
         """Start the mirror on ``host:port`` with the mirror token from the secrets."""
         if self._process is not None:
             return
-        env = dict(os.environ)
-        token = get_secret(self.home, "mirror_token")
-        if token:
-            env["LLMOPS_MIRROR_TOKEN"] = token
-        env["PYTHONUNBUFFERED"] = "1"
-        log_path = self.home.root / "logs" / "mirror.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
+        from llmops_desktop.mirror.run import start_mirror  # uvicorn: not at window start
+
         self.url, self._error, self._stopping = "", "", False
         self.requests.clear()
-        with open(log_path, "ab") as log:
-            self._process = subprocess.Popen(
-                mirror_command(self.home, host, port), stdout=subprocess.PIPE, stderr=log,
-                stdin=subprocess.DEVNULL, env=env)
-        threading.Thread(target=_read_mirror, args=(_mirror_bridge(), self._owner, self._process),
-                         daemon=True, name="llmops-mirror").start()
+        process = self._process = start_mirror(self.home, host, port)
+        create_worker(follow, process, yielded=self._on_event,
+                      returned=lambda code: self._on_process_exited(process, code),
+                      errored=lambda _exc: self._on_process_exited(process, -1),
+                      receiver=self, name="llmops-mirror")
         self.sig_state_changed.emit(True)
 
     def stop(self, *, wait: bool = False) -> None:
@@ -111,21 +69,24 @@ class MirrorController(QObject):
         process = self._process
         if process is None:
             return
+        from llmops_desktop.mirror.run import stop_mirror
+
         self._stopping = True
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        if wait:
-            try:
-                process.wait(timeout=STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_mirror(process, wait=wait)
 
     # ---- slots ----------------------------------------------------------------------------
 
-    def _on_line(self, owner: int, kind: str, level: str, message: str) -> None:
-        if owner != self._owner:
-            return
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, Log):
+            self._on_line("log", event.level, event.message)
+        elif isinstance(event, Error):
+            self._on_line("error", event.error_type, event.message)
+
+    def _on_process_exited(self, process: subprocess.Popen[bytes], code: int) -> None:
+        if process is self._process:  # not an earlier mirror's late news
+            self._on_exited(code)
+
+    def _on_line(self, kind: str, level: str, message: str) -> None:
         if kind == "error":
             self._error = message
             return
@@ -140,9 +101,7 @@ class MirrorController(QObject):
         self.requests.append(message)
         self.sig_request.emit(message)
 
-    def _on_exited(self, owner: int, code: int) -> None:
-        if owner != self._owner:
-            return
+    def _on_exited(self, code: int) -> None:
         self._process = None
         self.url = ""
         if self._stopping or code == 0:
@@ -152,19 +111,3 @@ class MirrorController(QObject):
                                     f"see {self.home.root / 'logs' / 'mirror.log'}."
         self.sig_stopped.emit(reason)
         self.sig_state_changed.emit(False)
-
-
-def _read_mirror(signals: _MirrorSignals, owner: int, process: subprocess.Popen[bytes]) -> None:
-    """Reader thread: the mirror's stdout lines become signals; then its exit code."""
-    assert process.stdout is not None
-    try:
-        for raw in process.stdout:
-            event = parse_event(raw)
-            if isinstance(event, Log):
-                signals.sig_line.emit(owner, "log", event.level, event.message)
-            elif isinstance(event, Error):
-                signals.sig_line.emit(owner, "error", event.error_type, event.message)
-    finally:
-        code = process.wait()
-        process.stdout.close()
-        signals.sig_exited.emit(owner, code)

@@ -4,65 +4,27 @@
 page, and the small live charts of other pages). The sampler itself is plain Python on
 its own thread (:mod:`llmops_desktop.monitor.sampler`); it is built on a helper thread
 too, so the window's start never pays for numpy, psutil or prometheus_client. Its
-callbacks reach the GUI thread through one relay object made on the GUI thread and never
-destroyed (a QObject a worker thread held the last reference to would be destroyed
-outside its thread). Samples are coalesced: if the GUI has not taken the last one yet,
-the next does not queue another signal, so a busy GUI never falls behind and never
-waits. The sampler stops with the window (its Close event, or the app quitting).
+callbacks reach the GUI thread through the pump (:mod:`llmops_desktop.qt.pump`).
+Samples are coalesced: if the GUI has not taken the last one yet, the next does not
+queue another delivery, so a busy GUI never falls behind and never waits. The sampler stops with the window (its Close event, or the app quitting).
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
-import threading
 import weakref
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt, Signal
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, Signal
 from PySide6.QtWidgets import QWidget
 
 from llmops_desktop.paths import Home
+from llmops_desktop.qt.pump import Channel, create_worker
 from llmops_desktop.qt.workers import run_in_thread
 from llmops_desktop.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-class _MonitorRelay(QObject):
-    """Carries sampler news to the GUI thread (one for the process, never destroyed)."""
-
-    sig_sample = Signal(int)
-    """Controller key: a new sample is waiting in its sampler."""
-    sig_alert = Signal(int, object)
-    """Controller key and an AlertEvent."""
-    sig_started = Signal(int, object, str)
-    """Controller key, the Sampler (None if it failed to start) and an error message."""
-
-
-_relay: _MonitorRelay | None = None
-_controllers: dict[int, weakref.ref[MonitorController]] = {}
-_keys = itertools.count(1)
-
-
-def _get_relay() -> _MonitorRelay:
-    global _relay
-    if _relay is None:
-        _relay = _MonitorRelay()
-        queued = Qt.ConnectionType.QueuedConnection
-        _relay.sig_sample.connect(lambda key: _dispatch(key, "_on_sample"), queued)
-        _relay.sig_alert.connect(lambda key, ev: _dispatch(key, "_on_alert", ev), queued)
-        _relay.sig_started.connect(lambda key, s, err: _dispatch(key, "_on_started", s, err),
-                                   queued)
-    return _relay
-
-
-def _dispatch(key: int, method: str, *args: Any) -> None:
-    ref = _controllers.get(key)
-    controller = ref() if ref is not None else None
-    if controller is not None:
-        getattr(controller, method)(*args)
 
 
 class MonitorController(QObject):
@@ -81,28 +43,17 @@ class MonitorController(QObject):
         super().__init__(parent)
         self.home = home
         self.settings = settings
-        self.key = next(_keys)
-        _controllers[self.key] = weakref.ref(self)
         self.sampler: Any = None  # monitor.sampler.Sampler once started
         self.error = ""
         self._booting = False
         self._stopped = False
-        self._pending = threading.Event()  # a sample signal is queued, not yet taken
         self._api_keys: dict[int, str] = {}
-        relay = _get_relay()
-        # plain closures over plain objects: they run on the sampler thread
-        pending, key = self._pending, self.key
-
-        def on_sample(_sample: Any) -> None:
-            if not pending.is_set():
-                pending.set()
-                relay.sig_sample.emit(key)
-
-        def on_alert(event: Any) -> None:
-            relay.sig_alert.emit(key, event)
-
-        self._on_sample_cb: Callable[[Any], None] = on_sample
-        self._on_alert_cb: Callable[[Any], None] = on_alert
+        # Channel.send is a plain function over plain objects: the sampler thread calls it
+        self._samples = Channel(lambda _sample: self._on_sample(), receiver=self,
+                                latest_only=True)
+        self._alerts = Channel(self._on_alert, receiver=self)
+        self._on_sample_cb: Callable[[Any], None] = self._samples.send
+        self._on_alert_cb: Callable[[Any], None] = self._alerts.send
 
     # ---- state ------------------------------------------------------------------------------
 
@@ -129,25 +80,24 @@ class MonitorController(QObject):
         if self._booting or self.sampler is not None or self._stopped:
             return
         self._booting = True
-        home, settings, key = self.home, self.settings, self.key
-        relay = _get_relay()
+        home, settings = self.home, self.settings
         on_sample, on_alert = self._on_sample_cb, self._on_alert_cb
 
-        def boot() -> None:
-            try:
-                from llmops_desktop.monitor.sampler import Sampler, SamplerConfig
+        def boot() -> Any:
+            from llmops_desktop.monitor.sampler import Sampler, SamplerConfig
 
-                sampler = Sampler(home, SamplerConfig.from_settings(settings))
-                sampler.add_listener(on_sample)
-                sampler.add_alert_listener(on_alert)
-                sampler.start()
-            except Exception as exc:  # noqa: BLE001 - said in the page
-                log.exception("monitor sampler failed to start")
-                relay.sig_started.emit(key, None, f"The monitor could not start: {exc}")
-                return
-            relay.sig_started.emit(key, sampler, "")
+            sampler = Sampler(home, SamplerConfig.from_settings(settings))
+            sampler.add_listener(on_sample)
+            sampler.add_alert_listener(on_alert)
+            sampler.start()
+            return sampler
 
-        threading.Thread(target=boot, name="llmops-monitor-boot", daemon=True).start()
+        def failed(exc: BaseException) -> None:
+            log.error("monitor sampler failed to start", exc_info=exc)
+            self._on_started(None, f"The monitor could not start: {exc}")
+
+        create_worker(boot, returned=lambda sampler: self._on_started(sampler, ""),
+                      errored=failed, receiver=self, name="llmops-monitor-boot")
 
     def _on_started(self, sampler: Any, error: str) -> None:
         self._booting = False
@@ -172,7 +122,7 @@ class MonitorController(QObject):
         if wait:
             sampler.stop()
         else:
-            threading.Thread(target=sampler.stop, daemon=True).start()
+            create_worker(sampler.stop, name="llmops-monitor-stop")
 
     # ---- settings ---------------------------------------------------------------------------
 
@@ -218,7 +168,6 @@ class MonitorController(QObject):
     # ---- relay slots (GUI thread) -------------------------------------------------------------
 
     def _on_sample(self) -> None:
-        self._pending.clear()
         sample = self.latest
         if sample is not None:
             self.sig_sample.emit(sample)

@@ -13,7 +13,6 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from llmops_desktop.qt.main_window import MainWindow
-from llmops_desktop.qt.pages.playground import _chat_relay
 from llmops_desktop.serving.feedback import feedback_rows
 from llmops_desktop.serving.store import deployment
 from tests.qt.windows import dispose, pid_alive
@@ -88,12 +87,12 @@ def test_chat_streams_measures_rates_and_exports(qtbot, gguf_artifact, window, c
             stop_once.append(1)
             page.stop_button.click()
 
-    _chat_relay().sig_delta.connect(stop_on_first_piece)
+    page.sig_reply_piece.connect(stop_on_first_piece)
     try:
         with qtbot.waitSignal(page.sig_reply_finished, timeout=REPLY_TIMEOUT_MS):
             page.send("Tell me a long story")
     finally:
-        _chat_relay().sig_delta.disconnect(stop_on_first_piece)
+        page.sig_reply_piece.disconnect(stop_on_first_piece)
     stopped = page.conversation().turns[-1]
     assert stopped.state == "stopped", stopped.error
     assert "stopped" in page._views[-1].stats.text()

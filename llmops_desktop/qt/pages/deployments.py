@@ -42,11 +42,12 @@ from PySide6.QtWidgets import (
 
 from llmops_desktop.catalog import Artifact, ArtifactState
 from llmops_desktop.qt.context import AppContext, Page, icon
-from llmops_desktop.qt.deploy_controller import DeployController, DeployRequest, LiveDeployment
+from llmops_desktop.qt.deploy_controller import DeployController, LiveDeployment
 from llmops_desktop.qt.formatting import local_time
 from llmops_desktop.qt.workers import run_in_thread
 from llmops_desktop.serving.config import DEFAULT_HOST, ENGINE_FOR_KIND, ServeOptions
 from llmops_desktop.serving.defaults import Hardware, detect_hardware, suggest_options
+from llmops_desktop.serving.deploy import DeployRequest
 from llmops_desktop.serving.store import request_log
 
 REQUESTS_REFRESH_MS = 2000
@@ -237,7 +238,42 @@ class DeploymentsPage(Page):
         layout.addSpacing(12)
         layout.addLayout(right, 2)
         outer.addLayout(layout)
+        outer.addWidget(self._build_advanced())
         outer.addLayout(start_row)
+        return box
+
+    def _build_advanced(self) -> QWidget:
+        """The options most deployments leave alone (``llmops serve`` has each as a flag)."""
+        box = QGroupBox("Advanced")
+        box.setCheckable(True)
+        box.setChecked(False)  # folded: the defaults suit most deployments
+        inner = QWidget()
+        self.max_queue_spin = self._spin("max_queue")
+        self.batch_spin = self._spin("batch", "default")
+        self.batch_spin.setSingleStep(128)
+        self.device_combo = QComboBox()
+        self.device_combo.setEditable(True)
+        self.device_combo.addItems(["auto", "cpu", "cuda"])
+        self.device_combo.setToolTip(_field("device")["description"])
+        self.quantization_combo = QComboBox()
+        self.quantization_combo.addItem("none", None)
+        for mode in _field("quantization")["choices"]:
+            self.quantization_combo.addItem(mode, mode)
+        self.quantization_combo.setToolTip(_field("quantization")["description"])
+        self.lora_combo = QComboBox()
+        self.lora_combo.setToolTip(_field("lora")["description"])
+        form = QFormLayout(inner)
+        for name, widget in (("max_queue", self.max_queue_spin), ("batch", self.batch_spin),
+                             ("device", self.device_combo),
+                             ("quantization", self.quantization_combo),
+                             ("lora", self.lora_combo)):
+            form.addRow(_field(name)["label"], widget)
+        outer = QVBoxLayout(box)
+        outer.setContentsMargins(4, 4, 4, 4)
+        outer.addWidget(inner)
+        inner.setVisible(False)
+        box.toggled.connect(inner.setVisible)
+        self.advanced_box = box
         return box
 
     def _build_list(self) -> QWidget:
@@ -332,12 +368,18 @@ class DeploymentsPage(Page):
         current = self.artifact_combo.currentData()
         self.artifact_combo.blockSignals(True)
         self.artifact_combo.clear()
+        lora = self.lora_combo.currentData()
+        self.lora_combo.clear()
+        self.lora_combo.addItem("none", None)
         for a in self.ctx.catalog.artifacts():
+            if a.state == ArtifactState.READY and a.metadata.get("format") == "lora-gguf":
+                self.lora_combo.addItem(a.ref, a.ref)
             if servable(a):
                 self.artifact_combo.addItem(f"{a.ref}  ({a.kind}, #{a.id})", a.id)
                 self.artifact_combo.setItemData(self.artifact_combo.count() - 1, a.kind,
                                                 Qt.ItemDataRole.UserRole + 1)
         self.artifact_combo.blockSignals(False)
+        self.lora_combo.setCurrentIndex(max(0, self.lora_combo.findData(lora)))
         index = self.artifact_combo.findData(current) if current is not None else 0
         self.artifact_combo.setCurrentIndex(max(index, 0))
         self._on_artifact_changed(self.artifact_combo.currentIndex())
@@ -359,14 +401,18 @@ class DeploymentsPage(Page):
         if index < 0:
             return None
         text = self.artifact_combo.itemText(index)
-        return DeployRequest(
-            artifact_id=int(self.artifact_combo.itemData(index)),
-            artifact_ref=text.split("  (")[0], engine=self.engine_combo.currentText(),
-            port=self.port_spin.value(), host=self.host_combo.currentText().strip(),
+        return DeployRequest.from_options(
+            int(self.artifact_combo.itemData(index)), artifact_ref=text.split("  (")[0],
+            api_key=self.api_key_edit.text().strip(), engine=self.engine_combo.currentText(),
+            port=self.port_spin.value(),
+            host=self.host_combo.currentText().strip() or DEFAULT_HOST,
             ctx=self.ctx_spin.value() or None, threads=self.threads_spin.value() or None,
             parallel=self.parallel_spin.value(), gpu_layers=self.gpu_layers_spin.value(),
             name=self.name_edit.text().strip() or None,
-            api_key=self.api_key_edit.text().strip())
+            max_queue=self.max_queue_spin.value(), batch=self.batch_spin.value() or None,
+            device=self.device_combo.currentText().strip() or "auto",
+            quantization=self.quantization_combo.currentData(),
+            lora=self.lora_combo.currentData())
 
     def start_selected(self) -> int:
         """Start the form's deployment; returns its key (0 if it cannot start)."""
@@ -376,17 +422,13 @@ class DeploymentsPage(Page):
                                            "serve first.")
             return 0
         from llmops_desktop.errors import InvalidInputError
-        from llmops_desktop.netaddr import check_secret
-        from llmops_desktop.serving.config import check_bind
 
         try:
-            check_secret(request.api_key, "API key")
-            check_bind(request.host or DEFAULT_HOST, request.api_key or None)
+            return self.deploy.start(request)  # checks it first, as 'llmops serve' does
         except InvalidInputError as exc:
             self.ctx.events.sig_error.emit(str(exc))
             self.api_key_edit.setFocus()
             return 0
-        return self.deploy.start(request)
 
     def generate_api_key(self) -> None:
         import secrets
@@ -410,6 +452,11 @@ class DeploymentsPage(Page):
         self.threads_spin.setValue(options.threads or 0)
         self.parallel_spin.setValue(options.parallel)
         self.gpu_layers_spin.setValue(options.gpu_layers)
+        self.max_queue_spin.setValue(options.max_queue)
+        self.batch_spin.setValue(options.batch or 0)
+        self.device_combo.setCurrentText(options.device)
+        self.quantization_combo.setCurrentIndex(
+            max(0, self.quantization_combo.findData(options.quantization)))
         self.defaults_label.setText("Suggested for this model and machine: " + "; ".join(reasons)
                                     + ".")
 
@@ -561,7 +608,8 @@ class DeploymentsPage(Page):
         d, item = self.deploy.get(key), self._items.get(key)
         if d is None or item is None:
             return
-        values = (d.name, d.request.artifact_ref, d.request.engine, d.url or "", d.state,
+        values = (d.name, d.request.artifact_ref, d.request.options.engine or "", d.url or "",
+                  d.state,
                   uptime_text(d.uptime_s()))
         for column, value in enumerate(values):
             item.setText(column, value)
@@ -578,10 +626,11 @@ class DeploymentsPage(Page):
             self.detail_title.setText(f"<b>{d.name}</b> — {d.state}, {where}"
                                       + (f"<br><span style='color:#c62828'>{d.error}</span>"
                                          if d.state == "failed" and d.error else ""))
-            url = d.url or f"http://{d.request.host}:{d.request.port or 'PORT'}"
+            o = d.request.options
+            url = d.url or f"http://{o.host}:{o.port or 'PORT'}"
             from llmops_desktop.netaddr import is_loopback
 
-            needs_key = bool(d.request.api_key) or not is_loopback(d.request.host)
+            needs_key = bool(d.request.api_key) or not is_loopback(o.host)
             self.curl_edit.setPlainText(curl_snippet(url, d.name, needs_key=needs_key))
             self.python_edit.setPlainText(python_snippet(url, d.name, needs_key=needs_key))
         self._update_buttons()

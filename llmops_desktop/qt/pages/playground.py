@@ -1,25 +1,23 @@
 """The Playground page: chat with any running deployment, see how fast it answers, rate it.
 
 Replies stream in through :func:`~llmops_desktop.serving.client.stream_chat` on a worker
-thread; its pieces reach the GUI thread through one long-lived relay (a QObject a worker
-thread could free would be destroyed outside its thread) and are drawn at most 25 times a
-second. Stop closes the connection, which stops the server's generation as well. Under each
-reply: time to first token and tokens per second as the client saw them. Thumbs up or down
-store the reply, its conversation and the deployment's artifact in the catalog
-(:mod:`llmops_desktop.serving.feedback`); Export writes every rating as JSONL. Each
-deployment keeps its own conversation while the app runs.
+thread; its pieces reach the GUI thread through the pump (:mod:`llmops_desktop.qt.pump`)
+and are drawn at most 25 times a second. Stop closes the connection, which stops the
+server's generation as well. Under each reply: time to first token and tokens per second
+as the client saw them. Thumbs up or down store the reply, its conversation and the
+deployment's artifact in the catalog (:mod:`llmops_desktop.serving.feedback`); Export
+writes every rating as JSONL. Each deployment keeps its own conversation while the app runs.
 """
 
 from __future__ import annotations
 
-import itertools
-import threading
 import uuid
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
@@ -44,6 +42,7 @@ from PySide6.QtWidgets import (
 from llmops_desktop.errors import LLMOpsError
 from llmops_desktop.qt.context import AppContext, Page, icon
 from llmops_desktop.qt.deploy_controller import DeployController, LiveDeployment
+from llmops_desktop.qt.pump import create_worker
 from llmops_desktop.serving.client import Cancel, ReplyStats, stream_chat
 from llmops_desktop.serving.feedback import Feedback, export_jsonl, rate
 
@@ -102,26 +101,6 @@ def stats_text(turn: Turn) -> str:
     elif s is not None and s.finish_reason:
         parts.append({"length": "hit max tokens"}.get(s.finish_reason, s.finish_reason))
     return " · ".join(parts)
-
-
-class _ChatRelay(QObject):
-    """Carries a reply's pieces from its worker thread to the GUI thread."""
-
-    sig_delta = Signal(int, str)
-    """Stream id and a piece of text."""
-    sig_done = Signal(int, str)
-    """Stream id and an error message ('' when the reply ended normally or was stopped)."""
-
-
-_relay: _ChatRelay | None = None
-_stream_ids = itertools.count(1)
-
-
-def _chat_relay() -> _ChatRelay:
-    global _relay
-    if _relay is None:
-        _relay = _ChatRelay()
-    return _relay
 
 
 class MessageView(QFrame):
@@ -195,6 +174,8 @@ class PlaygroundPage(Page):
 
     sig_reply_finished = Signal(str)
     """A reply ended (its id): finished, stopped or failed."""
+    sig_reply_piece = Signal(str)
+    """A piece of the reply being streamed arrived (on the GUI thread)."""
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(ctx, parent)
@@ -202,10 +183,6 @@ class PlaygroundPage(Page):
         self._views: list[MessageView] = []
         self._stream: tuple[int, int, Turn, Cancel] | None = None  # id, deployment key, turn
         self._dirty = False
-        relay = _chat_relay()
-        queued = Qt.ConnectionType.QueuedConnection
-        relay.sig_delta.connect(self._on_delta, queued)
-        relay.sig_done.connect(self._on_done, queued)
         self.redraw = QTimer(self)
         self.redraw.setInterval(REDRAW_MS)
         self.redraw.timeout.connect(self._flush)
@@ -401,12 +378,17 @@ class PlaygroundPage(Page):
         conv.turns.append(turn)
         self._add_view(conv.turns[-2])
         self._add_view(turn)
-        stream_id, cancel = next(_stream_ids), Cancel()
-        self._stream = (stream_id, d.key, turn, cancel)
+        cancel = Cancel()
         api_key = self.key_edit.text().strip() or d.request.api_key
-        threading.Thread(target=_stream_reply, name="llmops-chat", daemon=True,
-                         args=(_chat_relay(), stream_id, d.url, body, api_key, cancel,
-                               turn.stats)).start()
+        worker = create_worker(partial(stream_chat, d.url, body, api_key=api_key,
+                                       cancel=cancel, stats=turn.stats),
+                               start=False, receiver=self, name="llmops-chat")
+        stream_id = worker.id
+        worker.yielded.connect(lambda piece: self._on_delta(stream_id, piece))
+        worker.returned.connect(lambda _: self._on_done(stream_id, ""))
+        worker.errored.connect(lambda exc: self._on_done(stream_id, _error_text(exc)))
+        self._stream = (stream_id, d.key, turn, cancel)
+        worker.start()
         self.redraw.start()
         self._update_buttons()
         return turn.reply_id
@@ -532,6 +514,7 @@ class PlaygroundPage(Page):
             return
         self._stream[2].content += piece
         self._dirty = True
+        self.sig_reply_piece.emit(piece)
 
     def _flush(self) -> None:
         if not self._dirty or self._stream is None:
@@ -571,15 +554,8 @@ class PlaygroundPage(Page):
         QTimer.singleShot(0, self._scroll_to_end)
 
 
-def _stream_reply(relay: _ChatRelay, stream_id: int, url: str, body: dict[str, Any],
-                  api_key: str, cancel: Cancel, stats: ReplyStats) -> None:
-    """Worker thread: stream one reply into the relay's signals."""
-    error = ""
-    try:
-        for piece in stream_chat(url, body, api_key=api_key, cancel=cancel, stats=stats):
-            relay.sig_delta.emit(stream_id, piece)
-    except LLMOpsError as exc:
-        error = str(exc)
-    except Exception as exc:  # noqa: BLE001 - shown under the reply, never a crash
-        error = f"{type(exc).__name__}: {exc}"
-    relay.sig_done.emit(stream_id, error)
+def _error_text(exc: BaseException) -> str:
+    """How a failed reply reads under it (never a crash)."""
+    if isinstance(exc, LLMOpsError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"

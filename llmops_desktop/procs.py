@@ -1,0 +1,102 @@
+"""Child processes: read their JSON-lines events, and stop them (SIGTERM, grace, SIGKILL).
+
+Every long-running child of this app (a job, a deployment's server, the team mirror, a
+fine-tune's torchrun) speaks the same protocol: one JSON object per line on stdout
+(:mod:`llmops_desktop.jobs.events`). :func:`read_events` turns such a stream into
+events, :func:`follow` does that for a whole child and returns its exit code, and
+:func:`terminate` is the one way to stop a child or a process we only know by its pid.
+The CLI iterates these directly; the window runs them through ``qt/pump.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator
+
+from llmops_desktop.jobs.events import Event, parse_event
+
+DEFAULT_GRACE_S = 5.0
+POLL_S = 0.05
+
+
+def read_events(stream: Iterable[bytes | str]) -> Iterator[Event]:
+    """The events in a child's stdout, one per JSON line; stray lines are skipped."""
+    for raw in stream:
+        event = parse_event(raw)
+        if event is not None:
+            yield event
+
+
+def follow(process: subprocess.Popen[bytes]) -> Generator[Event, None, int]:
+    """Yield a child's events until its stdout closes; return its exit code."""
+    assert process.stdout is not None, "start the child with stdout=subprocess.PIPE"
+    yield from read_events(process.stdout)
+    code = process.wait()
+    process.stdout.close()
+    return code
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists and is not a zombie."""
+    try:
+        import psutil
+
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except Exception:  # noqa: BLE001 - NoSuchProcess, AccessDenied
+        return False
+
+
+def terminate(target: subprocess.Popen[bytes] | int, *, grace: float | None = DEFAULT_GRACE_S,
+              group: bool = False, alive: Callable[[], bool] | None = None) -> bool:
+    """Ask ``target`` (a child we started, or a pid) to stop with SIGTERM; if it is still
+    there after ``grace`` seconds, SIGKILL it. Returns whether it is gone.
+
+    ``grace=None`` sends SIGTERM and returns at once (the caller watches the end some
+    other way). ``group`` signals the process group the target leads (children started
+    with ``start_new_session=True``, so that a job's torchrun ranks go too). ``alive``
+    overrides how "still there" is judged (say, a catalog row that is not finished yet).
+    """
+    if isinstance(target, subprocess.Popen):
+        process = target
+        pid = process.pid
+        still_there = alive or (lambda: process.poll() is None)
+    else:
+        process = None
+        pid = int(target)
+        still_there = alive or (lambda: pid_alive(pid))
+    if not still_there():
+        return True
+    _send(pid, signal.SIGTERM, group)
+    if grace is None:
+        return False
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not still_there():
+            return True
+        time.sleep(POLL_S)
+    if not still_there():
+        return True
+    _send(pid, signal.SIGKILL, group)
+    if process is not None:
+        process.wait()
+        return True
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and pid_alive(pid):
+        time.sleep(POLL_S)
+    return not pid_alive(pid)
+
+
+def _send(pid: int, sig: signal.Signals, group: bool) -> None:
+    if group:
+        try:
+            os.killpg(pid, sig)
+            return
+        except (ProcessLookupError, PermissionError):
+            pass  # not a group leader any more: signal the process alone
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

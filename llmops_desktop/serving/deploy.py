@@ -1,0 +1,130 @@
+"""A deployment request, and starting and stopping the server process that serves it.
+
+:class:`DeployRequest` is what both front ends build: an artifact and a
+:class:`~llmops_desktop.serving.config.ServeOptions` (every option ``llmops serve`` has,
+so the window can set all of them), plus an API key that is never written anywhere.
+:meth:`DeployRequest.check` refuses what the server would refuse, before a process
+starts; :meth:`DeployRequest.to_argv` writes the child's command line from the options'
+field metadata, the same metadata its argument parser is made from.
+:func:`start_server` starts ``python -m llmops_desktop.serving`` in its own session (it
+outlives the window if asked to); :func:`stop_server` stops one, ours or adopted.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from llmops_desktop.fields import field_specs
+from llmops_desktop.paths import Home
+from llmops_desktop.procs import terminate
+from llmops_desktop.serving.config import API_KEY_ENV, DEFAULT_HOST, ServeOptions, check_bind
+from llmops_desktop.serving.store import Deployment, is_server_process
+
+STOP_GRACE_S = 5.0
+SERVING_MODULE = "llmops_desktop.serving"
+
+
+@dataclass(frozen=True)
+class DeployRequest:
+    """What the user asked to serve, and how."""
+
+    artifact_id: int
+    artifact_ref: str = ""  # how the artifact is shown (NAME@VERSION)
+    options: ServeOptions = field(default_factory=ServeOptions)
+    api_key: str = field(default="", repr=False)  # the child's environment, never its argv
+
+    @classmethod
+    def from_options(cls, artifact_id: int, options: ServeOptions | None = None, *,
+                     artifact_ref: str = "", api_key: str = "",
+                     **changes: Any) -> DeployRequest:
+        """A request for ``artifact_id`` with ``options`` (defaults: ``ServeOptions()``),
+        overridden by ``changes`` (option names: ``port=0``, ``lora="adapter@1"`` …)."""
+        options = replace(options or ServeOptions(), **changes)
+        return cls(artifact_id=int(artifact_id), artifact_ref=artifact_ref, options=options,
+                   api_key=api_key)
+
+    @classmethod
+    def from_record(cls, d: Deployment) -> DeployRequest:
+        """The request that would start ``d`` again (its API key is not kept anywhere)."""
+        known = {f.name for f in fields(ServeOptions)}
+        saved = {k: v for k, v in (d.settings or {}).items() if k in known}
+        saved.update(engine=d.engine or saved.get("engine"), host=d.host or DEFAULT_HOST,
+                     port=d.port or 0, name=d.name or saved.get("name"))
+        return cls(artifact_id=d.artifact_id or 0, artifact_ref=d.artifact_ref,
+                   options=ServeOptions(**saved))
+
+    @property
+    def name(self) -> str:
+        """What the list shows before the server says its name."""
+        return self.options.name or self.artifact_ref or f"#{self.artifact_id}"
+
+    def check(self) -> DeployRequest:
+        """Raise InvalidInputError for what the server would refuse: an option out of
+        range, a malformed key, a non-loopback address without a key."""
+        from llmops_desktop.netaddr import check_secret
+
+        self.options.checked()
+        check_secret(self.api_key, "API key")
+        check_bind(self.options.host or DEFAULT_HOST, self.api_key or None)
+        return self
+
+    def to_argv(self, home: Home) -> list[str]:
+        """The server child's command line: a flag per option that has a value, written
+        from the same field specifications its parser's flags are made from."""
+        argv = [sys.executable, "-m", SERVING_MODULE, "--home", str(home.root),
+                "--artifact", str(self.artifact_id)]
+        for s in field_specs(ServeOptions):
+            value = getattr(self.options, s.name)
+            if not s.exposed or value is None or (value == "" and s.optional):
+                continue
+            if s.type is bool:
+                argv.append(s.option if value else "--no-" + s.option[2:])
+            elif s.type is tuple:
+                for item in value:
+                    argv += [s.option, str(item)]
+            else:
+                argv += [s.option, str(value)]
+        return argv
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PYTHONUNBUFFERED"] = "1"
+        env.pop(API_KEY_ENV, None)
+        if self.api_key:
+            env[API_KEY_ENV] = self.api_key
+        return env
+
+
+def serving_log(home: Home) -> Path:
+    """Where server children started by the window write their stderr."""
+    return home.root / "logs" / "serving.log"
+
+
+def start_server(request: DeployRequest, home: Home) -> subprocess.Popen[bytes]:
+    """Check ``request`` and start its server child: JSON lines on its stdout
+    (:func:`llmops_desktop.procs.follow`), stderr appended to :func:`serving_log`. The
+    child runs in its own session, so it may outlive the window and a terminal's hang-up."""
+    request.check()
+    log_path = serving_log(home)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(request.to_argv(home), stdout=subprocess.PIPE, stderr=log,
+                                stdin=subprocess.DEVNULL, env=request.environment(),
+                                start_new_session=True)
+
+
+def stop_server(target: subprocess.Popen[bytes] | int, *, wait: bool = True,
+                grace: float = STOP_GRACE_S) -> bool:
+    """SIGTERM a server (our child, or a pid from the catalog); with ``wait``, SIGKILL it
+    if it has not stopped after ``grace`` seconds. Returns whether it is gone. A clean
+    stop writes the request log and marks the deployment stopped first."""
+    if isinstance(target, int):
+        pid = target
+        return terminate(pid, grace=grace if wait else None,
+                         alive=lambda: is_server_process(pid))
+    return terminate(target, grace=grace if wait else None)
