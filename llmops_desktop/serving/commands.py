@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import sys
-import time
 from pathlib import Path
 
 from llmops_desktop.errors import InvalidInputError, NotFoundError
@@ -27,10 +24,10 @@ def cmd_deployments(args: argparse.Namespace) -> int:
         d = deployment(catalog, args.deployment_id)
         if d.id not in live or not d.pid:
             raise NotFoundError(f"Deployment #{d.id} ({d.name}) is not running ({d.state}).")
-        os.kill(d.pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_WAIT_S
-        while time.monotonic() < deadline and deployment(catalog, d.id).state == "running":
-            time.sleep(0.1)
+        from llmops_desktop.serving.deploy import stop_server
+
+        stop_server(d.pid, grace=STOP_WAIT_S)  # SIGKILL if it has not stopped by then
+        reconcile(catalog)  # a server that had to be killed is marked failed
         state = deployment(catalog, d.id).state
         if args.json:
             cli.print_json({"deployment_id": d.id, "state": state})
