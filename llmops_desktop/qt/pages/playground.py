@@ -1,167 +1,50 @@
 """The Playground page: chat with any running deployment, see how fast it answers, rate it.
 
-Replies stream in through :func:`~llmops_desktop.serving.client.stream_chat` on a worker
-thread; its pieces reach the GUI thread through the pump (:mod:`llmops_desktop.qt.pump`)
-and are drawn at most 25 times a second. Stop closes the connection, which stops the
-server's generation as well. Under each reply: time to first token and tokens per second
-as the client saw them. Thumbs up or down store the reply, its conversation and the
-deployment's artifact in the catalog (:mod:`llmops_desktop.serving.feedback`); Export
-writes every rating as JSONL. Each deployment keeps its own conversation while the app runs.
+The page shows one core :class:`~llmops_desktop.serving.chat_session.ChatSession` per
+deployment (the conversation, the request, the figures, the ratings; ``llmops chat`` uses
+the same) and listens to it. A reply's events come from the session's generator on a
+worker thread through the pump (:mod:`llmops_desktop.qt.pump`) and are drawn at most 25
+times a second. Stop closes the connection, which stops the server's generation as well.
+Under each reply: time to first token and tokens per second as the client saw them.
+Thumbs up or down store the reply, its conversation and the deployment's artifact in the
+catalog; Export writes every rating as JSONL. Each deployment keeps its own conversation
+while the app runs.
 """
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
-    QFormLayout,
-    QFrame,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QPlainTextEdit,
     QPushButton,
     QScrollArea,
-    QSpinBox,
     QSplitter,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from llmops_desktop.errors import LLMOpsError
+from llmops_desktop.qt.chat_widgets import ChatSettingsBox, MessageView
 from llmops_desktop.qt.context import AppContext, Page, icon
 from llmops_desktop.qt.deploy_controller import DeployController, LiveDeployment
 from llmops_desktop.qt.pump import create_worker
-from llmops_desktop.serving.client import Cancel, ReplyStats, stream_chat
-from llmops_desktop.serving.feedback import Feedback, export_jsonl, rate
+from llmops_desktop.serving.chat_session import (
+    ChatSession,
+    ChatTarget,
+    Delta,
+    ReplyEnded,
+    Turn,
+)
+from llmops_desktop.serving.feedback import export_jsonl
 
 REDRAW_MS = 40
-DEFAULT_MAX_TOKENS = 256
-
-
-@dataclass
-class Turn:
-    """One message of a conversation; an assistant turn also has what it took and its rating."""
-
-    role: str
-    content: str
-    reply_id: str = ""
-    state: str = "done"  # streaming, done, stopped, failed
-    stats: ReplyStats | None = None
-    error: str = ""
-    rating: int = 0
-    request: dict[str, Any] = field(default_factory=dict)  # what was sent for this reply
-
-
-@dataclass
-class Conversation:
-    turns: list[Turn] = field(default_factory=list)
-
-    def history(self) -> list[dict[str, str]]:
-        """The messages to send: every finished turn (a failed reply and its question are
-        left out, so the model never sees an error as its own words)."""
-        out: list[dict[str, str]] = []
-        for i, t in enumerate(self.turns):
-            if t.role == "assistant" and t.state in ("done", "stopped") and t.content:
-                out.append({"role": "assistant", "content": t.content})
-            elif t.role == "user":
-                reply = self.turns[i + 1] if i + 1 < len(self.turns) else None
-                if reply is None or reply.state != "failed":
-                    out.append({"role": "user", "content": t.content})
-        return out
-
-
-def stats_text(turn: Turn) -> str:
-    """The line under a reply: 'TTFT 41 ms · 87.3 tok/s · 64 tokens · length'."""
-    if turn.state == "streaming":
-        return "…"
-    if turn.state == "failed":
-        return f"Failed: {turn.error}"
-    s = turn.stats
-    parts = []
-    if s is not None and s.ttft_ms is not None:
-        parts.append(f"TTFT {s.ttft_ms:.0f} ms")
-    if s is not None and s.tokens_per_s is not None:
-        parts.append(f"{s.tokens_per_s:.1f} tok/s")
-    if s is not None and s.completion_tokens is not None:
-        parts.append(f"{s.completion_tokens} tokens")
-    if turn.state == "stopped":
-        parts.append("stopped")
-    elif s is not None and s.finish_reason:
-        parts.append({"length": "hit max tokens"}.get(s.finish_reason, s.finish_reason))
-    return " · ".join(parts)
-
-
-class MessageView(QFrame):
-    """One message: who, the text, and for a reply its figures and thumbs."""
-
-    sig_rated = Signal(str, int)
-    """Reply id and the new rating (1, -1, or 0 to take it back)."""
-
-    def __init__(self, turn: Turn, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.turn = turn
-        self.setFrameShape(QFrame.Shape.StyledPanel)
-        mine = turn.role == "user"
-        self.setStyleSheet("MessageView { background: %s; border-radius: 6px; }"
-                           % ("palette(alternate-base)" if mine else "palette(base)"))
-        who = QLabel("<b>You</b>" if mine else "<b>Model</b>")
-        self.text = QLabel()
-        self.text.setTextFormat(Qt.TextFormat.PlainText)
-        self.text.setWordWrap(True)
-        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.stats = QLabel()
-        self.stats.setStyleSheet("color: palette(mid);")
-        self.up = self._thumb("thumb-up", "Good reply: store it as positive feedback")
-        self.down = self._thumb("thumb-down", "Bad reply: store it as negative feedback")
-        self.up.clicked.connect(lambda on: self._rate(1 if on else 0))
-        self.down.clicked.connect(lambda on: self._rate(-1 if on else 0))
-        foot = QHBoxLayout()
-        foot.addWidget(self.stats, 1)
-        foot.addWidget(self.up)
-        foot.addWidget(self.down)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(8, 6, 8, 6)
-        layout.addWidget(who)
-        layout.addWidget(self.text)
-        if not mine:
-            layout.addLayout(foot)
-        self.refresh()
-
-    def _thumb(self, name: str, tip: str) -> QToolButton:
-        b = QToolButton()
-        b.setIcon(icon(name))
-        b.setCheckable(True)
-        b.setAutoRaise(True)
-        b.setToolTip(tip)
-        return b
-
-    def _rate(self, rating: int) -> None:
-        self.sig_rated.emit(self.turn.reply_id, rating)
-
-    def refresh(self) -> None:
-        t = self.turn
-        self.text.setText(t.content or ("…" if t.state == "streaming" else ""))
-        self.stats.setText(stats_text(t))
-        if t.state == "failed":
-            self.stats.setStyleSheet("color: #c62828;")
-        rateable = t.role == "assistant" and t.state in ("done", "stopped") and bool(t.content)
-        for b, value in ((self.up, 1), (self.down, -1)):
-            b.setEnabled(rateable)
-            b.blockSignals(True)
-            b.setChecked(t.rating == value)
-            b.blockSignals(False)
 
 
 class PlaygroundPage(Page):
@@ -179,9 +62,9 @@ class PlaygroundPage(Page):
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(ctx, parent)
-        self.conversations: dict[int, Conversation] = {}
+        self.sessions: dict[int, ChatSession] = {}  # by deployment key
         self._views: list[MessageView] = []
-        self._stream: tuple[int, int, Turn, Cancel] | None = None  # id, deployment key, turn
+        self._stream: tuple[ChatSession, Turn] | None = None  # the reply being streamed
         self._dirty = False
         self.redraw = QTimer(self)
         self.redraw.setInterval(REDRAW_MS)
@@ -211,7 +94,13 @@ class PlaygroundPage(Page):
         layout.addLayout(top)
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(self._build_settings())
+        self.settings_box = ChatSettingsBox()
+        box = self.settings_box  # its fields, as the page's own (the tour and tests set them)
+        self.system_edit, self.temperature_spin, self.top_p_spin = (
+            box.system_edit, box.temperature_spin, box.top_p_spin)
+        self.max_tokens_spin, self.seed_spin, self.key_edit = (
+            box.max_tokens_spin, box.seed_spin, box.key_edit)
+        splitter.addWidget(box)
         splitter.addWidget(self._build_chat())
         splitter.setStretchFactor(0, 0)
         splitter.setStretchFactor(1, 1)
@@ -229,51 +118,6 @@ class PlaygroundPage(Page):
         self._update_buttons()
 
     # ---- building -------------------------------------------------------------------------
-
-    def _build_settings(self) -> QWidget:
-        box = QGroupBox("Settings")
-        self.system_edit = QPlainTextEdit()
-        self.system_edit.setPlaceholderText("System prompt (optional), e.g. 'You are a concise "
-                                            "assistant.'")
-        self.system_edit.setMaximumHeight(160)
-        self.temperature_spin = QDoubleSpinBox()
-        self.temperature_spin.setRange(0.0, 2.0)
-        self.temperature_spin.setSingleStep(0.1)
-        self.temperature_spin.setValue(0.7)
-        self.temperature_spin.setToolTip("Randomness: 0 always picks the likeliest token")
-        self.top_p_spin = QDoubleSpinBox()
-        self.top_p_spin.setRange(0.01, 1.0)
-        self.top_p_spin.setSingleStep(0.05)
-        self.top_p_spin.setValue(0.95)
-        self.top_p_spin.setToolTip("Sample only from the likeliest tokens that together have "
-                                   "this probability")
-        self.max_tokens_spin = QSpinBox()
-        self.max_tokens_spin.setRange(1, 32768)
-        self.max_tokens_spin.setValue(DEFAULT_MAX_TOKENS)
-        self.max_tokens_spin.setToolTip("Longest reply in tokens (the deployment's context "
-                                        "length bounds prompt and reply together)")
-        self.seed_spin = QSpinBox()
-        self.seed_spin.setRange(-1, 2**31 - 1)
-        self.seed_spin.setValue(-1)
-        self.seed_spin.setSpecialValueText("random")
-        self.seed_spin.setToolTip("The same seed, prompt and settings give the same reply")
-        self.key_edit = QLineEdit()
-        self.key_edit.setEchoMode(QLineEdit.EchoMode.Password)
-        self.key_edit.setPlaceholderText("only if the deployment has one")
-        self.key_edit.setToolTip("The deployment's API key (filled in for deployments this "
-                                 "window started)")
-        outer = QVBoxLayout(box)
-        outer.addWidget(QLabel("System prompt"))
-        outer.addWidget(self.system_edit)
-        form = QFormLayout()
-        form.addRow("Temperature", self.temperature_spin)
-        form.addRow("Top p", self.top_p_spin)
-        form.addRow("Max tokens", self.max_tokens_spin)
-        form.addRow("Seed", self.seed_spin)
-        form.addRow("API key", self.key_edit)
-        outer.addLayout(form)
-        outer.addStretch(1)
-        return box
 
     def _build_chat(self) -> QWidget:
         self.messages = QWidget()
@@ -332,7 +176,7 @@ class PlaygroundPage(Page):
         for d in self.running():
             self.deployment_combo.addItem(f"{d.name}  —  {d.url}", d.key)
         index = self.deployment_combo.findData(current)
-        self.deployment_combo.setCurrentIndex(index if index >= 0 else 0)
+        self.deployment_combo.setCurrentIndex(max(index, 0))
         self.deployment_combo.blockSignals(False)
         if self.deployment_combo.currentData() != current:
             self._show_conversation()
@@ -350,85 +194,57 @@ class PlaygroundPage(Page):
         key = self.deployment_combo.currentData()
         return self.deploy.get(key) if self.deploy is not None and key is not None else None
 
-    def conversation(self) -> Conversation | None:
+    def conversation(self) -> ChatSession | None:
+        """The current deployment's chat (made on first use)."""
         d = self.current()
-        return self.conversations.setdefault(d.key, Conversation()) if d else None
+        if d is None:
+            return None
+        session = self.sessions.get(d.key)
+        if session is None:
+            session = self.sessions[d.key] = ChatSession(self._target(d), catalog=self.ctx.catalog)
+        return session
 
     def send(self, text: str | None = None) -> str:
         """Send ``text`` (default: the input box) and stream the reply; returns its id."""
-        d, conv = self.current(), self.conversation()
+        d, session = self.current(), self.conversation()
         text = (text if isinstance(text, str) else self.input.toPlainText()).strip()
-        if d is None or conv is None or not text or self._stream is not None:
+        if d is None or session is None or not text or self._stream is not None:
             return ""
         self.input.clear()
-        conv.turns.append(Turn("user", text))
-        history = conv.history()
-        system = self.system_edit.toPlainText().strip()
-        body: dict[str, Any] = {
-            "model": d.name,
-            "messages": ([{"role": "system", "content": system}] if system else []) + history,
-            "temperature": round(self.temperature_spin.value(), 3),
-            "top_p": round(self.top_p_spin.value(), 3),
-            "max_tokens": self.max_tokens_spin.value()}
-        if self.seed_spin.value() >= 0:
-            body["seed"] = self.seed_spin.value()
-        turn = Turn("assistant", "", reply_id=uuid.uuid4().hex, state="streaming",
-                    stats=ReplyStats(), request={"body": body, "system": system,
-                                                 "history": history, "prompt": text})
-        conv.turns.append(turn)
-        self._add_view(conv.turns[-2])
+        session.target = self._target(d)  # a restarted deployment has a new address
+        session.system, session.sampling = self.settings_box.system(), self.settings_box.sampling()
+        turn = session.ask(text)
+        self._add_view(session.turns[-2])
         self._add_view(turn)
-        cancel = Cancel()
-        api_key = self.key_edit.text().strip() or d.request.api_key
-        worker = create_worker(partial(stream_chat, d.url, body, api_key=api_key,
-                                       cancel=cancel, stats=turn.stats),
-                               start=False, receiver=self, name="llmops-chat")
-        stream_id = worker.id
-        worker.yielded.connect(lambda piece: self._on_delta(stream_id, piece))
-        worker.returned.connect(lambda _: self._on_done(stream_id, ""))
-        worker.errored.connect(lambda exc: self._on_done(stream_id, _error_text(exc)))
-        self._stream = (stream_id, d.key, turn, cancel)
-        worker.start()
+        self._stream = (session, turn)
+        create_worker(session.stream, turn, yielded=self._on_event,
+                      errored=lambda exc: self._on_failed(turn, exc), receiver=self,
+                      name="llmops-chat")
         self.redraw.start()
         self._update_buttons()
         return turn.reply_id
 
     def stop(self) -> None:
         if self._stream is not None:
-            self._stream[3].set()
+            self._stream[0].stop(self._stream[1])
 
     def new_chat(self) -> None:
-        d = self.current()
-        if d is None or self._stream is not None:
+        session = self.conversation()
+        if session is None or self._stream is not None:
             return
-        self.conversations[d.key] = Conversation()
+        session.reset()
         self._show_conversation()
 
     def rate_reply(self, reply_id: str, rating: int) -> None:
         """Store (or take back) a rating of a reply in the catalog."""
-        found = self._find(reply_id)
-        if found is None:
+        session = next((c for c in self.sessions.values() if c.find(reply_id)), None)
+        if session is None:
             return
-        key, turn = found
-        d = self.deploy.get(key) if self.deploy is not None else None
-        req, stats = turn.request, turn.stats
-        body = req.get("body", {})
         try:
-            rate(self.ctx.catalog, Feedback(
-                reply_id=reply_id, rating=rating, reply=turn.content,
-                prompt=req.get("prompt", ""), messages=req.get("history", []),
-                system_prompt=req.get("system", ""),
-                deployment_id=d.deployment_id if d else None,
-                artifact_id=d.request.artifact_id if d else None,
-                artifact_ref=d.request.artifact_ref if d else "",
-                params={k: body[k] for k in ("model", "temperature", "top_p", "max_tokens",
-                                             "seed") if k in body},
-                ttft_ms=stats.ttft_ms if stats else None,
-                tokens_per_s=stats.tokens_per_s if stats else None))
+            turn = session.rate(reply_id, rating)
         except (LLMOpsError, OSError, ValueError) as exc:
             self.ctx.events.sig_error.emit(f"Could not store the rating: {exc}")
             return
-        turn.rating = rating
         for view in self._views:
             if view.turn is turn:
                 view.refresh()
@@ -452,12 +268,11 @@ class PlaygroundPage(Page):
 
     # ---- internals ------------------------------------------------------------------------
 
-    def _find(self, reply_id: str) -> tuple[int, Turn] | None:
-        for key, conv in self.conversations.items():
-            for t in conv.turns:
-                if t.reply_id == reply_id:
-                    return key, t
-        return None
+    def _target(self, d: LiveDeployment) -> ChatTarget:
+        return ChatTarget(url=d.url, model=d.name,
+                          api_key=self.key_edit.text().strip() or d.request.api_key,
+                          deployment_id=d.deployment_id, artifact_id=d.request.artifact_id,
+                          artifact_ref=d.request.artifact_ref)
 
     def _ask_export(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export feedback", "feedback.jsonl",
@@ -484,8 +299,8 @@ class PlaygroundPage(Page):
             view.setParent(None)
             view.deleteLater()
         self._views.clear()
-        conv = self.conversation()
-        for turn in conv.turns if conv else []:
+        session = self.conversation()
+        for turn in session.turns if session else []:
             self._add_view(turn)
         self._update_buttons()
 
@@ -509,18 +324,26 @@ class PlaygroundPage(Page):
             if isinstance(n_ctx, int) and n_ctx > 1:
                 self.max_tokens_spin.setMaximum(n_ctx - 1)  # the prompt needs a token at least
 
-    def _on_delta(self, stream_id: int, piece: str) -> None:
-        if self._stream is None or self._stream[0] != stream_id:
+    def _on_event(self, event: Delta | ReplyEnded) -> None:
+        if self._stream is None or event.reply_id != self._stream[1].reply_id:
             return
-        self._stream[2].content += piece
-        self._dirty = True
-        self.sig_reply_piece.emit(piece)
+        if isinstance(event, Delta):  # the session added it to the turn already
+            self._dirty = True
+            self.sig_reply_piece.emit(event.text)
+        else:
+            self._on_done()
+
+    def _on_failed(self, turn: Turn, exc: BaseException) -> None:
+        if turn.state == "streaming":  # the session says failures itself; this is a bug
+            turn.state, turn.error = "failed", f"{type(exc).__name__}: {exc}"
+        if self._stream is not None and self._stream[1] is turn:
+            self._on_done()
 
     def _flush(self) -> None:
         if not self._dirty or self._stream is None:
             return
         self._dirty = False
-        turn = self._stream[2]
+        turn = self._stream[1]
         for view in reversed(self._views):
             if view.turn is turn:
                 bar = self.scroll.verticalScrollBar()
@@ -530,18 +353,11 @@ class PlaygroundPage(Page):
                     QTimer.singleShot(0, self._scroll_to_end)
                 break
 
-    def _on_done(self, stream_id: int, error: str) -> None:
-        if self._stream is None or self._stream[0] != stream_id:
-            return
-        _, _, turn, cancel = self._stream
+    def _on_done(self) -> None:
+        assert self._stream is not None
+        _, turn = self._stream
         self._stream = None
         self.redraw.stop()
-        if cancel.is_set():
-            turn.state = "stopped"
-        elif error:
-            turn.state, turn.error = "failed", error
-        else:
-            turn.state = "done"
         self._dirty = True
         self._stream_flush_final(turn)
         self._update_buttons()
@@ -552,10 +368,3 @@ class PlaygroundPage(Page):
             if view.turn is turn:
                 view.refresh()
         QTimer.singleShot(0, self._scroll_to_end)
-
-
-def _error_text(exc: BaseException) -> str:
-    """How a failed reply reads under it (never a crash)."""
-    if isinstance(exc, LLMOpsError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
