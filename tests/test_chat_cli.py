@@ -37,10 +37,10 @@ def gguf(catalog, demo_gguf):
 
 
 def test_chat_with_a_running_deployment(home, catalog, gguf) -> None:
-    script = "\n".join([
-        "Hello there", "And again?", "/rate up",  # rates the second reply
-        "/system Be brief.", "Second question", "/rate down",
-        "Third", "/reset", "Fourth", "/rate up", "/quit", "never read"]) + "\n"
+    lines = ["Hello there", "And again?", "/rate up",  # rates the second reply
+             "/system Be brief.", "Second question", "/rate down",
+             "Third", "/reset", "Fourth", "/rate up", "/quit", "never read"]
+    script = "\n".join(lines) + "\n"
     with server_process(home.root, "--artifact", "demo-gguf", "--threads", "1", "--ctx", "512",
                         "--name", "chatty") as server:
         proc = _chat(home, "chatty", "--max-tokens", "12", "--seed", "3")

@@ -29,7 +29,9 @@ from llmops_desktop.serving.chat_session import (
     Sampling,
     stats_text,
 )
+from llmops_desktop.serving.config import ServeOptions
 
+SERVER_OPTIONS = ("engine", "ctx", "threads", "gpu_layers")  # an artifact served for the chat
 HELP = """Commands:
   /rate up|down   rate the last reply (stored in the catalog; 'llmops feedback' lists them)
   /system [TEXT]  set the system prompt (empty: none), then start over
@@ -49,7 +51,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
         sampling = Sampling(temperature=args.temperature, top_p=args.top_p,
                             max_tokens=args.max_tokens, seed=args.seed)
         api_key = args.api_key or os.environ.get(API_KEY_ENV, "")
-        with chat_target(catalog, home, args.target, api_key, _server_flags(args),
+        with chat_target(catalog, home, args.target, api_key, _serve_options(args),
                          args.model or "") as target:
             session = ChatSession(target, system=args.system or "", sampling=sampling,
                                   catalog=catalog)
@@ -59,8 +61,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def chat_target(catalog: Any, home: Any, name: str, api_key: str, server_flags: list[str],
-                model: str = "") -> Iterator[ChatTarget]:
+def chat_target(catalog: Any, home: Any, name: str, api_key: str,
+                options: ServeOptions | None = None, model: str = "") -> Iterator[ChatTarget]:
     """A running deployment called ``name`` (id or name), else a server of our own for the
     artifact ``name``, stopped when the chat ends; or any OpenAI-compatible server by its
     address (``model``: default the first it lists)."""
@@ -86,8 +88,12 @@ def chat_target(catalog: Any, home: Any, name: str, api_key: str, server_flags: 
     except NotFoundError:
         raise NotFoundError(f"No running deployment and no artifact called {name!r}: see "
                             "'llmops deployments' and 'llmops list'.") from None
+    from llmops_desktop.serving.deploy import DeployRequest
+
+    request = DeployRequest.from_options(artifact.id, options, artifact_ref=artifact.ref,
+                                         host="127.0.0.1", port=0).check()
     print(f"Starting a server for {artifact.ref}…", file=sys.stderr)
-    with temporary_server(home, artifact.id, server_flags) as info:
+    with temporary_server(home, request) as info:
         print(f"Chatting with {info['name']} at {info['url']} (stopped when you leave)",
               file=sys.stderr)
         yield ChatTarget(url=info["url"], model=str(info["name"]), api_key="",
@@ -98,15 +104,15 @@ def chat_target(catalog: Any, home: Any, name: str, api_key: str, server_flags: 
 def _first_model(url: str, api_key: str) -> str:
     """The first model an OpenAI-compatible server lists (``GET /v1/models``)."""
     import json
-    import urllib.error
     import urllib.request
 
     from llmops_desktop.errors import NetworkError
 
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # as stream_chat
     try:
-        with urllib.request.urlopen(urllib.request.Request(url + "/v1/models",
-                                                           headers=headers), timeout=30) as r:
+        with opener.open(urllib.request.Request(url + "/v1/models", headers=headers),
+                         timeout=30) as r:
             models = json.load(r).get("data") or []
     except (OSError, ValueError) as exc:
         raise NetworkError(f"Cannot list the models of {url}: {exc}. Is it an OpenAI-"
@@ -117,52 +123,38 @@ def _first_model(url: str, api_key: str) -> str:
 
 
 @contextlib.contextmanager
-def temporary_server(home: Any, artifact_id: int, flags: list[str]) -> Iterator[dict[str, Any]]:
-    """``python -m llmops_desktop.serving`` for ``artifact_id`` on 127.0.0.1 (a free port);
-    yields its ready line's data and stops it (SIGTERM) on the way out. It runs in its own
-    session, so the terminal's Ctrl-C reaches the chat only; its log goes to logs/."""
-    import json
-    import subprocess
+def temporary_server(home: Any, request: Any) -> Iterator[dict[str, Any]]:
+    """Start ``request``'s server (:func:`~llmops_desktop.serving.deploy.start_server`, as
+    the window does: its own session, so the terminal's Ctrl-C reaches the chat only);
+    yield its ready line's data; stop it on the way out."""
     import threading
+    from collections import deque
 
-    from llmops_desktop.errors import JobError, error_from_name
-    from llmops_desktop.serving.config import API_KEY_ENV
+    from llmops_desktop.errors import JobError
+    from llmops_desktop.jobs.events import Error, Result
+    from llmops_desktop.procs import read_events
+    from llmops_desktop.serving.deploy import serving_log, start_server, stop_server
 
-    cmd = [sys.executable, "-m", "llmops_desktop.serving", "--home", str(home.root),
-           "--artifact", str(artifact_id), "--host", "127.0.0.1", "--port", "0", *flags]
-    env = {k: v for k, v in os.environ.items() if k != API_KEY_ENV}
-    env["PYTHONUNBUFFERED"] = "1"
-    home.logs_dir.mkdir(parents=True, exist_ok=True)
-    with open(home.logs_dir / "chat-server.log", "ab") as log:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log,
-                                stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+    proc = start_server(request, home)
     try:
         assert proc.stdout is not None
+        events = read_events(proc.stdout)
         info: dict[str, Any] = {}
-        for raw in proc.stdout:
-            try:
-                event = json.loads(raw)
-            except ValueError:
-                continue
-            if event.get("type") == "result":
-                info = event["data"]
+        for event in events:
+            if isinstance(event, Result):
+                info = dict(event.data)
                 break
-            if event.get("type") == "error":
-                raise error_from_name(event.get("error_type", ""), event.get("message", ""))
+            if isinstance(event, Error):
+                raise event.to_exception()
         if not info:
             raise JobError(f"The server exited ({proc.wait()}) before it was ready; see "
-                               f"{home.logs_dir / 'chat-server.log'}.")
+                           f"{serving_log(home)}.")
         # Keep reading its log lines, or a full pipe would stall it.
-        threading.Thread(target=proc.stdout.read, daemon=True, name="llmops-chat-server").start()
+        threading.Thread(target=deque, args=(events, 0), daemon=True,
+                         name="llmops-chat-server").start()
         yield info
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_server(proc)
 
 
 def run_chat(session: ChatSession, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
@@ -270,19 +262,15 @@ def _command(session: ChatSession, text: str, stderr: TextIO) -> str:
     return ""
 
 
-def _server_flags(args: argparse.Namespace) -> list[str]:
-    flags: list[str] = []
-    for flag, value in (("--engine", args.engine), ("--ctx", args.ctx),
-                        ("--threads", args.threads), ("--gpu-layers", args.gpu_layers)):
-        if value is not None:
-            flags += [flag, str(value)]
-    return flags
+def _serve_options(args: argparse.Namespace) -> ServeOptions:
+    """The serve options given for an artifact served for the chat (others: defaults)."""
+    given = {name: getattr(args, name) for name in SERVER_OPTIONS
+             if getattr(args, name, None) is not None}
+    return ServeOptions(**given)
 
 
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     from llmops_desktop.serving.chat_session import DEFAULT_MAX_TOKENS
-    from llmops_desktop.serving.config import ServeOptions
-
     help_of = {i["name"]: i["description"] for i in ServeOptions.field_info()}
     sp = add("chat", cmd_chat,
              "chat with a running deployment, or with an artifact (served for the chat); "
@@ -304,6 +292,6 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     sp.add_argument("--api-key", help="the deployment's API key (prefer LLMOPS_API_KEY)")
     sp.add_argument("--model", help="with a server's address: the model to ask (default: "
                                     "the first it lists)")
-    for name in ("engine", "ctx", "threads", "gpu_layers"):
+    for name in SERVER_OPTIONS:
         sp.add_argument("--" + name.replace("_", "-"), type=None if name == "engine" else int,
                         help=help_of[name] + " Only for an artifact served for the chat.")
