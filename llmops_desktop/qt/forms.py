@@ -92,7 +92,9 @@ class Override:
 
     editor: EditorFactory | None = None
     none_text: str | None = None  # what "not set" (None, or empty text) is shown as
+    min_text: str | None = None  # what the lowest value means (port 0: "free port")
     choice_texts: Mapping[str, str] | None = None  # choice -> the text the combo shows
+    suggestions: tuple[str, ...] = ()  # text: an editable combo offering these
     decimals: int | None = None
     step: float | None = None
 
@@ -132,6 +134,8 @@ def make_editor(spec: FieldSpec, override: Override | None = None) -> Editor:
         return Editor(combo, combo, combo.currentData, set_choice, combo.currentIndexChanged)
     if spec.type in (int, float):
         return _number_editor(spec, o)
+    if o.suggestions:
+        return _suggestions_editor(spec, o)
     line = QLineEdit()
     line.setClearButtonEnabled(True)
     if o.none_text:
@@ -164,6 +168,8 @@ def _number_editor(spec: FieldSpec, o: Override) -> Editor:
         high = spec.maximum if spec.maximum is not None else 1e12
     if o.step and is_int:
         spin.setSingleStep(int(o.step))
+    if o.min_text:
+        spin.setSpecialValueText(o.min_text)
     unset = None
     if spec.optional:  # the lowest value reads as "not set": one below the minimum for ints
         unset = low - 1 if is_int else low
@@ -179,6 +185,24 @@ def _number_editor(spec: FieldSpec, o: Override) -> Editor:
     def set_number(value: Any) -> None:
         spin.setValue(spin.minimum() if value is None else value)
     return Editor(spin, spin, get_number, set_number, spin.valueChanged)
+
+
+def _suggestions_editor(spec: FieldSpec, o: Override) -> Editor:
+    """Free text with the usual values offered (an address, a device)."""
+    combo = ComboBox()
+    combo.setEditable(True)
+    combo.addItems(list(o.suggestions))
+    if o.none_text:
+        combo.lineEdit().setPlaceholderText(o.none_text)
+
+    def get_text() -> str | None:
+        text = combo.currentText().strip()
+        if not text:
+            return None if spec.optional else spec.default
+        return text
+    return Editor(combo, combo, get_text,
+                  lambda v: combo.setCurrentText("" if v is None else str(v)),
+                  combo.currentTextChanged)
 
 
 def path_override(*, folder: bool, title: str, filter: str = "All files (*)",

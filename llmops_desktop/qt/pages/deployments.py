@@ -10,6 +10,7 @@ the selected one's log lines, recent requests from the catalog, and snippets to 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import (
@@ -31,7 +32,6 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
-    QSpinBox,
     QSplitter,
     QTabWidget,
     QTreeWidget,
@@ -41,8 +41,10 @@ from PySide6.QtWidgets import (
 )
 
 from llmops_desktop.catalog import Artifact, ArtifactState
+from llmops_desktop.fields import FieldSpec
 from llmops_desktop.qt.context import AppContext, Page, icon
 from llmops_desktop.qt.deploy_controller import DeployController, LiveDeployment
+from llmops_desktop.qt.forms import ComboBox, Editor, Override, SpecForm
 from llmops_desktop.qt.formatting import local_time
 from llmops_desktop.qt.workers import run_in_thread
 from llmops_desktop.serving.config import DEFAULT_HOST, ENGINE_FOR_KIND, ServeOptions
@@ -58,8 +60,35 @@ _STATE_COLORS = {"starting": "#b58900", "running": "#2e7d32", "stopped": "#77777
                  "failed": "#c62828"}
 
 
-def _field(name: str) -> dict:
-    return next(i for i in ServeOptions.field_info() if i["name"] == name)
+MAIN_FIELDS = ("engine", "name", "host", "port")
+TUNING_FIELDS = ("ctx", "threads", "parallel", "gpu_layers")
+ADVANCED_FIELDS = ("max_queue", "batch", "device", "quantization", "lora")
+SUGGESTED_FIELDS = ("engine", "ctx", "threads", "parallel", "gpu_layers", "max_queue", "batch",
+                    "device", "quantization")  # what suggest_options decides for a model
+
+
+def _lora_editor(spec: FieldSpec) -> Editor:
+    """The LoRA GGUFs of the catalog (the page fills it in); none by default."""
+    combo = ComboBox()
+    combo.addItem("none", None)
+    return Editor(combo, combo, combo.currentData,
+                  lambda v: combo.setCurrentIndex(max(0, combo.findData(v))),
+                  combo.currentIndexChanged)
+
+
+OVERRIDES = {
+    "engine": Override(none_text="by the model's kind"),
+    "name": Override(none_text="default: NAME@VERSION"),
+    "host": Override(suggestions=(DEFAULT_HOST, "0.0.0.0")),
+    "port": Override(min_text="free port"),
+    "ctx": Override(none_text="model's own", step=512),
+    "threads": Override(none_text="auto"),
+    "gpu_layers": Override(min_text="all"),
+    "batch": Override(none_text="default", step=128),
+    "device": Override(suggestions=("auto", "cpu", "cuda")),
+    "quantization": Override(none_text="none"),
+    "lora": Override(editor=_lora_editor),
+}
 
 
 def servable(artifact: Artifact) -> bool:
@@ -147,18 +176,6 @@ class DeploymentsPage(Page):
 
     # ---- building -------------------------------------------------------------------------
 
-    def _spin(self, name: str, special: str = "") -> QSpinBox:
-        info = _field(name)
-        spin = QSpinBox()
-        low = info["minimum"] if info["minimum"] is not None else 0
-        spin.setRange(0 if special else low, info["maximum"] or 1_000_000)
-        if special:
-            spin.setSpecialValueText(special)
-        default = info["default"]
-        spin.setValue(default if isinstance(default, int) else 0)
-        spin.setToolTip(info["description"])
-        return spin
-
     def _build_form(self) -> QWidget:
         box = QGroupBox("New deployment")
         self.artifact_combo = QComboBox()
@@ -167,28 +184,15 @@ class DeploymentsPage(Page):
         self.artifact_combo.setMinimumContentsLength(12)
         self.artifact_combo.setToolTip("A ready GGUF or Hugging Face artifact from the catalog")
         self.artifact_combo.currentIndexChanged.connect(self._on_artifact_changed)
-        self.engine_combo = QComboBox()
-        engine = _field("engine")
-        self.engine_combo.addItems(list(engine["choices"]))
-        self.engine_combo.setToolTip(engine["description"])
-        self.port_spin = self._spin("port")
-        self.port_spin.setValue(0)
-        self.port_spin.setSpecialValueText("free port")
-        self.ctx_spin = self._spin("ctx", "model's own")
-        self.ctx_spin.setSingleStep(512)
-        self.threads_spin = self._spin("threads", "auto")
-        self.parallel_spin = self._spin("parallel")
-        self.gpu_layers_spin = self._spin("gpu_layers")
-        self.gpu_layers_spin.setRange(-1, 999)
-        self.gpu_layers_spin.setSpecialValueText("all")
-        self.name_edit = QLineEdit()
-        self.name_edit.setPlaceholderText("default: NAME@VERSION")
-        self.name_edit.setToolTip(_field("name")["description"])
-        self.host_combo = QComboBox()
-        self.host_combo.setEditable(True)
-        self.host_combo.addItem(DEFAULT_HOST)
-        self.host_combo.addItem("0.0.0.0")
-        self.host_combo.setToolTip(_field("host")["description"])
+        # The serve options, from ServeOptions' field specs (the flags of 'llmops serve').
+        self.main_form = SpecForm(ServeOptions, names=MAIN_FIELDS, overrides=OVERRIDES)
+        self.tuning_form = SpecForm(ServeOptions, names=TUNING_FIELDS, overrides=OVERRIDES)
+        self.main_form.set_value("port", 0)  # a free port unless the user picks one
+        inputs = {n: f.input(n) for f in (self.main_form, self.tuning_form) for n in f.editors}
+        self.engine_combo, self.name_edit = inputs["engine"], inputs["name"]
+        self.host_combo, self.port_spin = inputs["host"], inputs["port"]
+        self.ctx_spin, self.threads_spin = inputs["ctx"], inputs["threads"]
+        self.parallel_spin, self.gpu_layers_spin = inputs["parallel"], inputs["gpu_layers"]
         self.host_combo.currentTextChanged.connect(self._on_host_changed)
         self.api_key_edit = QLineEdit()
         self.api_key_edit.setEchoMode(QLineEdit.EchoMode.PasswordEchoOnEdit)
@@ -208,27 +212,17 @@ class DeploymentsPage(Page):
         self.defaults_label.setWordWrap(True)
         self.defaults_label.setStyleSheet("color: palette(mid);")
 
-        left = QFormLayout()
-        left.addRow("Model", self.artifact_combo)
-        left.addRow(_field("engine")["label"], self.engine_combo)
-        left.addRow(_field("name")["label"], self.name_edit)
-        host_row = QHBoxLayout()
-        host_row.addWidget(self.host_combo, 1)
-        host_row.addWidget(QLabel(_field("port")["label"]))
-        host_row.addWidget(self.port_spin)
-        left.addRow(_field("host")["label"], host_row)
+        left = QVBoxLayout()
+        model_row = QFormLayout()
+        model_row.addRow("Model", self.artifact_combo)
+        left.addLayout(model_row)
+        left.addWidget(self.main_form)
         key_row = QHBoxLayout()
         key_row.addWidget(self.api_key_edit, 1)
         key_row.addWidget(generate)
-        left.addRow("API key", key_row)
-        right = QFormLayout()
-        right.addRow(_field("ctx")["label"], self.ctx_spin)
-        row = QHBoxLayout()
-        row.addWidget(self.threads_spin)
-        row.addWidget(QLabel(_field("parallel")["label"]))
-        row.addWidget(self.parallel_spin)
-        right.addRow(_field("threads")["label"], row)
-        right.addRow(_field("gpu_layers")["label"], self.gpu_layers_spin)
+        main_layout = self.main_form.group_layout("")
+        assert main_layout is not None
+        main_layout.addRow("API key", key_row)
         start_row = QHBoxLayout()
         start_row.addWidget(self.start_button)
         start_row.addWidget(self.defaults_label, 1)
@@ -236,7 +230,7 @@ class DeploymentsPage(Page):
         layout = QHBoxLayout()
         layout.addLayout(left, 3)
         layout.addSpacing(12)
-        layout.addLayout(right, 2)
+        layout.addWidget(self.tuning_form, 2, Qt.AlignmentFlag.AlignTop)
         outer.addLayout(layout)
         outer.addWidget(self._build_advanced())
         outer.addLayout(start_row)
@@ -247,34 +241,23 @@ class DeploymentsPage(Page):
         box = QGroupBox("Advanced")
         box.setCheckable(True)
         box.setChecked(False)  # folded: the defaults suit most deployments
-        inner = QWidget()
-        self.max_queue_spin = self._spin("max_queue")
-        self.batch_spin = self._spin("batch", "default")
-        self.batch_spin.setSingleStep(128)
-        self.device_combo = QComboBox()
-        self.device_combo.setEditable(True)
-        self.device_combo.addItems(["auto", "cpu", "cuda"])
-        self.device_combo.setToolTip(_field("device")["description"])
-        self.quantization_combo = QComboBox()
-        self.quantization_combo.addItem("none", None)
-        for mode in _field("quantization")["choices"]:
-            self.quantization_combo.addItem(mode, mode)
-        self.quantization_combo.setToolTip(_field("quantization")["description"])
-        self.lora_combo = QComboBox()
-        self.lora_combo.setToolTip(_field("lora")["description"])
-        form = QFormLayout(inner)
-        for name, widget in (("max_queue", self.max_queue_spin), ("batch", self.batch_spin),
-                             ("device", self.device_combo),
-                             ("quantization", self.quantization_combo),
-                             ("lora", self.lora_combo)):
-            form.addRow(_field(name)["label"], widget)
+        self.advanced_form = SpecForm(ServeOptions, names=ADVANCED_FIELDS, overrides=OVERRIDES)
+        inputs = {n: self.advanced_form.input(n) for n in ADVANCED_FIELDS}
+        self.max_queue_spin, self.batch_spin = inputs["max_queue"], inputs["batch"]
+        self.device_combo, self.quantization_combo = inputs["device"], inputs["quantization"]
+        self.lora_combo = inputs["lora"]
         outer = QVBoxLayout(box)
         outer.setContentsMargins(4, 4, 4, 4)
-        outer.addWidget(inner)
-        inner.setVisible(False)
-        box.toggled.connect(inner.setVisible)
+        outer.addWidget(self.advanced_form)
+        self.advanced_form.setVisible(False)
+        box.toggled.connect(self.advanced_form.setVisible)
         self.advanced_box = box
         return box
+
+    def serve_values(self) -> dict[str, Any]:
+        """The serve options the form shows, by field name."""
+        return {**self.main_form.values(), **self.tuning_form.values(),
+                **self.advanced_form.values()}
 
     def _build_list(self) -> QWidget:
         self.tree = QTreeWidget()
@@ -403,16 +386,7 @@ class DeploymentsPage(Page):
         text = self.artifact_combo.itemText(index)
         return DeployRequest.from_options(
             int(self.artifact_combo.itemData(index)), artifact_ref=text.split("  (")[0],
-            api_key=self.api_key_edit.text().strip(), engine=self.engine_combo.currentText(),
-            port=self.port_spin.value(),
-            host=self.host_combo.currentText().strip() or DEFAULT_HOST,
-            ctx=self.ctx_spin.value() or None, threads=self.threads_spin.value() or None,
-            parallel=self.parallel_spin.value(), gpu_layers=self.gpu_layers_spin.value(),
-            name=self.name_edit.text().strip() or None,
-            max_queue=self.max_queue_spin.value(), batch=self.batch_spin.value() or None,
-            device=self.device_combo.currentText().strip() or "auto",
-            quantization=self.quantization_combo.currentData(),
-            lora=self.lora_combo.currentData())
+            api_key=self.api_key_edit.text().strip(), **self.serve_values())
 
     def start_selected(self) -> int:
         """Start the form's deployment; returns its key (0 if it cannot start)."""
@@ -447,16 +421,9 @@ class DeploymentsPage(Page):
         except Exception:  # noqa: BLE001 - removed meanwhile: the next reload drops it
             return
         options, reasons = suggest_options(artifact, self.hardware)
-        self.engine_combo.setCurrentText(options.engine or "")
-        self.ctx_spin.setValue(options.ctx or 0)
-        self.threads_spin.setValue(options.threads or 0)
-        self.parallel_spin.setValue(options.parallel)
-        self.gpu_layers_spin.setValue(options.gpu_layers)
-        self.max_queue_spin.setValue(options.max_queue)
-        self.batch_spin.setValue(options.batch or 0)
-        self.device_combo.setCurrentText(options.device)
-        self.quantization_combo.setCurrentIndex(
-            max(0, self.quantization_combo.findData(options.quantization)))
+        suggested = {name: getattr(options, name) for name in SUGGESTED_FIELDS}
+        for form in (self.main_form, self.tuning_form, self.advanced_form):
+            form.set_values(suggested)
         self.defaults_label.setText("Suggested for this model and machine: " + "; ".join(reasons)
                                     + ".")
 
