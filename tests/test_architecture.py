@@ -359,3 +359,80 @@ def test_cli_flags_are_the_request_fields() -> None:
             assert s.option in flags[s.name].option_strings, (command, s.name)
             assert flags[s.name].help.replace("%%", "%").startswith(s.description), \
                 (command, s.name)
+
+
+# ---- one pump, one reader, one terminate (#14 item 3) ------------------------------------
+
+_SPAWNING_MODULES = {"subprocess", "multiprocessing", "pty"}
+_OS_PROCESS_CALLS = {"system", "fork", "forkpty", "popen", "execv", "execve", "execvp",
+                     "spawnv", "spawnl", "posix_spawn", "kill", "killpg"}
+
+
+def _names(tree: ast.AST) -> set[str]:
+    """Every name and attribute a module mentions (``os.kill`` gives ``os`` and ``kill``)."""
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            out.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            out.add(node.attr)
+        elif isinstance(node, ast.alias):
+            out.add(node.name.split(".")[-1])
+    return out
+
+
+def _method_calls(tree: ast.AST, owner: str | None = None) -> set[str]:
+    """The ``x.name(...)`` calls of a module (with ``owner``: only ``owner.name(...)``)."""
+    return {n.func.attr for n in ast.walk(tree)
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+            and (owner is None or (isinstance(n.func.value, ast.Name)
+                                   and n.func.value.id == owner))}
+
+
+def test_no_process_is_spawned_under_qt_outside_the_controllers() -> None:
+    """Children are started and stopped by core functions (``runner.spawn``,
+    ``serving.deploy.start_server``, ``mirror.run.start_mirror``); under ``qt/`` only a
+    controller holds one, and no page, dialog or widget starts or signals a process."""
+    offenders = []
+    for path in sorted((PACKAGE / "qt").rglob("*.py")):
+        if path.stem.endswith("_controller"):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        bad = ((_imports(path, top_level_only=False) & _SPAWNING_MODULES)
+               | (_names(tree) & {"QProcess", "Popen", "startDetached"})
+               | {f"os.{c}" for c in _method_calls(tree, "os") & _OS_PROCESS_CALLS})
+        if bad:
+            offenders.append(f"{path.relative_to(PACKAGE)}: {sorted(bad)}")
+    assert offenders == [], f"process spawning under qt/ outside the controllers: {offenders}"
+
+
+def _stdout_json_loops(tree: ast.AST) -> int:
+    """``for line in x.stdout:`` loops that parse JSON lines themselves."""
+    return sum(1 for node in ast.walk(tree)
+               if isinstance(node, ast.For) and isinstance(node.iter, ast.Attribute)
+               and node.iter.attr == "stdout"
+               and _names(ast.Module(body=node.body, type_ignores=[])) & {"parse_event", "loads"})
+
+
+def test_one_relay_one_reader_one_terminate() -> None:
+    """Threads reach the GUI only through ``qt/pump.py``; a child's JSON lines are read
+    only by ``procs.read_events``; SIGTERM, grace, SIGKILL is written only in
+    ``procs.terminate``. A second copy of any of them is named here."""
+    relay_words = {"threading", "QueuedConnection", "BlockingQueuedConnection", "QThread",
+                   "QThreadPool", "QRunnable", "moveToThread"}
+    found: dict[str, list[str]] = {"relay": [], "reader": [], "terminate": []}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).as_posix()
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names = _names(tree)
+        if rel.startswith("qt/") and rel != "qt/pump.py" and names & relay_words:
+            found["relay"].append(f"{rel}: {sorted(names & relay_words)}")
+        if rel == "procs.py":
+            continue
+        if _stdout_json_loops(tree) or ("parse_event" in names and rel != "jobs/events.py"):
+            found["reader"].append(rel)
+        bad = ((_method_calls(tree) & {"kill", "terminate", "send_signal", "killpg"})
+               | (names & {"SIGKILL"}))
+        if bad:
+            found["terminate"].append(f"{rel}: {sorted(bad)}")
+    assert found == {"relay": [], "reader": [], "terminate": []}

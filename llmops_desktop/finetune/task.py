@@ -29,10 +29,11 @@ from llmops_desktop.errors import (
 from llmops_desktop.finetune.config import FinetuneOptions
 from llmops_desktop.finetune.launcher import STOP_FILE, torchrun_command, world_size
 from llmops_desktop.finetune.train import TrainSpec, latest_checkpoint, run_training
-from llmops_desktop.jobs.events import Error, Event, Log, Metric, Result, parse_event
+from llmops_desktop.jobs.events import Error, Event, Log, Metric, Result
 from llmops_desktop.fields import check_values, spec
 from llmops_desktop.jobs.tasks import JobContext, JobRequest, register_task
 from llmops_desktop.paths import Home
+from llmops_desktop.procs import read_events, terminate
 
 CURVE_POINTS = 400  # points of the training curve kept in the adapter's metadata
 
@@ -140,22 +141,14 @@ def _relay(cmd: list[str], run_dir: Path, stop: _StopRequest) -> Iterator[Event]
     error: Error | None = None
     try:
         assert proc.stdout is not None
-        for raw in proc.stdout:
-            event = parse_event(raw)
-            if event is None:
-                continue
+        for event in read_events(proc.stdout):
             if isinstance(event, Error):
                 error = error or event
                 continue
             yield event
         code = proc.wait()
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        terminate(proc, grace=30)
     if error is not None:
         raise error.to_exception()
     if code != 0:

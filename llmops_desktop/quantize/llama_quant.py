@@ -19,6 +19,7 @@ from pathlib import Path
 
 from llmops_desktop.errors import DiskFullError, InvalidInputError, JobError
 from llmops_desktop.jobs.events import Event, Log, Progress
+from llmops_desktop.procs import terminate
 from llmops_desktop.quantize.targets import GGUF_TARGETS
 
 _CONVERTED = re.compile(r"^INFO:hf-to-gguf:([\w.]+),\s+\S+\s+-->\s+(\w+), shape")
@@ -66,9 +67,7 @@ def convert_hf_to_gguf(model_dir: Path, out_file: Path, outtype: str, *,
                 yield Progress(done, tensors_total, "tensors", f"converting {m.group(1)}")
         code = proc.wait()
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(timeout=30)
+        terminate(proc, grace=30)  # a converter stopped early (cancel) is not left running
     if code != 0:
         text = "\n".join(tail)
         unsupported = re.search(r"Model (\S+) is not supported", text)

@@ -7,8 +7,6 @@ never touch the database.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -407,8 +405,9 @@ class ModelsPage(Page):
         if not folder.exists():
             self.ctx.events.sig_error.emit(f"{folder} does not exist any more.")
             return
-        if not QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder))) and sys.platform == "linux":
-            subprocess.Popen(["xdg-open", str(folder)], start_new_session=True)  # noqa: S603
+        if not QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder))):  # xdg-open on Linux
+            self.ctx.events.sig_error.emit(f"No file manager could open {folder}; its path is "
+                                           "on the clipboard with Copy path.")
 
     def edit_tags(self) -> None:
         if (a := self.selected_artifact()) is None:
