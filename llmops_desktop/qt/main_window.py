@@ -29,8 +29,10 @@ from llmops_desktop.import_request import ImportRequest
 from llmops_desktop.jobs import runner
 from llmops_desktop.paths import Home
 from llmops_desktop.qt.about import show_about
+from llmops_desktop.qt.banner_overlay import OverlayHost
 from llmops_desktop.qt.context import AppContext, AppEvents, Page, icon
 from llmops_desktop.qt.download_rows import shareable_url
+from llmops_desktop.qt.help import HelpMenu
 from llmops_desktop.qt.import_dialog import ImportDialog, check_request
 from llmops_desktop.qt.job_controller import JobController
 from llmops_desktop.qt.pages.datasets import DatasetsPage
@@ -110,8 +112,8 @@ class MainWindow(QMainWindow):
         self.banner = MessageBanner()
         right = QVBoxLayout()
         right.setContentsMargins(0, 4, 4, 0)
-        right.addWidget(self.banner)
-        right.addWidget(self.stack, 1)
+        # The banner floats over the page: showing it never moves what is under the pointer.
+        right.addWidget(OverlayHost(self.stack, self.banner), 1)
         central = QWidget()
         layout = QHBoxLayout(central)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -153,6 +155,7 @@ class MainWindow(QMainWindow):
         jobs.sig_jobs_changed.connect(self._update_jobs_status)
         self.models_page.sig_reloaded.connect(self._on_models_reloaded)
         self.models_page.sig_serve_requested.connect(self.serve_artifact)
+        self.models_page.sig_chat_requested.connect(self.chat_with_artifact)
         self.playground_page.attach(self.deployments_page.deploy)
         self.deployments_page.sig_chat_requested.connect(self.chat_with)
         download = self.download_page
@@ -247,6 +250,7 @@ class MainWindow(QMainWindow):
         view_menu.addAction(self.act_refresh)
 
         help_menu = bar.addMenu("&Help")
+        self.help = HelpMenu(self, help_menu, self.home)
         self.act_about = self._act("info", "&About LLMOps Desktop", self.show_about, "F1")
         help_menu.addAction(self.act_about)
         self.addActions([self.act_import_file, self.act_import_folder, self.act_import_cache,
@@ -300,6 +304,14 @@ class MainWindow(QMainWindow):
         self.show_page("deployments")
         if not self.deployments_page.select_artifact(artifact_id):
             self.banner.show_error(f"Artifact #{artifact_id} is not ready to serve.")
+
+    def chat_with_artifact(self, artifact_id: int) -> None:
+        """Open the Playground on a running deployment of this artifact."""
+        for key, d in self.deployments_page.deploy.deployments.items():
+            if d.state == "running" and d.request.artifact_id == artifact_id:
+                self.chat_with(key)
+                return
+        self.banner.show_error(f"Artifact #{artifact_id} is not being served; Serve it first.")
 
     def show_about(self) -> QMessageBox:
         return show_about(self)
@@ -393,7 +405,10 @@ class MainWindow(QMainWindow):
                                    else "Mirror starting…")
 
     def _update_deploy_status(self) -> None:
-        states = [d.state for d in self.deployments_page.deploy.deployments.values()]
+        deployments = self.deployments_page.deploy.deployments.values()
+        self.models_page.set_serving({d.request.artifact_id for d in deployments
+                                      if d.state == "running"})
+        states = [d.state for d in deployments]
         running = states.count("running")
         self.deploy_status.setVisible(running > 0 or "starting" in states)
         self.deploy_status.setText(f"{running} deployment{'s' if running != 1 else ''} serving"
@@ -446,8 +461,9 @@ class MainWindow(QMainWindow):
                                "again on the next start, where you can stop them.")
         keep = box.addButton("Keep running", QMessageBox.ButtonRole.AcceptRole)
         stop = box.addButton("Stop them", QMessageBox.ButtonRole.DestructiveRole)
-        box.addButton(QMessageBox.StandardButton.Cancel)
-        box.setDefaultButton(keep)
+        cancel = box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(cancel)  # a stray Enter neither quits nor leaves servers running
+        box.setEscapeButton(cancel)
         box.exec()
         clicked = box.clickedButton()
         return "keep" if clicked is keep else "stop" if clicked is stop else "cancel"

@@ -154,8 +154,14 @@ class VariantsView(QWidget):
             self.rows = []
         self.table.clear()
         for row in self.rows:
-            base = row["artifact_id"] == self.artifact_id
-            self.table.addTopLevelItem(variant_item(row, base=base))
+            mine = row["artifact_id"] == self.artifact_id
+            item = variant_item(row, base=mine and row.get("parent_id") is None)
+            if mine:  # this model, in bold; only a root (no parent) calls itself "base"
+                font = item.font(0)
+                font.setBold(True)
+                for column in range(len(COLUMNS)):
+                    item.setFont(column, font)
+            self.table.addTopLevelItem(item)
         self._draw_chart()
         self._fit_table()
 
@@ -246,7 +252,10 @@ class VariantsView(QWidget):
             return ""
         return (f"{row['ref']} ({row['type']})\n{human_size(row['size_bytes'])}, perplexity "
                 f"{format_perplexity(row['perplexity'])}, "
-                f"{format_change(row['perplexity_change'], is_base=data == self.artifact_id)}")
+                f"{format_change(row['perplexity_change'], is_base=self._is_base(row))}")
+
+    def _is_base(self, row: dict[str, Any]) -> bool:
+        return row["artifact_id"] == self.artifact_id and row.get("parent_id") is None
 
     # ---- slots ----------------------------------------------------------------------------
 

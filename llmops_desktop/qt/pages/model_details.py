@@ -7,13 +7,16 @@ import json
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QFont, QGuiApplication
+from PySide6.QtGui import QFont, QGuiApplication, QResizeEvent
 from PySide6.QtWidgets import (
     QFormLayout,
+    QHBoxLayout,
     QHeaderView,
     QLabel,
     QScrollArea,
+    QSizePolicy,
     QTabWidget,
+    QToolButton,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
@@ -37,8 +40,40 @@ _META_LABELS = {
 _PARAM_LABELS = {
     "target": "Made as", "method": "Method", "from_quantization": "Made from",
     "via": "Via", "threads": "Threads", "llama_cpp": "llama.cpp", "llama_cpp_python":
-    "llama-cpp-python", "converter": "GGUF converter", "mode": "Stored as",
+    "llama-cpp-python", "converter": "GGUF converter",
 }
+# How the artifact's files are kept, in words (its ``storage``; the import's ``mode`` says
+# the same and is not shown again).
+_STORAGE_TEXT = {"copy": "a copy in the store", "move": "moved into the store",
+                 "reference": "referenced in place (the originals are not copied)"}
+# Facts the overview already shows from the artifact's own fields.
+_SHOWN_ELSEWHERE = {"license", "name", "description", "mode"}
+
+
+class ElidedLabel(QLabel):
+    """One line of text elided in the middle to the label's width, the whole in a tooltip
+    (a long path never pushes the pane wider, nor is it cut at the end)."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.full_text = ""
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.setMinimumWidth(40)
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.set_full_text(text)
+
+    def set_full_text(self, text: str) -> None:
+        self.full_text = text
+        self.setToolTip(text)
+        self._elide()
+
+    def _elide(self) -> None:
+        self.setText(self.fontMetrics().elidedText(
+            self.full_text, Qt.TextElideMode.ElideMiddle, max(self.width(), 40)))
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._elide()
 
 
 def _meta_text(key: str, value: Any) -> str:
@@ -70,6 +105,16 @@ class DetailsPane(QWidget):
         self.subtitle = QLabel()
         self.subtitle.setWordWrap(True)
         self.status_box = StatusBox(catalog)  # governance status (with a comment), Export…
+        # The shortest way to a reply: the Models page gives these their actions.
+        self.serve_button = QToolButton()
+        self.chat_button = QToolButton()
+        for button in (self.serve_button, self.chat_button):
+            button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        buttons = QHBoxLayout()
+        buttons.setContentsMargins(0, 0, 0, 0)
+        buttons.addWidget(self.serve_button)
+        buttons.addWidget(self.chat_button)
+        buttons.addStretch(1)
         self.tabs = QTabWidget()
         self.overview = QWidget()
         self.form = QFormLayout(self.overview)
@@ -94,6 +139,7 @@ class DetailsPane(QWidget):
         layout.setContentsMargins(8, 0, 0, 0)
         layout.addWidget(self.title)
         layout.addWidget(self.subtitle)
+        layout.addLayout(buttons)
         layout.addWidget(self.status_box)
         layout.addWidget(self.tabs, 1)
         self.show_artifact(None)
@@ -149,17 +195,33 @@ class DetailsPane(QWidget):
         while self.form.rowCount():
             self.form.removeRow(0)
         for label, value in rows:
-            field = QLabel(value)
-            field.setWordWrap(True)
-            field.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            if label in ("Path", "Source"):  # one line, elided in the middle
+                field: QLabel = ElidedLabel(value)
+            else:
+                field = QLabel(value)
+                field.setWordWrap(True)
+                field.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             self.form.addRow(f"{label}:", field)
 
+    def overview_rows(self) -> list[tuple[str, str]]:
+        """(label, full text) of every row of the Overview tab."""
+        out = []
+        for row in range(self.form.rowCount()):
+            label = self.form.itemAt(row, QFormLayout.ItemRole.LabelRole).widget()
+            field = self.form.itemAt(row, QFormLayout.ItemRole.FieldRole).widget()
+            assert isinstance(label, QLabel) and isinstance(field, QLabel)
+            text = field.full_text if isinstance(field, ElidedLabel) else field.text()
+            out.append((label.text().rstrip(":"), text))
+        return out
+
     def _fill_overview(self, a: Artifact) -> None:
-        rows = [("Reference", a.ref), ("Kind", a.kind), ("Storage", a.storage),
+        license_text = a.license or str(a.metadata.get("license") or "")
+        rows = [("Reference", a.ref), ("Kind", a.kind),
+                ("Stored as", _STORAGE_TEXT.get(a.storage, a.storage)),
                 ("Path", str(a.path)), ("Size", f"{human_size(a.size_bytes)} "
                                                  f"({a.size_bytes:,} bytes)"),
                 ("Created", local_time(a.created_at)), ("Source", a.source or "—"),
-                ("License", a.license or "—"), ("Tags", ", ".join(a.tags) or "—")]
+                ("License", license_text or "—"), ("Tags", ", ".join(a.tags) or "—")]
         if a.parent_id is not None:
             try:
                 rows.append(("Parent", f"#{a.parent_id} {self.catalog.artifact(a.parent_id).ref}"))
@@ -167,7 +229,7 @@ class DetailsPane(QWidget):
                 rows.append(("Parent", f"#{a.parent_id} (removed)"))
         if a.job_id is not None:
             rows.append(("Made by job", f"#{a.job_id}"))
-        params = dict(a.params)
+        params = {k: v for k, v in a.params.items() if k not in _SHOWN_ELSEWHERE}
         for key, label in _PARAM_LABELS.items():
             if params.get(key) not in (None, ""):
                 rows.append((label, _meta_text(key, params.pop(key))))
@@ -181,7 +243,7 @@ class DetailsPane(QWidget):
                 rows.append(("Perplexity", f"{format_perplexity(ev.value)} on "
                              f"{ev.dataset or 'held-out text'}"
                              + (f" ({how_text})" if how_text else "")))
-        meta = dict(a.metadata)
+        meta = {k: v for k, v in a.metadata.items() if k not in _SHOWN_ELSEWHERE}
         for key, label in _META_LABELS.items():
             if key in meta:
                 rows.append((label, _meta_text(key, meta.pop(key))))

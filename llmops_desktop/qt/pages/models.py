@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSettings, Qt, QUrl, Signal
+from PySide6.QtCore import QItemSelectionModel, QSettings, Qt, QUrl, Signal
 from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -60,6 +60,8 @@ class ModelsPage(Page):
     """The selected artifact changed (an Artifact, or None)."""
     sig_serve_requested = Signal(int)
     """Serve this artifact: open the Deployments page with it chosen."""
+    sig_chat_requested = Signal(int)
+    """Chat with this artifact's running deployment in the Playground."""
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(ctx, parent)
@@ -70,6 +72,8 @@ class ModelsPage(Page):
         self._reload_again = False
         self._quantize_dialogs: dict[int, QuantizeDialog] = {}  # artifact id -> open dialog
         self._quantize_jobs: dict[int, str] = {}  # job id -> the ref it quantizes
+        self._serving: set[int] = set()  # artifact ids with a running deployment
+        self._shown_id: int | None = None  # the artifact the details pane shows
         self.welcome = WelcomeWidget()
         self.welcome.sig_import_clicked.connect(ctx.events.sig_import_requested)
         self.welcome.sig_demo_clicked.connect(ctx.events.sig_demo_requested)
@@ -142,7 +146,11 @@ class ModelsPage(Page):
         hheader.setSectionsMovable(True)
         for column, width in enumerate((44, 190, 40, 52, 150, 64, 100, 80, 110, 130)):
             self.table.setColumnWidth(column, width)
-        self.table.selectionModel().currentRowChanged.connect(self._on_current_changed)
+        # Details and actions follow the selection, not the current index: a click makes
+        # the row current before it selects it, so the current row is not yet selected.
+        self.table.selectionModel().selectionChanged.connect(self._sync_selection)
+        for signal in (self.proxy.rowsRemoved, self.proxy.layoutChanged, self.proxy.modelReset):
+            signal.connect(self._sync_selection)
         self.table.doubleClicked.connect(lambda _: self.details.tabs.setCurrentIndex(1))
 
         self.details = DetailsPane(self.ctx.catalog)
@@ -177,6 +185,10 @@ class ModelsPage(Page):
         self.quantize_button.setDefaultAction(self.act_quantize)
         self.act_serve = self._action("deploy", "Serve…", self.serve_selected)
         self.act_serve.setToolTip("Serve the selected model over an OpenAI-compatible API")
+        self.act_chat = self._action("chat", "Chat", self.chat_selected)
+        self.act_chat.setToolTip("Talk to the selected model in the Playground (once serving)")
+        self.details.serve_button.setDefaultAction(self.act_serve)
+        self.details.chat_button.setDefaultAction(self.act_chat)
         self.act_copy_path = self._action("copy", "Copy path", self.copy_path, "Ctrl+Shift+C")
         self.act_open_folder = self._action("folder", "Open folder", self.open_folder)
         self.act_tag = self._action("tag", "Tag…", self.edit_tags, "Ctrl+T")
@@ -196,7 +208,8 @@ class ModelsPage(Page):
 
         self.act_finetune = self._action("quantize", "Fine-tune…", finetune_selected)
         self.act_finetune.setToolTip("Train a LoRA adapter of the selected HF model on a dataset")
-        self.model_actions = [self.act_quantize, self.act_serve, self.act_finetune, self.act_export,
+        self.model_actions = [self.act_quantize, self.act_serve, self.act_chat, self.act_finetune,
+                              self.act_export,
                               self.act_copy_path, self.act_open_folder,
                               self.act_tag, self.act_remove, self.act_show_job]
         self._update_actions()
@@ -204,10 +217,8 @@ class ModelsPage(Page):
     # ---- public ---------------------------------------------------------------------------
 
     def selected_artifact(self) -> Artifact | None:
-        index = self.table.selectionModel().currentIndex()
-        if not index.isValid() or not self.table.selectionModel().isRowSelected(index.row()):
-            return None
-        return index.data(Roles.ARTIFACT)
+        rows = self.table.selectionModel().selectedRows()
+        return rows[0].data(Roles.ARTIFACT) if rows else None
 
     def select_artifact(self, artifact_id: int) -> bool:
         """Select a row by artifact id (clearing a filter that hides it); False if absent."""
@@ -296,20 +307,32 @@ class ModelsPage(Page):
         self.act_quantize.setEnabled(a is not None and a.kind in QUANTIZABLE_KINDS)
         self.act_serve.setEnabled(a is not None and a.kind in ENGINE_FOR_KIND
                                   and a.state == ArtifactState.READY)
+        self.act_chat.setEnabled(a is not None and a.id in self._serving)
+
+    def set_serving(self, artifact_ids: set[int]) -> None:
+        """Which artifacts have a running deployment (Chat is offered for those)."""
+        self._serving = set(artifact_ids)
+        self._update_actions()
 
     def _on_filter_changed(self, text: str) -> None:
         self.proxy.set_filter_text(text)
         self._update_count()
+        self._sync_selection()
 
     def _on_kind_changed(self, index: int) -> None:
         self.proxy.set_kind(self.kind_combo.itemData(index) or "")
         self._update_count()
+        self._sync_selection()
 
-    def _on_current_changed(self, current: QModelIndex, previous: QModelIndex) -> None:
-        a = current.data(Roles.ARTIFACT) if current.isValid() else None
-        self.details.show_artifact(a.id if a else None)
+    def _sync_selection(self, *_: object) -> None:
+        """Details and actions show the selected row (none: an empty pane, greyed actions)."""
+        a = self.selected_artifact()
+        new_id = a.id if a is not None else None
         self._update_actions()
-        self.sig_selection_changed.emit(a)
+        if new_id != self._shown_id:
+            self._shown_id = new_id
+            self.details.show_artifact(new_id)
+            self.sig_selection_changed.emit(a)
 
     def _on_job_finished(self, job_id: int, state: str) -> None:
         self.welcome.clear_busy("" if state == "succeeded" else f"Job #{job_id} {state}.")
@@ -466,6 +489,10 @@ class ModelsPage(Page):
     def serve_selected(self) -> None:
         if (a := self.selected_artifact()) is not None:
             self.sig_serve_requested.emit(a.id)
+
+    def chat_selected(self) -> None:
+        if (a := self.selected_artifact()) is not None and a.id in self._serving:
+            self.sig_chat_requested.emit(a.id)
 
     def show_job(self) -> None:
         if (a := self.selected_artifact()) is not None and a.job_id is not None:
