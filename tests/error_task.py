@@ -11,15 +11,16 @@ import importlib
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from llmops_desktop.catalog import Catalog
 from llmops_desktop.datasets.shapes import BadRow
 from llmops_desktop.errors import LLMOpsError
 from llmops_desktop.jobs import runner
 from llmops_desktop.jobs.events import Event
-from llmops_desktop.jobs.tasks import JobContext, register_task
+from llmops_desktop.jobs.tasks import JobContext, JobRequest, register_task
 
 KIND = "raise-error"
 
@@ -44,16 +45,26 @@ def sample_error(cls: type[LLMOpsError], message: str) -> LLMOpsError:
     return cls(message, **{n: SAMPLE_FIELDS[n] for n in cls.field_names()})
 
 
-@register_task(KIND)
-def raise_error(ctx: JobContext, module: str, qualname: str, message: str) -> Iterator[Event]:
+@dataclass(frozen=True)
+class RaiseErrorRequest(JobRequest):
+    """Raise the error class ``module``.``qualname`` with ``message``."""
+
+    kind: ClassVar[str] = KIND
+
+    module: str
+    qualname: str
+    message: str
+
+
+@register_task(KIND, RaiseErrorRequest)
+def raise_error(ctx: JobContext, request: RaiseErrorRequest) -> Iterator[Event]:
     yield from ()
-    raise sample_error(error_class(module, qualname), message)
+    raise sample_error(error_class(request.module, request.qualname), request.message)
 
 
 def start_raising_job(catalog: Catalog, cls: type[LLMOpsError], message: str) -> runner.JobRun:
     """Queue a ``raise-error`` job for ``cls`` and start its child (this module first)."""
-    job = runner.submit(catalog, KIND, {"module": cls.__module__, "qualname": cls.__qualname__,
-                                        "message": message})
+    job = runner.submit(catalog, RaiseErrorRequest(cls.__module__, cls.__qualname__, message))
     tests = str(Path(__file__).resolve().parent)
     code = (f"import sys; sys.path.insert(0, {tests!r}); import error_task; "
             f"from llmops_desktop.jobs.child import main; sys.exit(main([{str(job.id)!r}]))")

@@ -42,10 +42,7 @@ def submit(catalog: Catalog, request: JobRequest | str,
     from llmops_desktop.jobs.tasks import JobRequest, request_class
 
     if not isinstance(request, JobRequest):
-        cls = request_class(request)
-        if cls is None:  # a task without a request yet
-            return catalog.create_job(request, params or {})
-        request = cls.from_params(params or {})
+        request = request_class(request).from_params(params or {})
     return catalog.create_job(request.kind, request.to_params())
 
 

@@ -117,17 +117,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
-_REGISTRY: dict[str, tuple[TaskFn, type[JobRequest] | None]] = {}
+_REGISTRY: dict[str, tuple[TaskFn, type[JobRequest]]] = {}
 
 
-def register_task(kind: str, request_cls: type[JobRequest] | None = None,
-                  ) -> Callable[[TaskFn], TaskFn]:
-    """Register ``fn(ctx, request)`` as the task of ``kind``; a kind registers once.
-
-    Without ``request_cls`` (a task not yet given a request) ``fn`` takes the
-    parameters as keyword arguments.
-    """
-    if request_cls is not None and request_cls.kind != kind:
+def register_task(kind: str, request_cls: type[JobRequest]) -> Callable[[TaskFn], TaskFn]:
+    """Register ``fn(ctx, request)`` as the task of ``kind``; a kind registers once."""
+    if request_cls.kind != kind:
         raise ValueError(f"{request_cls.__name__}.kind is {request_cls.kind!r}, not {kind!r}")
 
     def deco(fn: TaskFn) -> TaskFn:
@@ -139,7 +134,7 @@ def register_task(kind: str, request_cls: type[JobRequest] | None = None,
     return deco
 
 
-def _registered(kind: str) -> tuple[TaskFn, type[JobRequest] | None]:
+def _registered(kind: str) -> tuple[TaskFn, type[JobRequest]]:
     if kind not in _REGISTRY and kind in TASK_MODULES:
         importlib.import_module(TASK_MODULES[kind])
     try:
@@ -148,15 +143,14 @@ def _registered(kind: str) -> tuple[TaskFn, type[JobRequest] | None]:
         raise ValueError(f"Unknown job kind {kind!r}; known: {', '.join(sorted(TASK_MODULES))}") from None
 
 
-def request_class(kind: str) -> type[JobRequest] | None:
+def request_class(kind: str) -> type[JobRequest]:
+    """The request class of ``kind`` (its task module is imported for it)."""
     return _registered(kind)[1]
 
 
 def get_task(kind: str) -> TaskFn:
     """The task as the child runs it: ``task(ctx, **params)``, the request rebuilt first."""
     fn, request_cls = _registered(kind)
-    if request_cls is None:
-        return fn
 
     def run(ctx: JobContext, **params: Any) -> Iterator[Event]:
         return fn(ctx, request_cls.from_params(params))
