@@ -55,6 +55,7 @@ class SamplingParams:
     temperature: float = 1.0
     top_p: float = 1.0
     seed: int | None = None
+    logprobs: int | None = None  # None: none; N: the chosen token's and the N most likely
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class Engine(ABC):
     """
 
     name: ClassVar[str] = ""
+    supports_logprobs: ClassVar[bool] = False  # pieces carry log-probabilities when asked
 
     @classmethod
     @abstractmethod

@@ -1,17 +1,17 @@
-"""The llama.cpp engine: a GGUF file through llama-cpp-python.
+"""The llama.cpp engine: a GGUF file through llama-cpp-python's low-level API.
 
-Parallel requests: one ``llama_cpp.Llama`` context runs one generation at a time, so the
-engine keeps a pool of ``parallel`` contexts (``--parallel N``, default 1) and each
-request takes one for its whole generation. On CPU the weights are memory-mapped and
-shared by every context; each context has its own KV cache (``ctx`` tokens). With
-``--gpu-layers`` each context uploads its own copy of the offloaded layers, so keep
-``parallel`` at 1 on a small GPU. There is no batching across requests yet: N contexts
-share the CPU threads, so N parallel requests gain little total throughput on a CPU.
+One model and one context of ``--parallel N`` sequences, decoded together by a
+scheduler thread (continuous batching, see :mod:`.llama_batch`): N streams share each
+``llama_decode`` instead of N contexts taking turns on the cores, a new request's prompt
+is read in chunks between steps so it joins running streams, and a prompt that starts
+with tokens a free slot already holds (the next turn of a chat, a shared system prompt)
+reuses them. Each sequence gets ``--ctx`` cells of the KV cache, so memory grows with
+``ctx x parallel``; the weights are loaded once (memory-mapped on CPU, uploaded once with
+``--gpu-layers``).
 
 Threads: llama.cpp computes with OpenMP, whose worker threads belong to the thread that
-calls it. A context used from one thread and then another leaves two teams of workers
-competing for the cores (decode ran at 0.5-0.7x in our measurements), so each context
-sticks to the thread that used it last, and the warm-up runs on a short-lived thread.
+calls it, so every decode (and the warm-up) runs on the one scheduler thread; request
+threads only tokenize and read pieces from a queue.
 """
 
 from __future__ import annotations
@@ -28,17 +28,14 @@ from llmops_desktop.serving.engines.base import (
     ChatTemplateMissingError,
     Engine,
     EngineSettings,
-    IncrementalText,
     Piece,
     PromptTokens,
     SamplingParams,
     register_engine,
 )
+from llmops_desktop.serving.engines.llama_batch import BatchScheduler, SequenceRequest
 
 DEFAULT_MAX_CTX = 4096  # when --ctx is not given: the model's own, at most this
-# llama.cpp's own server defaults; OpenAI's API only exposes temperature and top_p.
-TOP_K = 40
-MIN_P = 0.05
 
 
 def _default_threads() -> int:
@@ -50,21 +47,19 @@ def _default_threads() -> int:
 
 @register_engine("llama.cpp")
 class LlamaCppEngine(Engine):
-    """A pool of llama.cpp contexts over one memory-mapped GGUF."""
+    """One GGUF model, one context, ``parallel`` sequences batched by a scheduler."""
 
-    def __init__(self, contexts: list[Any], model_path: Path, template: str | None) -> None:
-        self._contexts = contexts
-        self._free = list(contexts)
-        self._owner: dict[int, int] = {}  # id(context) -> the thread that used it last
-        self._free_changed = threading.Condition()
+    supports_logprobs = True
+
+    def __init__(self, model: Any, scheduler: BatchScheduler, model_path: Path,
+                 template: str | None, lora: Any = None) -> None:
+        self._model = model
+        self._scheduler = scheduler
+        self._lora = lora
         self.model_path = model_path
         self._template = template
         self._formatter: Any = None
-        first = contexts[0]
-        self._n_ctx = int(first.n_ctx())
-        self._n_vocab = int(first.n_vocab())
-        self._add_bos = bool(first._model.add_bos_token())
-        self._bos = int(first.token_bos())
+        self._add_bos = bool(model.add_bos_token())
         self._lock = threading.Lock()
 
     @classmethod
@@ -94,50 +89,55 @@ class LlamaCppEngine(Engine):
             raise InvalidInputError("--parallel must be at least 1.")
 
         import llama_cpp
+        from llama_cpp._internals import LlamaModel
 
-        threads = settings.threads or _default_threads()
-        kwargs: dict[str, Any] = {
-            "model_path": str(model_path), "n_ctx": n_ctx, "n_threads": threads,
-            "n_threads_batch": threads, "n_gpu_layers": settings.gpu_layers, "verbose": False}
-        if settings.batch:
-            kwargs["n_batch"] = settings.batch
-        if settings.lora_path:  # a LoRA GGUF applied on top
-            kwargs["lora_path"] = str(settings.lora_path)
-        contexts: list[Any] = []
+        params = llama_cpp.llama_model_default_params()
+        params.n_gpu_layers = settings.gpu_layers if settings.gpu_layers >= 0 else 0x7FFFFFFF
+        params.use_mmap = not settings.lora_path  # llama-cpp-python's rule with a LoRA
         try:
-            for _ in range(settings.parallel):
-                llm = llama_cpp.Llama(**kwargs)
-                contexts.append(llm)
-                _warm_up(llm)
-        except ValueError as exc:  # llama-cpp-python's "Failed to load model from file"
-            for llm in contexts:
-                llm.close()
+            model = LlamaModel(path_model=str(model_path), params=params, verbose=False)
+        except ValueError as exc:  # "Failed to load model from file"
             raise CorruptFileError(
                 f"llama.cpp could not load {model_path.name} ({exc}). The file may be "
                 "truncated or made by a newer llama.cpp; re-import or re-quantize it.") from exc
-        template = contexts[0].metadata.get("tokenizer.chat_template") or None
-        return cls(contexts, model_path, template)
+        lora = None
+        try:
+            if settings.lora_path:
+                lora = llama_cpp.llama_adapter_lora_init(model.model,
+                                                         str(settings.lora_path).encode())
+                if not lora:
+                    raise InvalidInputError(f"llama.cpp could not load the LoRA adapter "
+                                            f"{settings.lora_path}; convert it to GGUF again.")
+            scheduler = BatchScheduler(model, n_ctx=n_ctx, n_seq=settings.parallel,
+                                       threads=settings.threads or _default_threads(),
+                                       n_batch=settings.batch, lora=lora)
+        except BaseException:
+            if lora:
+                llama_cpp.llama_adapter_lora_free(lora)
+            model.close()
+            raise
+        template = model.metadata().get("tokenizer.chat_template") or None
+        return cls(model, scheduler, model_path, template, lora)
 
     @property
     def n_ctx(self) -> int:
-        return self._n_ctx
+        return self._scheduler.n_ctx
 
     @property
     def n_vocab(self) -> int:
-        return self._n_vocab
+        return self._scheduler.n_vocab
 
     @property
     def parallel_slots(self) -> int:
-        return len(self._contexts)
+        return len(self._scheduler.slots)
 
     @property
     def has_chat_template(self) -> bool:
         return self._template is not None
 
     def tokenize(self, text: str) -> PromptTokens:
-        # The vocabulary is read-only, so any context may tokenize while others generate.
-        ids = self._contexts[0].tokenize(text.encode("utf-8"), add_bos=self._add_bos,
-                                         special=True)
+        # The vocabulary is read-only: any thread may tokenize while the scheduler decodes.
+        ids = self._model.tokenize(text.encode("utf-8"), add_bos=self._add_bos, special=True)
         return PromptTokens(list(ids))
 
     def tokenize_chat(self, messages: Sequence[dict[str, Any]]) -> PromptTokens:
@@ -152,8 +152,8 @@ class LlamaCppEngine(Engine):
         except Exception as exc:  # noqa: BLE001 - jinja2 errors and raise_exception()
             raise InvalidInputError(f"The model's chat template refused these messages: "
                                     f"{exc}") from None
-        ids = self._contexts[0].tokenize(result.prompt.encode("utf-8"),
-                                         add_bos=not result.added_special, special=True)
+        ids = self._model.tokenize(result.prompt.encode("utf-8"),
+                                   add_bos=not result.added_special, special=True)
         return PromptTokens(list(ids))
 
     def _chat_formatter(self) -> Any:
@@ -161,87 +161,54 @@ class LlamaCppEngine(Engine):
             if self._formatter is None:
                 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-                llm = self._contexts[0]
-                eos, bos = llm.token_eos(), llm.token_bos()
+                model = self._model
+                eos, bos = model.token_eos(), model.token_bos()
                 self._formatter = Jinja2ChatFormatter(
                     template=self._template or "",
-                    eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
-                    bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
+                    eos_token=model.token_get_text(eos) if eos != -1 else "",
+                    bos_token=model.token_get_text(bos) if bos != -1 else "",
                     stop_token_ids=[eos])
             return self._formatter
 
     def generate(self, prompt: PromptTokens, params: SamplingParams,
                  cancel: threading.Event) -> Iterator[Piece]:
-        import llama_cpp
-
         if cancel.is_set():
             return
-        llm = self._take()
+        seed = params.seed if params.seed is not None else random.getrandbits(31)
+        req = SequenceRequest(list(prompt.ids), params.max_tokens,
+                              temperature=params.temperature, top_p=params.top_p, seed=seed,
+                              logprobs=params.logprobs, cancel=cancel)
+        self._scheduler.submit(req)
+        done = False
         try:
-            llm.set_seed(params.seed if params.seed is not None else random.getrandbits(31))
-            vocab = llm._model.vocab
-            text = IncrementalText()
-            produced = 0
-            tokens = llm.generate(prompt.ids, temp=params.temperature, top_p=params.top_p,
-                                  top_k=TOP_K, min_p=MIN_P, repeat_penalty=1.0)
-            with contextlib.closing(tokens):
-                for token in tokens:
-                    if llama_cpp.llama_vocab_is_eog(vocab, token):
-                        break
-                    produced += 1
-                    yield Piece(text.feed(llm.detokenize([token])))
-                    if produced >= params.max_tokens or cancel.is_set():
-                        break
-            rest = text.flush()
-            if rest:
-                yield Piece(rest, 0)
+            for piece in req.pieces():
+                if cancel.is_set():
+                    return
+                yield piece
+            done = True
         finally:
-            with self._free_changed:
-                self._free.append(llm)
-                self._free_changed.notify()
+            if not done and not cancel.is_set():  # the reader stopped early: free the slot
+                cancel.set()
+                self._scheduler.wake()
 
-    def _take(self) -> Any:
-        """A free context: the one this thread used last if it can, else one no thread has
-        used, else any (see the module docstring for why)."""
-        me = threading.get_ident()
-        with self._free_changed:
-            while not self._free:
-                self._free_changed.wait()
-            mine = [c for c in self._free if self._owner.get(id(c)) == me]
-            unused = [c for c in self._free if id(c) not in self._owner]
-            llm = (mine or unused or self._free)[0]
-            self._free.remove(llm)
-            self._owner[id(llm)] = me
-            return llm
+    def stats(self) -> dict[str, int]:
+        """Slots in use, queue length, last step's batch size, reused prompt tokens."""
+        s = self._scheduler.stats
+        return {"slots": s.slots, "slots_in_use": s.slots_in_use, "queued": s.queued,
+                "batch_size": s.batch_size, "reused_prompt_tokens": s.reused_prompt_tokens,
+                "prefilled_prompt_tokens": s.prefilled_prompt_tokens}
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "model_path": str(self.model_path)}
+        return {**super().describe(), "model_path": str(self.model_path),
+                "batching": "continuous"}
 
     def close(self) -> None:
-        for llm in self._contexts:
-            with contextlib.suppress(Exception):
-                llm.close()
+        import llama_cpp
 
-
-def _warm_up(llm: Any) -> None:
-    """Decode one token so the first request does not pay llama.cpp's lazy set-up; on a
-    thread that then ends, so no OpenMP team stays behind on the caller's thread."""
-
-    def run() -> None:
-        bos = llm.token_bos()
-        llm.eval([bos if bos != -1 else 0])
-        llm.reset()
-
-    errors: list[BaseException] = []
-    thread = threading.Thread(target=lambda: _capture(run, errors), name="llama-warm-up")
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
-
-
-def _capture(fn: Any, errors: list[BaseException]) -> None:
-    try:
-        fn()
-    except BaseException as exc:  # noqa: BLE001 - re-raised on the loading thread
-        errors.append(exc)
+        with contextlib.suppress(Exception):
+            self._scheduler.close()
+        if self._lora:
+            llama_cpp.llama_adapter_lora_free(self._lora)
+            self._lora = None
+        with contextlib.suppress(Exception):
+            self._model.close()
