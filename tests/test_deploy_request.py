@@ -101,3 +101,28 @@ def test_stop_server_by_pid_kills_one_that_hangs(home) -> None:
     assert is_server_process(proc.pid)
     assert stop_server(proc.pid, grace=0.5) is True
     assert proc.wait() < 0 and not is_server_process(proc.pid)
+
+
+def test_a_request_by_name_reaches_the_server_as_a_name(home) -> None:
+    """``llmops serve NAME@VERSION`` builds the same request as the window, by name."""
+    request = DeployRequest.from_options("demo-gguf@1", max_queue=2)
+    args, options = _child_parse(request.to_argv(home))
+    assert args.artifact == "demo-gguf@1" and options.max_queue == 2
+    assert DeployRequest.from_options("12").artifact_id == 12
+    with pytest.raises(InvalidInputError, match="which artifact"):
+        DeployRequest.from_options(" ").check()
+
+
+def test_llmops_serve_checks_the_request_before_anything_starts(home, catalog) -> None:
+    """Off loopback without a key: exit code 5, a message saying what to do, no
+    deployment row."""
+    import os
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "LLMOPS_API_KEY"}
+    proc = subprocess.run([sys.executable, "-m", "llmops_desktop.cli", "--home", str(home.root),
+                           "serve", "nothing-here", "--host", "0.0.0.0", "--port", "0"],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert proc.returncode == 5, proc.stderr
+    assert "without an API key" in proc.stderr
+    assert catalog.conn.execute("SELECT COUNT(*) FROM deployments").fetchone()[0] == 0

@@ -274,10 +274,17 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from llmops_desktop.serving.config import options_from_args
+    import os
+
+    from llmops_desktop.serving.config import API_KEY_ENV, options_from_args
+    from llmops_desktop.serving.deploy import DeployRequest
     from llmops_desktop.serving.run import serve
 
-    serve(args.artifact, options_from_args(args), home=args.home, api_key=args.api_key)
+    # The same request the window builds, checked the same way, then served in-process.
+    request = DeployRequest.from_options(
+        args.artifact, options_from_args(args),
+        api_key=args.api_key or os.environ.get(API_KEY_ENV, "")).check()
+    serve(request.artifact, request.options, home=args.home, api_key=request.api_key or None)
     return 0
 
 

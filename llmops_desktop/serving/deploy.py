@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from llmops_desktop.errors import InvalidInputError
 from llmops_desktop.fields import field_specs
 from llmops_desktop.paths import Home
 from llmops_desktop.procs import terminate
@@ -39,14 +40,24 @@ class DeployRequest:
     api_key: str = field(default="", repr=False)  # the child's environment, never its argv
 
     @classmethod
-    def from_options(cls, artifact_id: int, options: ServeOptions | None = None, *,
+    def from_options(cls, artifact: int | str, options: ServeOptions | None = None, *,
                      artifact_ref: str = "", api_key: str = "",
                      **changes: Any) -> DeployRequest:
-        """A request for ``artifact_id`` with ``options`` (defaults: ``ServeOptions()``),
-        overridden by ``changes`` (option names: ``port=0``, ``lora="adapter@1"`` …)."""
+        """A request for ``artifact`` (an id, or a name or NAME@VERSION as ``llmops serve``
+        takes) with ``options`` (default ``ServeOptions()``), overridden by ``changes``
+        (option names: ``port=0``, ``lora="adapter@1"`` …)."""
         options = replace(options or ServeOptions(), **changes)
-        return cls(artifact_id=int(artifact_id), artifact_ref=artifact_ref, options=options,
+        text = str(artifact).strip()
+        if text.isdigit():
+            return cls(artifact_id=int(text), artifact_ref=artifact_ref, options=options,
+                       api_key=api_key)
+        return cls(artifact_id=0, artifact_ref=artifact_ref or text, options=options,
                    api_key=api_key)
+
+    @property
+    def artifact(self) -> str:
+        """The artifact as the server's ``--artifact`` takes it: its id, else its name."""
+        return str(self.artifact_id) if self.artifact_id else self.artifact_ref
 
     @classmethod
     def from_record(cls, d: Deployment) -> DeployRequest:
@@ -68,6 +79,9 @@ class DeployRequest:
         range, a malformed key, a non-loopback address without a key."""
         from llmops_desktop.netaddr import check_secret
 
+        if not self.artifact:
+            raise InvalidInputError("Say which artifact to serve (an id, a name or "
+                                    "NAME@VERSION; see 'llmops list').")
         self.options.checked()
         check_secret(self.api_key, "API key")
         check_bind(self.options.host or DEFAULT_HOST, self.api_key or None)
@@ -77,7 +91,7 @@ class DeployRequest:
         """The server child's command line: a flag per option that has a value, written
         from the same field specifications its parser's flags are made from."""
         argv = [sys.executable, "-m", SERVING_MODULE, "--home", str(home.root),
-                "--artifact", str(self.artifact_id)]
+                "--artifact", self.artifact]
         for s in field_specs(ServeOptions):
             value = getattr(self.options, s.name)
             if not s.exposed or value is None or (value == "" and s.optional):
