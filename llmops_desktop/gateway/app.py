@@ -1,0 +1,239 @@
+"""The gateway's HTTP app: one OpenAI-compatible address for every model the policy allows.
+
+``/v1/models`` lists the models the caller's key may use, each with its ``state``
+(loaded, loading, unloaded). ``/v1/chat/completions`` and ``/v1/completions`` check the key
+(401), its scope (403) and limits (429 with ``Retry-After``), load the model if need be
+(503 with ``Retry-After`` when it cannot load now) and pass the request to its deployment.
+``/health`` answers without a key; ``/metrics`` is Prometheus text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from llmops_desktop.gateway import proxy
+from llmops_desktop.gateway.keys import ApiKey, KeyRefused, KeyRing, keys_required
+from llmops_desktop.gateway.limits import RateLimits
+from llmops_desktop.gateway.pool import DeploymentPool, Unavailable
+from llmops_desktop.gateway.usage import GatewayMetrics, UsageBook
+from llmops_desktop.httpserve import BodyLimit, BodyTooLarge, read_body
+
+FLUSH_EVERY_S = 0.5
+
+
+def error(status: int, message: str, *, code: str | None = None, type: str | None = None,
+          retry_after: int | None = None) -> JSONResponse:
+    kind = type or {401: "authentication_error", 403: "permission_error",
+                    429: "rate_limit_error", 404: "invalid_request_error"}.get(
+                        status, "invalid_request_error" if status < 500 else "server_error")
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse({"error": {"message": message, "type": kind, "param": None,
+                                   "code": code}}, status_code=status, headers=headers)
+
+
+class Gateway:
+    """The state behind the routes: the pool, the keys, the limits, the books."""
+
+    def __init__(self, pool: DeploymentPool, *, open_without_keys: bool) -> None:
+        self.pool = pool
+        self.catalog = pool.catalog
+        self.keys = KeyRing(self.catalog)
+        self.limits = RateLimits()
+        self.metrics = GatewayMetrics()
+        self.book = UsageBook(self.catalog, self.metrics)
+        self.open_without_keys = open_without_keys  # loopback and no key was ever made
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    def authenticate(self, request: Request) -> ApiKey | None:
+        """The caller's key; None when this gateway needs none. Raises KeyRefused."""
+        if self.open_without_keys and not keys_required(self.catalog):
+            return None  # whatever a client sends (the openai client always sends one)
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        token = token.strip() if scheme.lower() == "bearer" else ""
+        return self.keys.check(token)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.pool.bind(loop, lambda url: proxy.make_client(url, self.pool.internal_key))
+        self.pool.refresh()
+        self._tasks = [asyncio.create_task(self.pool.run_idle_unloader()),
+                       asyncio.create_task(self._flush_often())]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.pool.shutdown()
+        self.book.flush()
+
+    async def _flush_often(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_EVERY_S)
+            self.book.flush()
+            self.metrics.loaded.set(sum(s.state == "loaded" for s in self.pool.slots.values()))
+
+    # ---- routes ------------------------------------------------------------------------------
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok", "loaded": [s.name for s in self.pool.slots.values()
+                                                        if s.state == "loaded"]})
+
+    async def metrics_text(self, request: Request) -> Response:
+        try:
+            self.authenticate(request)
+        except KeyRefused as exc:
+            return error(401, str(exc), code="invalid_api_key")
+        body, content_type = self.metrics.render()
+        return Response(body, media_type=content_type)
+
+    async def models(self, request: Request) -> Response:
+        try:
+            key = self.authenticate(request)
+        except KeyRefused as exc:
+            return error(401, str(exc), code="invalid_api_key")
+        slots = [s for s in self.pool.refresh() if key is None or key.allows(*s.names)]
+        return JSONResponse({"object": "list", "data": [
+            {"id": s.name, "object": "model", "owned_by": "llmops", "created": 0,
+             "state": s.state if s.state != "stopping" else "loaded",
+             "engine": s.options.engine, "memory_bytes": s.need,
+             **({"error": s.error} if s.error else {})} for s in slots]})
+
+    async def generate(self, request: Request) -> Response:
+        started = time.perf_counter()
+        endpoint = request.url.path
+        try:
+            key = self.authenticate(request)
+        except KeyRefused as exc:
+            self.book.record(key_name=None, model="", endpoint=endpoint, stream=False,
+                             status=401, latency_ms=_ms(started), error=str(exc))
+            return error(401, str(exc), code="invalid_api_key")
+        key_name = key.name if key else None
+        try:
+            payload = json.loads(await read_body(request))
+        except BodyTooLarge as exc:
+            return error(413, str(exc), code="request_too_large")
+        except ValueError:
+            return error(400, "The body must be a JSON object.", code="invalid_json")
+        model = payload.get("model") if isinstance(payload, dict) else None
+        if not isinstance(model, str) or not model:
+            return error(400, "Say which model: 'model' (see /v1/models).", code="missing_model")
+        stream = payload.get("stream") is True
+
+        def refuse(status: int, message: str, **kw: Any) -> Response:
+            self.book.record(key_name=key_name, model=model, endpoint=endpoint, stream=stream,
+                             status=status, latency_ms=_ms(started), error=message)
+            return error(status, message, **kw)
+
+        slot = self.pool.find(model)
+        if slot is None or (key is not None and not key.allows(*slot.names)):
+            if slot is not None:
+                return refuse(403, f"The key {key_name!r} may not use {slot.name} (its scope: "
+                                   f"{key.models}).", code="model_not_allowed")
+            return refuse(404, f"No model {model!r} here; see /v1/models.",
+                          code="model_not_found")
+        if key is not None:
+            over = self.limits.check(key.name, key.rpm, key.tpm)
+            if over is not None:
+                limit, wait = over
+                return refuse(429, f"The key {key_name!r} is over its limit of {limit}; try "
+                                   f"again in {wait} s.", code="rate_limit_exceeded",
+                              retry_after=wait)
+        try:
+            await self.pool.acquire(slot)
+        except Unavailable as exc:
+            return refuse(exc.status, exc.message, code=exc.code, retry_after=exc.retry_after)
+        return await self._forward(slot, key, endpoint, payload, stream, started)
+
+    async def _forward(self, slot: Any, key: ApiKey | None, endpoint: str,
+                       payload: dict[str, Any], stream: bool, started: float) -> Response:
+        body, added = proxy.prepare_body(payload)
+        outcome = proxy.Outcome()
+        key_name = key.name if key else None
+        released = False
+
+        def done(result: proxy.Outcome) -> None:
+            nonlocal released
+            if released:
+                return
+            released = True
+            self.pool.release(slot)
+            if key is not None:
+                self.limits.add_tokens(key.name, result.prompt_tokens + result.completion_tokens)
+            self.book.record(key_name=key_name, model=slot.name, endpoint=endpoint,
+                             stream=stream, status=result.status, latency_ms=_ms(started),
+                             ttft_ms=result.ttft_ms, prompt_tokens=result.prompt_tokens,
+                             completion_tokens=result.completion_tokens, error=result.error)
+
+        try:
+            if slot.client is None:  # it died between loading and now
+                raise proxy.httpx.ConnectError("the deployment is gone")
+            upstream = await proxy.open_upstream(slot.client, endpoint, body)
+        except proxy.CONNECTION_ERRORS as exc:
+            outcome.status, outcome.error = 502, f"{slot.name}'s deployment did not answer"
+            done(outcome)
+            return error(502, f"The deployment of {slot.name} did not answer "
+                              f"({type(exc).__name__}); the next request starts it again.",
+                         code="deployment_unavailable")
+        except BaseException:
+            outcome.status = 499
+            done(outcome)
+            raise
+        outcome.status = upstream.status_code
+        headers = proxy.response_headers(upstream)
+        if stream and upstream.status_code == 200:
+            return StreamingResponse(
+                proxy.relay_events(upstream, outcome, started, added, done),
+                status_code=200, headers=headers)
+        try:
+            content = await upstream.aread()
+            outcome.ttft_ms = _ms(started)
+            try:
+                proxy.read_usage(json.loads(content), outcome)
+            except ValueError:
+                pass
+        except proxy.CONNECTION_ERRORS:
+            outcome.status, outcome.error = 502, f"{slot.name}'s deployment stopped answering"
+            content = json.dumps({"error": {"message": f"The deployment of {slot.name} stopped "
+                                            "answering; the next request starts it again.",
+                                            "type": "server_error", "param": None,
+                                            "code": "deployment_unavailable"}}).encode()
+            headers = {"content-type": "application/json"}
+        finally:
+            await upstream.aclose()
+            done(outcome)
+        return Response(content, status_code=outcome.status, headers=headers)
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+def create_gateway_app(gateway: Gateway) -> Any:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> Any:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.stop()
+
+    routes = [Route("/health", gateway.health), Route("/metrics", gateway.metrics_text),
+              Route("/v1/models", gateway.models),
+              Route("/v1/chat/completions", gateway.generate, methods=["POST"]),
+              Route("/v1/completions", gateway.generate, methods=["POST"])]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.gateway = gateway
+    return BodyLimit(app)
