@@ -1,0 +1,263 @@
+"""The first hour, as a person drives the window: mouse clicks on the rows' rectangles,
+right-clicks for the context menu, key presses. No page method is called to select or act."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QPoint, Qt, QTimer  # noqa: E402
+from PySide6.QtGui import QContextMenuEvent, QGuiApplication  # noqa: E402
+from PySide6.QtTest import QTest  # noqa: E402
+from PySide6.QtWidgets import (  # noqa: E402
+    QApplication,
+    QDialogButtonBox,
+    QFileDialog,
+    QLineEdit,
+    QMenu,
+    QMessageBox,
+    QTableWidget,
+    QTextBrowser,
+)
+
+from llmops_desktop.catalog import ArtifactFile  # noqa: E402
+from llmops_desktop.qt.main_window import MainWindow  # noqa: E402
+
+LONG = "/srv/models/" + "/".join(f"a-rather-long-folder-name-{i}" for i in range(8))
+
+
+@pytest.fixture
+def three(catalog) -> dict[str, int]:
+    """An HF model (the root) and two GGUF files, one made from it."""
+    ids = {}
+    root = catalog.add_artifact(model_name="alpha", kind="hf", storage="reference",
+                                path=Path(f"{LONG}/alpha"), license="apache-2.0",
+                                params={"mode": "reference"},
+                                metadata={"license": "apache-2.0", "architecture": "Llama"},
+                                files=[ArtifactFile("model.safetensors", 3000, "1" * 64)])
+    ids["alpha"] = root.id
+    ids["beta"] = catalog.add_artifact(
+        model_name="beta", kind="gguf", storage="reference", path=Path(f"{LONG}/beta.gguf"),
+        parent_id=root.id, files=[ArtifactFile("beta.gguf", 1000, "2" * 64)]).id
+    ids["gamma"] = catalog.add_artifact(
+        model_name="gamma", kind="gguf", storage="reference", path=Path(f"{LONG}/gamma.gguf"),
+        files=[ArtifactFile("gamma.gguf", 2000, "3" * 64)]).id
+    return ids
+
+
+def _open(qtbot, home) -> MainWindow:
+    from tests.qt.windows import open_window
+
+    win = open_window(qtbot, home)
+    win.resize(1280, 800)
+    win.show_page("models")
+    win.activateWindow()  # keyboard shortcuts go to the active window
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is win, timeout=5000)
+    qtbot.waitUntil(lambda: win.models_page.model.rowCount() == 3, timeout=10_000)
+    return win
+
+
+def _row_point(page, name: str) -> QPoint:
+    proxy = page.proxy
+    row = next(r for r in range(proxy.rowCount()) if proxy.index(r, 1).data() == name)
+    rect = page.table.visualRect(proxy.index(row, 1))
+    assert rect.isValid() and not rect.isEmpty()
+    return rect.center()
+
+
+def click_row(page, name: str, button=Qt.MouseButton.LeftButton) -> None:
+    QTest.mouseClick(page.table.viewport(), button, Qt.KeyboardModifier.NoModifier,
+                     _row_point(page, name))
+
+
+def right_click_row(qtbot, page, name: str) -> QMenu:
+    """Right-click a row; the context menu that pops up."""
+    viewport = page.table.viewport()
+    point = _row_point(page, name)
+    QTest.mouseClick(viewport, Qt.MouseButton.RightButton, Qt.KeyboardModifier.NoModifier, point)
+    # The window system follows a right-click with a context-menu event; QTest's synthetic
+    # clicks do not, so send the one a real click brings.
+    QApplication.sendEvent(viewport, QContextMenuEvent(QContextMenuEvent.Reason.Mouse, point,
+                                                       viewport.mapToGlobal(point)))
+    qtbot.waitUntil(lambda: isinstance(QApplication.activePopupWidget(), QMenu), timeout=5000)
+    return QApplication.activePopupWidget()
+
+
+def click_menu_item(menu: QMenu, text: str) -> None:
+    action = next(a for a in menu.actions() if a.text().replace("&", "") == text)
+    assert action.isEnabled(), f"{text} is greyed out"
+    QTest.mouseClick(menu, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     menu.actionGeometry(action).center())
+
+
+def model_menu(win: MainWindow) -> QMenu:
+    return next(a.menu() for a in win.menuBar().actions() if a.text() == "&Model")
+
+
+def test_a_click_selects_the_model_for_every_action(qtbot, home, three):
+    win = _open(qtbot, home)
+    page = win.models_page
+    for name in ("gamma", "alpha", "beta"):
+        click_row(page, name)
+        assert page.details.title.text() == f"{name} v1"
+        # Toolbar, Model menu and the details' buttons follow the clicked row.
+        assert page.quantize_button.isEnabled()
+        menu = {a.text().replace("&", ""): a for a in model_menu(win).actions()}
+        for label in ("Quantize…", "Fine-tune…", "Export…", "Tag…", "Remove…", "Copy path"):
+            assert menu[label].isEnabled(), f"{label} greyed out after a click on {name}"
+        assert menu["Serve…"].isEnabled() == (name != "alpha" or page.act_serve.isEnabled())
+        assert page.details.serve_button.isVisible() and page.details.serve_button.isEnabled()
+
+
+def test_the_context_menu_acts_on_the_row_under_the_pointer(qtbot, home, three, catalog):
+    win = _open(qtbot, home)
+    page = win.models_page
+    click_row(page, "alpha")
+    menu = right_click_row(qtbot, page, "gamma")
+    texts = {a.text(): a.isEnabled() for a in menu.actions() if a.text()}
+    assert all(texts[t] for t in ("Quantize…", "Serve…", "Export…", "Tag…", "Remove…"))
+    click_menu_item(menu, "Copy path")
+    assert QGuiApplication.clipboard().text() == str(catalog.artifact(three["gamma"]).path)
+    assert page.details.title.text() == "gamma v1"
+
+    # Serve from the context menu of another row opens Deployments with that row's model.
+    menu = right_click_row(qtbot, page, "beta")
+    click_menu_item(menu, "Serve…")
+    assert win.current_page_id() == "deployments"
+    assert win.deployments_page.artifact_combo.currentData() == three["beta"]
+
+
+def test_serve_is_a_button_on_the_details(qtbot, home, three):
+    win = _open(qtbot, home)
+    page = win.models_page
+    click_row(page, "gamma")
+    assert not page.details.chat_button.isEnabled()  # nothing serves it yet
+    qtbot.mouseClick(page.details.serve_button, Qt.MouseButton.LeftButton)
+    assert win.current_page_id() == "deployments"
+    assert win.deployments_page.artifact_combo.currentData() == three["gamma"]
+
+
+def test_a_filter_that_hides_the_selection_clears_the_details(qtbot, home, three):
+    win = _open(qtbot, home)
+    page = win.models_page
+    click_row(page, "beta")
+    assert page.details.title.text() == "beta v1"
+    page.filter_edit.setFocus()
+    QTest.keyClicks(page.filter_edit, "gamm")
+    assert page.proxy.rowCount() == 1
+    assert page.details.title.text() == "No model selected"
+    assert not page.act_serve.isEnabled() and not page.details.serve_button.isEnabled()
+    click_row(page, "gamma")
+    assert page.details.title.text() == "gamma v1" and page.act_serve.isEnabled()
+
+
+def test_details_show_each_fact_once_and_never_clip_a_path(qtbot, home, three):
+    win = _open(qtbot, home)
+    page = win.models_page
+    click_row(page, "alpha")
+    rows = page.details.overview_rows()
+    labels = [label for label, _ in rows]
+    assert len(labels) == len(set(labels)), labels
+    assert "Storage" not in labels and labels.count("Stored as") == 1
+    assert [text for _, text in rows].count("apache-2.0") == 1
+    form = page.details.form
+    path_label = next(form.itemAt(r, form.ItemRole.FieldRole).widget()
+                      for r in range(form.rowCount())
+                      if form.itemAt(r, form.ItemRole.LabelRole).widget().text() == "Path:")
+    assert path_label.toolTip() == f"{LONG}/alpha"
+    shown = path_label.text()
+    assert "…" in shown and shown.endswith("/alpha") and shown.startswith("/srv/")
+    assert path_label.fontMetrics().horizontalAdvance(shown) <= path_label.width()
+
+
+def test_a_variant_never_calls_itself_base(qtbot, home, three):
+    win = _open(qtbot, home)
+    page = win.models_page
+    for name, says_base in (("alpha", True), ("beta", False)):
+        click_row(page, name)
+        tabs = page.details.tabs
+        QTest.mouseClick(tabs.tabBar(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                         tabs.tabBar().tabRect(page.details.variants_tab).center())
+        qtbot.waitUntil(lambda: page.details.variants.table.topLevelItemCount() > 0)
+        changes = [row[4] for row in page.details.variants.table_texts()]
+        assert ("base" in changes) == says_base, (name, changes)
+
+
+def test_quit_question_defaults_to_cancel(qtbot, home, three):
+    """A stray Enter on the quit question neither quits nor leaves servers running."""
+    win = _open(qtbot, home)
+    seen = []
+
+    def press_enter() -> None:
+        box = QApplication.activeModalWidget()
+        assert isinstance(box, QMessageBox)
+        seen.append(box.defaultButton().text())
+        QTest.keyClick(box, Qt.Key.Key_Return)
+
+    QTimer.singleShot(100, press_enter)
+    assert win.ask_keep_deployments(1) == "cancel"
+    assert seen == ["Cancel"]
+
+
+def test_the_banner_does_not_move_the_page(qtbot, home, three):
+    win = _open(qtbot, home)
+    page = win.models_page
+    before = page.table.viewport().mapTo(win, QPoint(0, 0))
+    win.ctx.events.sig_error.emit("Something went wrong, and this says what.")
+    qtbot.waitUntil(win.banner.isVisible)
+    assert "went wrong" in win.banner.text()
+    assert page.table.viewport().mapTo(win, QPoint(0, 0)) == before
+
+
+def _help_menu(qtbot, win: MainWindow) -> QMenu:
+    bar = win.menuBar()
+    help_action = next(a for a in bar.actions() if a.text() == "&Help")
+    QTest.mouseClick(bar, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     bar.actionGeometry(help_action).center())
+    qtbot.waitUntil(lambda: isinstance(QApplication.activePopupWidget(), QMenu), timeout=5000)
+    return QApplication.activePopupWidget()
+
+
+def test_help_works_offline(qtbot, home, three, tmp_path):
+    win = _open(qtbot, home)
+    click_menu_item(_help_menu(qtbot, win), "README (offline)")
+    browser = next(w for w in QApplication.topLevelWidgets() if w.isVisible()
+                   and w.findChild(QTextBrowser, "readme"))
+    text = browser.findChild(QTextBrowser, "readme").toPlainText()
+    assert "LLMOps Desktop" in text and "#" not in text.splitlines()[0]  # rendered Markdown
+    browser.close()
+
+    click_menu_item(_help_menu(qtbot, win), "Keyboard shortcuts")
+    qtbot.waitUntil(lambda: any(w.isVisible() and w.findChild(QTableWidget, "shortcuts")
+                                for w in QApplication.topLevelWidgets()), timeout=5000)
+    sheet = next(w for w in QApplication.topLevelWidgets() if w.isVisible()
+                 and w.findChild(QTableWidget, "shortcuts"))
+    table = sheet.findChild(QTableWidget, "shortcuts")
+    pairs = {table.item(r, 0).text(): table.item(r, 1).text() for r in range(table.rowCount())}
+    assert pairs["Model › Quantize"] == "Ctrl+Shift+Q" and pairs["View › Jobs"] == "Ctrl+9"
+    assert pairs["Help › Keyboard shortcuts"] == "Ctrl+/"
+    sheet.close()
+
+    dest = tmp_path / "diag.zip"
+    click_menu_item(_help_menu(qtbot, win), "Save a diagnostics bundle…")
+    qtbot.waitUntil(lambda: isinstance(QApplication.activeModalWidget(), QFileDialog))
+    dialog = QApplication.activeModalWidget()
+    assert QTest.qWaitForWindowExposed(dialog) and QTest.qWaitForWindowActive(dialog)
+    name_edit = dialog.findChild(QLineEdit, "fileNameEdit")
+    name_edit.selectAll()
+    QTest.keyClicks(name_edit, str(dest))
+    if (popup := QApplication.activePopupWidget()) is not None:  # the path completer
+        popup.hide()
+    save = dialog.findChild(QDialogButtonBox).button(QDialogButtonBox.StandardButton.Save)
+    QTest.mouseClick(save, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=5000)
+    qtbot.waitUntil(lambda: "Diagnostics bundle saved" in win.statusBar().currentMessage()
+                    or bool(win.banner.text()), timeout=120_000)
+    assert not win.banner.text()
+    assert f"saved to {dest}" in win.statusBar().currentMessage()
+    with zipfile.ZipFile(dest) as zf:
+        assert "doctor.json" in zf.namelist()
