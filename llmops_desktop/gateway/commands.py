@@ -78,11 +78,27 @@ def cmd_apikey(args: argparse.Namespace) -> int:
 
 
 def register(add) -> None:
+    add_gateway_arguments(add("gateway", cmd_gateway, GATEWAY_HELP))
+    sp = add("apikey", cmd_apikey, "API keys per person for the gateway: create NAME, list, "
+             "revoke NAME")
+    sp.add_argument("action", nargs="?", default="list", choices=("create", "list", "revoke"))
+    sp.add_argument("name", nargs="?", help="whose key (a person or an app)")
+    sp.add_argument("--models", default="*", metavar="GLOB",
+                    help="models the key may use: globs over NAME or NAME@VERSION, "
+                         "comma-separated (default: all)")
+    sp.add_argument("--rpm", type=int, metavar="N", help="requests per minute, at most")
+    sp.add_argument("--tpm", type=int, metavar="N", help="tokens per minute, at most")
+    sp.add_argument("--expires", metavar="DATE", help="the key stops working then "
+                    "(YYYY-MM-DD, UTC)")
+
+
+GATEWAY_HELP = ("one OpenAI-compatible address for every model: loaded on demand, unloaded "
+                "when idle, a key per person")
+
+
+def add_gateway_arguments(sp: argparse.ArgumentParser) -> None:
     from llmops_desktop.gateway.run import DEFAULT_GATEWAY_PORT
 
-    sp = add("gateway", cmd_gateway,
-             "one OpenAI-compatible address for every model: loaded on demand, unloaded "
-             "when idle, a key per person")
     sp.add_argument("--host", default="127.0.0.1",
                     help="address to listen on; anything but loopback needs an API key "
                          "('llmops apikey create NAME')")
@@ -99,14 +115,3 @@ def register(add) -> None:
                     help="how long a request waits for its model to load before a 503")
     sp.add_argument("--gpus", metavar="0,1", help="GPUs the deployments may use "
                     "(CUDA_VISIBLE_DEVICES of each deployment)")
-    sp = add("apikey", cmd_apikey, "API keys per person for the gateway: create NAME, list, "
-             "revoke NAME")
-    sp.add_argument("action", nargs="?", default="list", choices=("create", "list", "revoke"))
-    sp.add_argument("name", nargs="?", help="whose key (a person or an app)")
-    sp.add_argument("--models", default="*", metavar="GLOB",
-                    help="models the key may use: globs over NAME or NAME@VERSION, "
-                         "comma-separated (default: all)")
-    sp.add_argument("--rpm", type=int, metavar="N", help="requests per minute, at most")
-    sp.add_argument("--tpm", type=int, metavar="N", help="tokens per minute, at most")
-    sp.add_argument("--expires", metavar="DATE", help="the key stops working then "
-                    "(YYYY-MM-DD, UTC)")
