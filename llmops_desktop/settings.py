@@ -82,7 +82,8 @@ class Settings:
         minimum=0, maximum=3_600_000, group="Monitor")
     alert_error_rate_pct: int = spec(
         10, "Alert when this percentage of a deployment's requests over the last 10 seconds "
-        "failed (HTTP 4xx/5xx; clients that left are not counted) (0: no alert).",
+        "failed on the server's side (HTTP 5xx; a client's own mistakes, 4xx, and clients "
+        "that left are not counted) (0: no alert).",
         label="Alert: error rate (%)", minimum=0, maximum=100, group="Monitor")
     registries: str = spec(
         "", "Shared-folder registries to publish packages to and pull them from, as "

@@ -43,7 +43,9 @@ def rules_from_settings(settings: Any) -> list[AlertRule]:
         AlertRule("alert_ram_pct", "RAM use", "sys", "ram_pct", settings.alert_ram_pct, "%"),
         AlertRule("alert_p95_latency_ms", "p95 latency", "dep", "lat_p95",
                   settings.alert_p95_latency_ms, "ms"),
-        AlertRule("alert_error_rate_pct", "error rate", "dep", "error_rate",
+        # Server errors (5xx) only: a client's 4xx (bad request, unknown model, no key)
+        # is no sign of an unhealthy server.
+        AlertRule("alert_error_rate_pct", "server error rate", "dep", "server_error_rate",
                   settings.alert_error_rate_pct, "%"),
     ]
     return [r for r in rules if r.threshold and r.threshold > 0]

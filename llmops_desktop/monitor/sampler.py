@@ -214,6 +214,7 @@ class Collector:
                                    ("ttft_p95", d.ttft_p95_ms), ("lat_p50", d.lat_p50_ms),
                                    ("lat_p95", d.lat_p95_ms), ("tok_s", d.tok_s),
                                    ("errors", d.errors_per_s), ("error_rate", d.error_rate_pct),
+                                   ("server_error_rate", d.server_error_rate_pct),
                                    ("queue", d.queue), ("running", d.running)):
                     if not math.isnan(value):
                         values[f"{prefix}.{key}"] = value

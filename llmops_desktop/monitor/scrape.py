@@ -8,6 +8,11 @@ ago, so a percentile is that of the requests that finished in the window, as Pro
 ``histogram_quantile(rate(...[10s]))`` would say. A counter that went down (the server
 restarted) starts the window afresh.
 
+Errors are counted twice: every failed request (``error_rate_pct``: 4xx and 5xx), and the
+server's own failures (``server_error_rate_pct``: 5xx only). A 4xx is the client's doing
+(a bad request, an unknown model, a missing key) and says nothing about the server's
+health, so the error-rate alert watches the second.
+
 A server started with an API key refuses ``/metrics`` without it: the reading then says
 "needs-key" rather than guessing.
 """
@@ -39,6 +44,7 @@ class Snapshot:
     t: float
     requests: float = 0.0
     errors: float = 0.0
+    server_errors: float = 0.0  # 5xx: the server failed, not the client
     tokens: float = 0.0
     queue: float = math.nan
     running: float = math.nan
@@ -56,6 +62,8 @@ def parse_metrics(text: str, t: float) -> Snapshot:
                 status = s.labels.get("status", "")
                 if status.isdigit() and int(status) >= 400 and int(status) != CLIENT_GONE:
                     snap.errors += s.value
+                    if int(status) >= 500:
+                        snap.server_errors += s.value
             elif s.name == "llmops_generated_tokens_total":
                 snap.tokens += s.value
             elif s.name == "llmops_queue_depth":
@@ -114,6 +122,7 @@ class DeploymentReading:
     tok_s: float = math.nan
     errors_per_s: float = math.nan
     error_rate_pct: float = math.nan
+    server_error_rate_pct: float = math.nan  # 5xx only: what the error-rate alert watches
     queue: float = math.nan
     running: float = math.nan
     requests_total: float = math.nan
@@ -193,6 +202,8 @@ class DeploymentScraper:
             dep_id, url=url, status="ok", window_s=dt,
             req_rate=n / dt, tok_s=(snap.tokens - base.tokens) / dt, errors_per_s=errors / dt,
             error_rate_pct=100.0 * errors / n if n > 0 else math.nan,
+            server_error_rate_pct=(100.0 * (snap.server_errors - base.server_errors) / n
+                                   if n > 0 else math.nan),
             ttft_p50_ms=histogram_quantile(0.5, ttft) * 1000,
             ttft_p95_ms=histogram_quantile(0.95, ttft) * 1000,
             lat_p50_ms=histogram_quantile(0.5, latency) * 1000,

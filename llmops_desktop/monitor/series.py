@@ -56,6 +56,7 @@ METRICS: dict[str, Metric] = {
     "tok_s": Metric("Tokens/s", "tok/s"),
     "errors": Metric("Errors", "err/s"),
     "error_rate": Metric("Error rate", "%"),
+    "server_error_rate": Metric("Server error rate", "%"),
     "queue": Metric("Queue depth", "requests"),
     "running": Metric("Generating", "requests"),
 }
