@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QUrl
+from PySide6.QtCore import QObject, Qt, QUrl
 from PySide6.QtGui import QAction, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import (
     QDialog,
@@ -128,48 +128,61 @@ def write_bundle_in_child(home: Home, dest: str) -> str:
     return dest
 
 
-class HelpMenu:
-    """Builds the Help menu's actions for a window with ``ctx`` and ``banner``."""
+class HelpMenu(QObject):
+    """The Help menu's actions, a child of the window (no reference to it is kept)."""
 
     def __init__(self, window: QMainWindow, menu: QMenu, home: Home) -> None:
-        self.window = window
+        super().__init__(window)
         self.home = home
-        self.save_dialog: QFileDialog | None = None
         self.act_readme = QAction(icon("info"), "&README (offline)", window)
-        self.act_readme.triggered.connect(lambda: show_readme(window))
+        self.act_readme.triggered.connect(self.show_readme)
         self.act_shortcuts = QAction(icon("info"), "&Keyboard shortcuts", window)
         self.act_shortcuts.setShortcut(QKeySequence("Ctrl+/"))
-        self.act_shortcuts.triggered.connect(lambda: show_shortcuts(window))
+        self.act_shortcuts.triggered.connect(self.show_shortcuts)
         self.act_data_folder = QAction(icon("folder"), "Open &data folder", window)
-        self.act_data_folder.triggered.connect(lambda: open_data_folder(home))
+        self.act_data_folder.triggered.connect(self.open_data_folder)
         self.act_diagnostics = QAction(icon("file"), "Save a &diagnostics bundle…", window)
         self.act_diagnostics.setToolTip("A zip of versions, settings, the catalog's schema and "
                                         "recent job logs, with no secrets, to send for support")
-        self.act_diagnostics.triggered.connect(lambda: self.ask_bundle_path())
-        for action in (self.act_readme, self.act_shortcuts, self.act_data_folder):
+        self.act_diagnostics.triggered.connect(self.ask_bundle_path)
+        for action in (self.act_readme, self.act_shortcuts, self.act_data_folder,
+                       self.act_diagnostics):
             menu.addAction(action)
-        menu.addAction(self.act_diagnostics)
         menu.addSeparator()
         window.addActions([self.act_readme, self.act_shortcuts])
 
+    def window(self) -> QMainWindow:
+        parent = self.parent()
+        assert isinstance(parent, QMainWindow)
+        return parent
+
+    def show_readme(self) -> QDialog:
+        return show_readme(self.window())
+
+    def show_shortcuts(self) -> QDialog:
+        return show_shortcuts(self.window())
+
+    def open_data_folder(self) -> bool:
+        return open_data_folder(self.home)
+
     def ask_bundle_path(self) -> QFileDialog:
-        dialog = QFileDialog(self.window, "Save a diagnostics bundle",
+        dialog = QFileDialog(self.window(), "Save a diagnostics bundle",
                              str(Path.home() / "llmops-diagnostics.zip"), "Zip files (*.zip)")
         dialog.setObjectName("diagnosticsDialog")
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
         dialog.setDefaultSuffix("zip")
         dialog.setOption(QFileDialog.Option.DontUseNativeDialog, True)
         dialog.fileSelected.connect(self.save_bundle)
-        self.save_dialog = dialog
         dialog.open()
         return dialog
 
     def save_bundle(self, dest: str) -> None:
-        window = self.window
-        bar = window.statusBar()
-        bar.showMessage(f"Writing the diagnostics bundle to {dest}…")
+        window = self.window()
+        window.statusBar().showMessage(f"Writing the diagnostics bundle to {dest}…")
         events = window.ctx.events  # type: ignore[attr-defined]
-        run_in_thread(lambda: write_bundle_in_child(self.home, dest),
+        home = self.home
+        run_in_thread(lambda: write_bundle_in_child(home, dest),
                       lambda path: events.sig_info.emit(
                           f"Diagnostics bundle saved to {path} (no secrets inside)."),
                       lambda exc: events.sig_error.emit(
