@@ -1,6 +1,7 @@
 """Fine-tune options: one typed record, its defaults per model size, and its checks.
 
-The same descriptions are the CLI's help and the Fine-tune page's tooltips.
+Declared with the shared field specification (``llmops_desktop.fields``): the same
+labels and descriptions are the CLI's flags and help and the Fine-tune page's form.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from llmops_desktop.errors import InvalidInputError
-from llmops_desktop.fields import field_specs, spec
+from llmops_desktop.fields import spec
 
 METHODS = ("lora", "qlora")
 STRATEGIES = ("ddp", "fsdp")
@@ -106,10 +107,6 @@ class FinetuneOptions:
                                label="Threads", group="Devices", minimum=1, maximum=1024)
     name: str = spec("", "Name of the adapter in the catalog (default: BASE-lora-DATASET).",
                      label="Adapter name", group="Output")
-
-    @classmethod
-    def field_info(cls) -> list[dict[str, Any]]:
-        return [s.info() | {"help": s.description} for s in field_specs(cls)]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
