@@ -3,12 +3,20 @@
 A :class:`LiveChart` draws some series of a :class:`~llmops_desktop.monitor.series.
 SeriesStore` over a moving time window (or a fixed range), on its own QTimer: at most
 10 redraws a second (5 on a 1-minute window, fewer for longer ones), and only when
-the store has new samples (so at the sampling rate, 2 a second by default); none while
-hidden, scrolled out of sight or paused. Older points than the rings
+the store has new samples (so at the sampling rate, 2 a second by default); one every
+:data:`INACTIVE_REDRAW_S` while its window is not the active one; none while hidden,
+minimized, scrolled out of sight or paused. Older points than the rings
 hold come from the catalog's history (:meth:`LiveChart.set_history`). Hovering shows
 each series' value at that time; the mouse wheel and drag zoom and pan the time axis
 (pyqtgraph's own), after which the chart stays where the user put it until
 :meth:`follow` is called. :class:`MiniChart` is the compact form other pages embed.
+
+A redraw costs one paint of the chart, and a cheap one (what a busy server shares its
+cores with): the value axis is cached as a pixmap and its range only changes when the
+data outgrow a round ceiling (counts and rates start at 0, never below), only
+horizontal grid lines are drawn (vertical ones would be re-drawn at every step of the
+moving window), thin pens, curves clipped to the view and downsampled, and the view's
+transform is settled before the paint (pyqtgraph would otherwise paint twice).
 
 Import this module lazily (pyqtgraph costs the window's start ~0.7 s).
 """
@@ -24,10 +32,11 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QColor, QHideEvent, QPen, QShowEvent
-from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtGui import QColor, QFont, QHideEvent, QPen, QShowEvent
+from PySide6.QtWidgets import QGraphicsItem, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 MAX_REDRAW_HZ = 10.0
+INACTIVE_REDRAW_S = 2.0  # while the window is not the active one, a redraw this often
 PALETTE = ("#4f86e0", "#e0864f", "#2e9e5b", "#c0392b", "#8e6cc9", "#b58900", "#17a2b8",
            "#7f8c8d")
 
@@ -42,13 +51,45 @@ class SeriesSpec:
     color: str = ""
     scale: float = 1.0
     dashed: bool = False
-    width: float = 1.6
+    width: float = 1.0  # wider pens cost the raster engine several times more
 
 
 def redraw_interval_ms(window_s: float) -> int:
     """Redraw often enough for a smooth scroll (a pixel or so a step on a 1-minute
     window), never more than 10 times a second, at least every 2 s."""
     return int(1000 * min(2.0, max(1.0 / MAX_REDRAW_HZ, window_s / 300.0)))
+
+
+def nice_ceiling(value: float) -> float:
+    """The smallest of 1, 2, 2.5, 5 times a power of ten that is at least ``value``."""
+    if not value > 0 or not math.isfinite(value):
+        return 1.0
+    power = 10.0 ** math.floor(math.log10(value))
+    for step in (1.0, 2.0, 2.5, 5.0, 10.0):
+        if step * power >= value * (1 - 1e-9):
+            return step * power
+    return 10.0 * power
+
+
+def value_range(values: Sequence[np.ndarray], floor: float | None = 0.0
+                ) -> tuple[float, float]:
+    """A stable y range for these values: from ``floor`` (0 for counts and rates; lower
+    only if a value is) up to a round ceiling a little above the largest; (0, 1) when
+    there is nothing to show."""
+    finite = [v[np.isfinite(v)] for v in values if len(v)]
+    finite = [v for v in finite if len(v)]
+    if not finite:
+        return (floor if floor is not None else 0.0), (floor if floor is not None else 0.0) + 1
+    lo = min(float(v.min()) for v in finite)
+    hi = max(float(v.max()) for v in finite)
+    if floor is not None and lo >= floor:
+        bottom = floor
+    else:
+        bottom = -nice_ceiling(-lo * 1.05) if lo < 0 else 0.0
+    top = nice_ceiling(hi * 1.05) if hi > 0 else (0.0 if bottom < 0 else 1.0)
+    if top - bottom <= 0:
+        top = bottom + 1
+    return bottom, top
 
 
 def _format(value: float, unit: str) -> str:
@@ -63,7 +104,8 @@ class LiveChart(QWidget):
 
     def __init__(self, title: str, unit: str, specs: Sequence[SeriesSpec], store: Any = None,
                  *, window_s: float = 60.0, y_range: tuple[float, float] | None = None,
-                 compact: bool = False, parent: QWidget | None = None) -> None:
+                 y_floor: float | None = 0.0, compact: bool = False,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.title = title
         self.unit = unit
@@ -71,10 +113,14 @@ class LiveChart(QWidget):
         self.store = store
         self.window_s = window_s
         self.fixed_range: tuple[float, float] | None = None
+        self.y_range = y_range  # fixed; else from the data, never below y_floor unless they are
+        self.y_floor = y_floor
         self.paused = False
         self.user_zoomed = False
         self.history: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._drawn_version = -1
+        self._drawn_at = -math.inf  # time.monotonic() of the last redraw
+        self._shown_y: tuple[float, float] | None = None
         self._setting_range = False
         self.redraws = 0
 
@@ -82,16 +128,15 @@ class LiveChart(QWidget):
         self.plot = pg.PlotWidget(axisItems=axis, background=None)
         self.plot.setMenuEnabled(False)
         self.plot.setMouseEnabled(x=True, y=False)
-        self.plot.showGrid(x=True, y=True, alpha=0.15)
+        self.plot.showGrid(x=False, y=True, alpha=0.15)
         item = self.plot.getPlotItem()
         item.hideButtons()
+        # the value axis (and its grid) changes only with the y range: keep it as a pixmap
+        item.getAxis("left").setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         view = item.getViewBox()
         view.sigRangeChangedManually.connect(self._on_user_zoom)
-        if y_range is not None:
-            self.plot.setYRange(*y_range, padding=0.02)
-        else:
-            view.enableAutoRange(axis="y")
-            view.setAutoVisible(y=True)
+        view.disableAutoRange()
+        self._set_y(*(y_range or value_range([], y_floor)))
         self.curves: dict[str, Any] = {}
         for i, spec in enumerate(self.specs):
             self._add_curve(spec, i)
@@ -102,11 +147,16 @@ class LiveChart(QWidget):
         self.title_label = QLabel()
         self.readout = QLabel()
         self.readout.setTextFormat(Qt.TextFormat.RichText)
-        if compact:
+        if compact:  # small scales, no title or hover read-out
+            font = QFont(self.font())
+            font.setPointSizeF(max(6.0, font.pointSizeF() * 0.75))
             for side in ("left", "bottom"):
-                item.hideAxis(side)
-            self.plot.setMinimumHeight(48)
-            self.plot.setMaximumHeight(72)
+                axis_item = item.getAxis(side)
+                axis_item.setStyle(tickFont=font, tickLength=-3, tickTextOffset=2)
+            item.getAxis("left").setWidth(34)
+            item.getAxis("bottom").setHeight(16)
+            self.plot.setMinimumHeight(60)
+            self.plot.setMaximumHeight(96)
             self.plot.setMouseEnabled(x=False, y=False)
             self.title_label.hide()
             self.readout.hide()
@@ -126,6 +176,7 @@ class LiveChart(QWidget):
         self.timer = QTimer(self)
         self.timer.setInterval(redraw_interval_ms(window_s))
         self.timer.timeout.connect(self.refresh)
+        self._set_x()  # an empty chart still shows its time span, never 1970's first second
 
     def _add_curve(self, spec: SeriesSpec, index: int) -> None:
         color = QColor(spec.color or PALETTE[index % len(PALETTE)])
@@ -164,6 +215,7 @@ class LiveChart(QWidget):
         self.user_zoomed = False
         self.timer.setInterval(redraw_interval_ms(seconds))
         self._drawn_version = -1
+        self._set_x()
         self.refresh()
 
     def set_range(self, t0: float, t1: float) -> None:
@@ -171,6 +223,7 @@ class LiveChart(QWidget):
         self.fixed_range = (t0, t1)
         self.user_zoomed = False
         self._drawn_version = -1
+        self._set_x()
         self.refresh()
 
     def set_history(self, history: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
@@ -188,6 +241,7 @@ class LiveChart(QWidget):
         """Undo the user's zoom: back to the moving window (or the fixed range)."""
         self.user_zoomed = False
         self._drawn_version = -1
+        self._set_x()
         self.refresh()
 
     def span(self, now: float | None = None) -> tuple[float, float]:
@@ -219,26 +273,62 @@ class LiveChart(QWidget):
 
     # ---- drawing ----------------------------------------------------------------------------
 
-    def refresh(self) -> None:
-        if self.paused or not self.isVisible() or self.visibleRegion().isEmpty():
-            return  # scrolled out of sight: the next tick after it comes back draws it
-        version = self.store.version if self.store is not None else 0
-        if version == self._drawn_version:
-            return  # nothing new: the window moves on with the next sample
-        self._drawn_version = version
+    def refresh(self, *, force: bool = False) -> None:
+        """Redraw when there is something new to see; ``force``: now, seen or not (a
+        picture of the page)."""
+        if not force:
+            # (the plot's viewport: the chart's own region excludes the opaque plot in it)
+            if (self.paused or not self.isVisible()
+                    or self.plot.viewport().visibleRegion().isEmpty()):
+                return  # scrolled out of sight: the next tick after it comes back draws it
+            window = self.window()
+            if window.isMinimized():
+                return
+            version = self.store.version if self.store is not None else 0
+            if version == self._drawn_version:
+                return  # nothing new: the window moves on with the next sample
+            if (not window.isActiveWindow()
+                    and time.monotonic() - self._drawn_at < INACTIVE_REDRAW_S):
+                return  # another window has the user's attention: a slow pace is enough
+        self._draw()
+
+    def _draw(self) -> None:
+        self._drawn_version = self.store.version if self.store is not None else 0
+        self._drawn_at = time.monotonic()
         t0, t1 = self.span()
         # a little before the window, so the line enters from the edge
         margin = (t1 - t0) * 0.05
+        shown = []
         for spec in self.specs:
             t, v = self.series_data(spec.key, t0 - margin, t1)
-            self.curves[spec.key].setData(t, v * spec.scale if spec.scale != 1 else v)
+            if spec.scale != 1:
+                v = v * spec.scale
+            self.curves[spec.key].setData(t, v)
+            shown.append(v)
         self.redraws += 1
-        if not self.user_zoomed:
-            self._setting_range = True
-            try:
-                self.plot.setXRange(t0, t1, padding=0)
-            finally:
-                self._setting_range = False
+        if self.y_range is None:
+            self._set_y(*value_range(shown, self.y_floor))
+        self._set_x(t0, t1)
+        # settle the view's transform now: pyqtgraph defers it to the paint, which then
+        # moves the items and asks for a second paint of the whole chart
+        self.plot.getPlotItem().getViewBox().prepareForPaint()
+
+    def _set_x(self, t0: float | None = None, t1: float | None = None) -> None:
+        if self.user_zoomed:
+            return
+        if t0 is None or t1 is None:
+            t0, t1 = self.span()
+        self._setting_range = True
+        try:
+            self.plot.setXRange(t0, t1, padding=0)
+        finally:
+            self._setting_range = False
+
+    def _set_y(self, lo: float, hi: float) -> None:
+        if (lo, hi) == self._shown_y:
+            return  # the same scale: the cached axis is drawn as it was
+        self._shown_y = (lo, hi)
+        self.plot.setYRange(lo, hi + (hi - lo) * 0.03, padding=0)
 
     def _on_user_zoom(self, *_: Any) -> None:
         if not self._setting_range:

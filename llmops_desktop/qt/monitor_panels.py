@@ -130,10 +130,10 @@ class NoGpuPanel(QGroupBox):
 class SystemPanel(Panel):
     def __init__(self, store: Any, cores: int, window_s: float) -> None:
         super().__init__("System")
-        core_specs = [SeriesSpec(f"sys.core.{i}", f"core {i}", "#b8c2d1", width=0.8)
+        core_specs = [SeriesSpec(f"sys.core.{i}", f"core {i}", "#b8c2d1")
                       for i in range(cores)] if cores <= MAX_CORE_LINES else []
         self.add_chart(LiveChart("CPU", "%", [*core_specs, SeriesSpec("sys.cpu", "all cores",
-                                                                      "#4f86e0", width=2.2)],
+                                                                      "#4f86e0", width=1.6)],
                                  store, window_s=window_s, y_range=(0, 100)))
         self.add_chart(LiveChart("Memory", "%", [SeriesSpec("sys.ram_pct", "RAM"),
                                                  SeriesSpec("sys.swap_pct", "swap")],

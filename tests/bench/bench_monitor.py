@@ -127,6 +127,11 @@ def main() -> None:
               f"{2 * args.seconds / args.segments:.0f} s", flush=True)
         run_for(3.0)  # warm up: the first completions
         segments: list[tuple[str, float, float]] = []
+        profile = None
+        if os.environ.get("BENCH_PROFILE"):
+            import cProfile
+
+            profile = cProfile.Profile()
         seg_s = 2 * args.seconds / args.segments
         redraws = charts = 0
         cpu = {"off": 0.0, "on": 0.0}  # this process (GUI thread, sampler), CPU seconds
@@ -143,7 +148,11 @@ def main() -> None:
                 page = window.show_page("monitor")
             run_for(SETTLE_S)  # opening (or closing) the window is not what is measured
             t0, c0 = time.time(), time.process_time()
+            if profile is not None and phase == "on":
+                profile.enable()
             run_for(seg_s)
+            if profile is not None:
+                profile.disable()
             t1 = time.time()
             cpu[phase] += time.process_time() - c0
             wall[phase] += t1 - t0
@@ -160,6 +169,8 @@ def main() -> None:
                   f"far", flush=True)
         timer.stop()
         load.kill()
+        if profile is not None:
+            profile.dump_stats(os.environ["BENCH_PROFILE"])
         stop_server(server)
 
     def inside(t0: float, t1: float, phase: str) -> bool:

@@ -4,7 +4,9 @@ The app's one sampler (:func:`~llmops_desktop.qt.monitor_controller.monitor_for`
 from the window's start, whether or not this page is shown, so history and alerts never
 depend on where the user looks. The charts are built the first time the page is shown
 (pyqtgraph is imported then) and redraw on their own timers from the sampler's rings; a
-sample only updates the figures above each chart and adds or removes panels. Windows of
+sample only updates the figures above each chart and adds or removes panels, and only
+while the page is seen (every 2 s while the window is not the active one; none while it
+is minimized or another page is shown: the page catches up when shown). Windows of
 1 min, 15 min and 1 h follow live (earlier points than the rings hold come from the
 catalog's history); 24 h and a custom range read the history off the GUI thread.
 """
@@ -12,6 +14,7 @@ catalog's history); 24 h and a custom range read the history off the GUI thread.
 from __future__ import annotations
 
 import csv
+import math
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,6 +46,7 @@ from llmops_desktop.qt.widgets import MessageBanner
 WINDOWS: list[tuple[str, float]] = [("1 min", 60), ("15 min", 900), ("1 h", 3600),
                                     ("24 h", 86400), ("Custom range…", 0)]
 HISTORY_REFRESH_MS = 60_000  # while a 24 h view is shown, re-read the newest history
+INACTIVE_FIGURES_S = 2.0  # while the window is not the active one, figures this often
 
 
 class MonitorPage(Page):
@@ -68,6 +72,7 @@ class MonitorPage(Page):
         self._tray: QSystemTrayIcon | None = None
         self._built = False
         self._history_request = 0
+        self._figures_at = -math.inf  # time.monotonic() of the last figures while inactive
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
@@ -160,6 +165,8 @@ class MonitorPage(Page):
             self._built = True
             self._build_panels()
             self._load_history()
+        elif self.controller.latest is not None:
+            self._on_sample(self.controller.latest)  # figures skipped while out of sight
 
     def _insert_panel(self, panel: QWidget, position: int | None = None) -> None:
         count = self.panels.count() - 1  # the stretch stays last
@@ -204,8 +211,16 @@ class MonitorPage(Page):
         self.status_label.setText(f"Sampling {rate:g}×/s")
 
     def _on_sample(self, sample: Any) -> None:
-        if not self._built:
+        if not self._built or not self.isVisible():
+            return  # shown again, it takes the latest sample (showEvent)
+        window = self.window()
+        if window.isMinimized():
             return
+        if not window.isActiveWindow():  # the user looks elsewhere: figures at a slow pace
+            now = time.monotonic()
+            if now - self._figures_at < INACTIVE_FIGURES_S:
+                return
+            self._figures_at = now
         self._sync_gpu_panels(sample)
         self._sync_deployment_panels(sample)
         self.system_panel.update_from(sample)
@@ -425,7 +440,10 @@ class MonitorPage(Page):
             self.ctx.events.sig_info.emit(f"{rows} figures saved to {path}")
 
     def export_png(self, path: str | Path) -> bool:
-        """Every panel, as shown, in one picture."""
+        """Every panel, as shown, in one picture (charts out of sight drawn first)."""
+        for chart in self.charts():
+            if not chart.paused:
+                chart.refresh(force=True)
         return self.content.grab().save(str(path), "PNG")
 
     def export_csv(self, path: str | Path) -> int:
