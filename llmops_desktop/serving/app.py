@@ -1,9 +1,11 @@
 """The OpenAI-compatible HTTP side of a deployment: FastAPI routes over one engine.
 
 ``/v1/models``, ``/v1/completions``, ``/v1/chat/completions`` (SSE when ``stream``),
-``/health`` and ``/metrics``. A generation request is validated and tokenized first (a
-4xx with an OpenAI error body for anything wrong), then takes a place in the bounded
-queue (503 with ``Retry-After`` when it is full), waits for an engine slot, and generates
+``/health`` and ``/metrics``. A generation request's body is read up to 16 MiB (with or
+without a Content-Length; 413 beyond) and validated (a 4xx with an OpenAI error body for
+anything wrong); it then takes a place in the bounded queue (503 with ``Retry-After``
+when it is full) and only then is its prompt tokenized, so a flood of huge prompts costs
+no more tokenizing than ``--max-queue`` allows. It waits for an engine slot, and generates
 on a worker thread. A client that goes away, while queued or mid-stream, cancels its
 generation. Every generation request, whatever its outcome, goes to ``/metrics`` and to
 the recorder (the catalog's request log).
@@ -20,12 +22,14 @@ from typing import Any, Literal, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from prometheus_client import Counter
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from llmops_desktop.catalog import utcnow
 from llmops_desktop.errors import InvalidInputError
+from llmops_desktop.httpserve import MAX_BODY, BodyLimit, BodyTooLarge, read_body
 from llmops_desktop.serving.admission import Admission
 from llmops_desktop.serving.auth import ApiKeyGuard
 from llmops_desktop.serving.config import DeploymentConfig
@@ -51,7 +55,6 @@ from llmops_desktop.serving.streaming import Generation
 
 log = logging.getLogger("llmops_desktop.serving")
 Kind = Literal["completion", "chat"]
-MAX_BODY = 16 * 1024 * 1024
 CLIENT_GONE = 499  # nginx's "client closed request", for the log and /metrics
 
 
@@ -90,6 +93,9 @@ class ServingState:
                                            thread_name_prefix="llmops-generate")
         self.created = int(time.time())
         self.active: set[Generation] = set()
+        self.tokenized = Counter("llmops_prompts_tokenized", "Prompts given to the tokenizer "
+                                 "(only requests with a place in the queue are)",
+                                 registry=self.metrics.registry)
 
     def check_model(self, model: str) -> None:
         if model not in self.deployment.aliases:
@@ -97,38 +103,47 @@ class ServingState:
                                 f"{self.deployment.name!r} (GET /v1/models lists it).",
                            param="model", code="model_not_found")
 
-    def prompt_for(self, req: Any, kind: Kind) -> PromptTokens:
-        """Tokenize (runs on a worker thread: long prompts take a while)."""
-        engine = self.engine
+    def check_prompt(self, req: Any, kind: Kind) -> Any:
+        """What can be checked without the tokenizer (cheap, before a place in the queue):
+        the chat messages as the template gets them, or the one prompt (text or ids)."""
         if kind == "chat":
-            messages = [m.as_template_input(i) for i, m in enumerate(req.messages)]
-            try:
-                return engine.tokenize_chat(messages)
-            except ChatTemplateMissingError as exc:
-                raise APIError(400, str(exc), param="messages",
-                               code="chat_template_missing") from None
-            except InvalidInputError as exc:
-                raise APIError(400, str(exc), param="messages", code="invalid_value") from None
+            return [m.as_template_input(i) for i, m in enumerate(req.messages)]
         if req.echo:
             raise APIError(400, "'echo' is not supported.", param="echo", code="invalid_value")
         prompt = req.prompt
         if isinstance(prompt, list):
             if prompt and all(isinstance(t, int) for t in prompt):
-                bad = [t for t in prompt if not 0 <= t < engine.n_vocab]
+                bad = [t for t in prompt if not 0 <= t < self.engine.n_vocab]
                 if bad:
                     raise APIError(400, f"Token id {bad[0]} is outside this model's vocabulary "
-                                        f"(0..{engine.n_vocab - 1}).", param="prompt",
+                                        f"(0..{self.engine.n_vocab - 1}).", param="prompt",
                                    code="invalid_value")
                 return PromptTokens(list(prompt))
             if len(prompt) != 1:
                 raise APIError(400, "Send exactly one prompt per request.", param="prompt",
                                code="invalid_value")
             prompt = prompt[0]
+        return prompt
+
+    def prompt_for(self, checked: Any, kind: Kind) -> PromptTokens:
+        """Tokenize what :meth:`check_prompt` returned (on a worker thread: long prompts
+        take a while). Only a request with a place in the queue gets here."""
+        if isinstance(checked, PromptTokens):
+            return checked
+        engine = self.engine
+        self.tokenized.inc()
+        param = "messages" if kind == "chat" else "prompt"
         try:
-            return engine.tokenize(prompt)
+            if kind == "chat":
+                return engine.tokenize_chat(checked)
+            return engine.tokenize(checked)
+        except ChatTemplateMissingError as exc:
+            raise APIError(400, str(exc), param=param, code="chat_template_missing") from None
         except UnicodeError:
-            raise APIError(400, "The prompt is not valid Unicode text.", param="prompt",
-                           code="invalid_value") from None
+            raise APIError(400, f"The {'messages are' if kind == 'chat' else 'prompt is'} not "
+                                "valid Unicode text.", param=param, code="invalid_value") from None
+        except InvalidInputError as exc:
+            raise APIError(400, str(exc), param=param, code="invalid_value") from None
 
     def sampling(self, req: Any, n_prompt: int, kind: Kind) -> SamplingParams:
         n_ctx = self.engine.n_ctx
@@ -250,6 +265,7 @@ def create_app(deployment: DeploymentConfig, engine: Engine, recorder: RequestSi
 
     if api_key:
         app.add_middleware(ApiKeyGuard, key=api_key, rejected=state.metrics.requests)
+    app.add_middleware(BodyLimit, limit=MAX_BODY)  # outermost: even a 401 reads no body
     return app
 
 
@@ -296,18 +312,26 @@ async def _generate(st: ServingState, request: Request, kind: Kind) -> Response:
 
 async def _admit(st: ServingState, request: Request, kind: Kind, m: _Measure
                  ) -> tuple[Any, PromptTokens, SamplingParams, list[str]]:
-    """Validate and tokenize, then take a place in the queue (or raise an APIError)."""
-    if (request.headers.get("content-length") or "0").strip().isdigit() and \
-            int(request.headers["content-length"]) > MAX_BODY:
-        raise APIError(413, f"The request body is larger than {MAX_BODY // 2**20} MiB.")
-    req = parse_body(await request.body(), ChatRequest if kind == "chat" else CompletionRequest)
+    """Read and validate, take a place in the queue, then tokenize (or raise an APIError;
+    the place is given back then)."""
+    try:
+        raw = await read_body(request, MAX_BODY)
+    except BodyTooLarge as exc:
+        raise APIError(413, str(exc), code="request_too_large") from None
+    req = parse_body(raw, ChatRequest if kind == "chat" else CompletionRequest)
+    del raw
     m.model, m.stream = req.model, req.stream
     st.check_model(req.model)
     stops = req.stops()
-    prompt = await run_in_threadpool(st.prompt_for, req, kind)
-    m.prompt_tokens = len(prompt)
-    params = st.sampling(req, len(prompt), kind)
+    checked = st.check_prompt(req, kind)
     st.admission.reserve()
+    try:
+        prompt = await run_in_threadpool(st.prompt_for, checked, kind)
+        m.prompt_tokens = len(prompt)
+        params = st.sampling(req, len(prompt), kind)
+    except BaseException:
+        st.admission.leave_queue()
+        raise
     return req, prompt, params, stops
 
 

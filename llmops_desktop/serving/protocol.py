@@ -3,8 +3,10 @@
 Requests are validated with pydantic; anything wrong becomes an :class:`APIError` whose
 body is OpenAI's ``{"error": {"message", "type", "param", "code"}}``, so clients (the
 ``openai`` package included) show the message. Unknown fields are accepted and ignored,
-as OpenAI-compatible servers do; fields we cannot honour (``n`` > 1, non-text content)
-are refused with a 400 rather than silently ignored.
+as OpenAI-compatible servers do; OpenAI fields we cannot honour (``n`` > 1, ``logit_bias``,
+``logprobs``, tools, non-text content, … see :data:`UNSUPPORTED`) are refused with a 400
+that names them rather than silently ignored. Numbers are strict: ``true`` or ``"5"`` is
+not a ``max_tokens``.
 """
 
 from __future__ import annotations
@@ -14,10 +16,30 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 from starlette.responses import JSONResponse
 
 MAX_STOP = 16
+# OpenAI request fields this server cannot honour yet, with the values that ask for
+# nothing (what a client sends when it means "off"): those pass, anything else is a 400
+# that names the field.
+UNSUPPORTED: dict[str, tuple[Any, ...]] = {
+    "logit_bias": (None, {}),
+    "logprobs": (None, False, 0),
+    "top_logprobs": (None, 0),
+    "best_of": (None, 1),
+    "suffix": (None, ""),
+    "frequency_penalty": (None, 0),
+    "presence_penalty": (None, 0),
+    "tools": (None, []),
+    "functions": (None, []),
+    "tool_choice": (None, "none"),
+    "function_call": (None, "none"),
+    "response_format": (None, {"type": "text"}),
+    "audio": (None,),
+    "modalities": (None, ["text"]),
+    "prediction": (None,),
+}
 
 
 class APIError(Exception):
@@ -42,14 +64,14 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     model: str
-    max_tokens: int | None = None
-    temperature: float = Field(1.0, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    seed: int | None = None
+    max_tokens: StrictInt | None = None
+    temperature: float = Field(1.0, ge=0.0, le=2.0, strict=True)
+    top_p: float = Field(1.0, gt=0.0, le=1.0, strict=True)
+    seed: StrictInt | None = None
     stop: str | list[str] | None = None
     stream: StrictBool = False
     stream_options: dict[str, Any] | None = None
-    n: int = 1
+    n: StrictInt = 1
     user: str | None = None
 
     def stops(self) -> list[str]:
@@ -64,7 +86,7 @@ class _Request(BaseModel):
 
 
 class CompletionRequest(_Request):
-    prompt: str | list[str] | list[int]
+    prompt: str | list[str] | list[StrictInt]
     echo: StrictBool = False
 
 
@@ -101,13 +123,16 @@ class ChatMessage(BaseModel):
 
 class ChatRequest(_Request):
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = None
+    max_completion_tokens: StrictInt | None = None
 
 
 def parse_body(raw: bytes, model: type[_Request]) -> Any:
     """The request body as ``model``, or an APIError saying what is wrong and where."""
     try:
         data = json.loads(raw)
+    except RecursionError:
+        raise APIError(400, "The request body is nested too deeply to read.",
+                       code="invalid_json") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise APIError(400, f"The request body is not valid JSON ({exc}). Send a JSON object "
                             "with Content-Type: application/json.", code="invalid_json") from None
@@ -127,9 +152,25 @@ def parse_body(raw: bytes, model: type[_Request]) -> Any:
                        code="missing_required_parameter" if first["type"] == "missing"
                        else "invalid_value") from None
     if request.n != 1:
-        raise APIError(400, "Only n=1 is supported: send one request per completion.",
+        raise APIError(400, "'n' must be 1: send one request per completion.",
                        param="n", code="invalid_value")
+    for name, harmless in UNSUPPORTED.items():
+        if name in data and not any(_same(data[name], ok) for ok in harmless):
+            raise APIError(400, f"'{name}' is not supported by this server; leave it out (or "
+                                f"send {_shown(harmless)}).", param=name,
+                           code="unsupported_parameter")
     return request
+
+
+def _same(value: Any, ok: Any) -> bool:
+    """JSON equality that does not take ``true`` for 1 or ``1.0`` for ``true``."""
+    return type(value) is type(ok) and value == ok or (
+        ok is not None and not isinstance(ok, bool) and isinstance(ok, int)
+        and type(value) is float and value == ok)
+
+
+def _shown(values: tuple[Any, ...]) -> str:
+    return " or ".join(json.dumps(v) for v in values)
 
 
 def _trim_union_loc(loc: tuple[Any, ...]) -> str:
