@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
 )
 
 from llmops_desktop.catalog import Job
-from llmops_desktop.qt.formatting import local_time
+from llmops_desktop.qt.formatting import CANCELLING, job_state_label, local_time, params_text
 from llmops_desktop.qt.job_controller import JobController
 
 Index = QModelIndex | QPersistentModelIndex
@@ -25,8 +25,6 @@ PROGRESS_ROLE = Qt.ItemDataRole.UserRole + 2
 COLUMNS = ["ID", "Kind", "What", "State", "Progress", "Message", "Started"]
 PROGRESS_COLUMN = 4
 ERROR_COLOR = "#d9534f"  # readable on light and dark palettes
-_STATE_LABELS = {"queued": "queued", "running": "running", "succeeded": "done",
-                 "failed": "failed", "cancelled": "cancelled", "interrupted": "interrupted"}
 
 
 def job_summary(job: Job) -> str:
@@ -42,7 +40,8 @@ def job_summary(job: Job) -> str:
         return f"{params.get('repo_id', '?')}{what}"
     if job.kind == "quantize":
         return f"artifact #{params.get('artifact_id')} → {', '.join(params.get('targets', []))}"
-    return ", ".join(f"{k}={v}" for k, v in params.items())[:80]
+    text = params_text(params, sep=", ")
+    return text if len(text) <= 80 else text[:79] + "…"
 
 
 class JobTableModel(QAbstractTableModel):
@@ -103,9 +102,9 @@ class JobTableModel(QAbstractTableModel):
         col = index.column()
         if role == Qt.ItemDataRole.DisplayRole:
             fraction, message = self.progress_of(job)
-            state = _STATE_LABELS.get(job.state.value, job.state.value)
+            state = job_state_label(job.state)
             if self.controller.is_cancelling(job.id) and not job.state.finished:
-                state = "cancelling…"
+                state = CANCELLING
             values = [str(job.id), job.kind, job_summary(job), state,
                       "" if fraction is None else f"{fraction * 100:.0f}%",
                       job.error or message, local_time(job.started_at or job.created_at)]
@@ -115,7 +114,7 @@ class JobTableModel(QAbstractTableModel):
         if role == JOB_ROLE:
             return job
         if role == Qt.ItemDataRole.ToolTipRole and col in (2, 5):
-            return job.error or str(job.params)
+            return job.error or params_text(job.params, sep="\n")
         if role == Qt.ItemDataRole.ForegroundRole and col == 3 and job.state.value in (
                 "failed", "interrupted"):
             return QColor(ERROR_COLOR)

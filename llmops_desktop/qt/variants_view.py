@@ -205,7 +205,6 @@ class VariantsView(QWidget):
             axis = plot.getAxis(side)
             axis.setTextPen(text)
             axis.setPen(pg.mkPen(palette.color(QPalette.ColorRole.Mid)))
-        plot.setLabel("bottom", "Size on disk", units="B", color=text.name())
         plot.setLabel("left", "Perplexity", color=text.name())
         plot.getViewBox().setDefaultPadding(0.12)
         self.chart_stack.addWidget(plot)
@@ -223,7 +222,14 @@ class VariantsView(QWidget):
         plot.clear()
         text = self.palette().color(QPalette.ColorRole.Text)
         points.sort(key=lambda r: r["size_bytes"])
-        xs = [float(r["size_bytes"]) for r in points]
+        # Sizes in the unit the tables use (human_size: KB, MB, GB, powers of 1000), not
+        # pyqtgraph's own SI prefixes ("kB"), so one spelling shows everywhere.
+        biggest = max(float(r["size_bytes"]) for r in points)
+        scale, unit = next(((f, u) for f, u in ((1e12, "TB"), (1e9, "GB"), (1e6, "MB"),
+                                                 (1e3, "KB")) if biggest >= f), (1.0, "B"))
+        plot.setLabel("bottom", f"Size on disk ({unit})",
+                      color=self.palette().color(QPalette.ColorRole.Text).name())
+        xs = [float(r["size_bytes"]) / scale for r in points]
         ys = [float(r["perplexity"]) for r in points]
         plot.plot(xs, ys, pen=pg.mkPen(POINT, width=1.2, style=Qt.PenStyle.DashLine))
         spots = []

@@ -174,7 +174,10 @@ def test_details_show_each_fact_once_and_never_clip_a_path(qtbot, home, three):
     assert path_label.fontMetrics().horizontalAdvance(shown) <= path_label.width()
 
 
-def test_a_variant_never_calls_itself_base(qtbot, home, three):
+def test_a_variant_never_calls_itself_base(qtbot, home, three, catalog):
+    for name, ppl in (("alpha", 12.0), ("beta", 12.6)):
+        catalog.add_evaluation(three[name], "perplexity", ppl, dataset="held-out",
+                               dataset_sha256="9" * 64)
     win = _open(qtbot, home)
     page = win.models_page
     for name, says_base in (("alpha", True), ("beta", False)):
@@ -185,6 +188,10 @@ def test_a_variant_never_calls_itself_base(qtbot, home, three):
         qtbot.waitUntil(lambda: page.details.variants.table.topLevelItemCount() > 0)
         changes = [row[4] for row in page.details.variants.table_texts()]
         assert ("base" in changes) == says_base, (name, changes)
+    # One spelling of units: the chart's axis says KB as the tables do, not pyqtgraph's "kB".
+    assert [row[1] for row in page.details.variants.table_texts()] == ["1.0 KB"]
+    axis = page.details.variants.plot.getAxis("bottom").labelString()
+    assert "(KB)" in axis and "kB" not in axis
 
 
 def test_quit_question_defaults_to_cancel(qtbot, home, three):
@@ -261,3 +268,46 @@ def test_help_works_offline(qtbot, home, three, tmp_path):
     assert f"saved to {dest}" in win.statusBar().currentMessage()
     with zipfile.ZipFile(dest) as zf:
         assert "doctor.json" in zf.namelist()
+
+
+def test_jobs_read_as_words_in_one_vocabulary(qtbot, home, three, catalog):
+    from llmops_desktop.catalog import JobState
+
+    job = catalog.create_job("quantize", {"artifact_id": three["alpha"], "targets": ["Q4_K_M"],
+                                          "eval_text": None, "measure_perplexity": True})
+    catalog.finish_job(job.id, JobState.SUCCEEDED)
+    win = _open(qtbot, home)
+    page = win.show_page("jobs")
+    qtbot.mouseClick(win.sidebar.viewport(), Qt.MouseButton.LeftButton,
+                     pos=win.sidebar.visualItemRect(win.sidebar.item(8)).center())
+    assert win.current_page_id() == "jobs"
+    table = page.table
+    rect = table.visualRect(page.model.index(0, 2))
+    QTest.mouseClick(table.viewport(), Qt.MouseButton.LeftButton,
+                     Qt.KeyboardModifier.NoModifier, rect.center())
+    state = page.model.index(0, 3).data()
+    assert state == "succeeded"  # the state's own word, not "done"
+    assert page.header.text().endswith("— succeeded")
+    words = page.params_label.text()
+    assert "Targets: Q4_K_M" in words and "Measure perplexity: yes" in words
+    for python in ("=", "None", "True", "[", "'", "eval_text", "measure_perplexity"):
+        assert python not in words, words
+    assert "T" not in words.splitlines()[1] and "Started" not in words  # local, not ISO
+    assert "Queued 20" in words
+
+
+def test_datasets_page_offers_the_sample_and_says_what_it_accepts(qtbot, home, catalog):
+    from tests.qt.windows import open_window
+
+    win = open_window(qtbot, home)
+    page = win.show_page("datasets")
+    assert page.list_stack.currentWidget() is page.empty
+    accepted = page.empty.formats_label.text()
+    for fmt in ("JSONL", "CSV", "Parquet", "chat messages", "plain text"):
+        assert fmt in accepted
+    qtbot.mouseClick(page.empty.sample_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: page.list.topLevelItemCount() == 1, timeout=30_000)
+    assert page.list_stack.currentWidget() is page.list
+    item = page.list.topLevelItem(0)
+    assert item.text(0).startswith("chat-sample") and item.text(1) == "30"
+    assert item.text(2) == "chat"

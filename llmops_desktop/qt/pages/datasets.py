@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSpinBox,
     QSplitter,
+    QStackedWidget,
     QTabWidget,
     QTreeWidget,
     QTreeWidgetItem,
@@ -36,6 +37,7 @@ from PySide6.QtWidgets import (
 from llmops_desktop.catalog import Catalog
 from llmops_desktop.datasets.shapes import SHAPE_LABELS
 from llmops_desktop.qt.context import AppContext, Page
+from llmops_desktop.qt.datasets_empty import SAMPLE_NAME, EmptyDatasets, sample_dataset_path
 from llmops_desktop.qt.workers import run_in_thread
 
 PREVIEW_ROWS = 100
@@ -64,7 +66,12 @@ class DatasetsPage(Page):
         self.list.setHeaderLabels(["Dataset", "Rows", "Shape", "Train/val", "sha256"])
         self.list.setRootIsDecorated(False)
         self.list.currentItemChanged.connect(self._on_current_changed)
-        split.addWidget(self.list)
+        self.list_stack = QStackedWidget()
+        self.empty = EmptyDatasets()
+        self.empty.sig_sample_requested.connect(self.import_sample)
+        self.list_stack.addWidget(self.empty)
+        self.list_stack.addWidget(self.list)
+        split.addWidget(self.list_stack)
         self.tabs = QTabWidget()
         self.rows_view = QPlainTextEdit(readOnly=True)
         self.rows_view.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
@@ -132,6 +139,13 @@ class DatasetsPage(Page):
         form.addRow(opts)
         return box
 
+    def import_sample(self) -> None:
+        """Import the bundled sample as the user would a file of theirs."""
+        self.path_edit.setText(str(sample_dataset_path()))
+        self.name_edit.setText(SAMPLE_NAME)
+        self.shape_combo.setCurrentIndex(max(0, self.shape_combo.findData("chat")))
+        self.start_import()
+
     def _build_stats(self) -> QWidget:
         w = QWidget()
         v = QVBoxLayout(w)
@@ -194,6 +208,7 @@ class DatasetsPage(Page):
                 self.list.addTopLevelItem(item)
                 if v.id == keep:
                     self.list.setCurrentItem(item)
+        self.list_stack.setCurrentIndex(1 if self.list.topLevelItemCount() else 0)
         current = self.model_combo.currentData()
         self.model_combo.clear()
         for a in self.ctx.catalog.artifacts():

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 
 from llmops_desktop.catalog import Job
 from llmops_desktop.qt.context import AppContext, Page, icon
+from llmops_desktop.qt.formatting import CANCELLING, job_state_label, local_time, params_text
 from llmops_desktop.qt.job_model import (
     ERROR_COLOR,
     JOB_ROLE,
@@ -197,10 +198,13 @@ class JobsPage(Page):
             self.open_log_button.setEnabled(False)
             return
         cancelling = self.ctx.jobs.is_cancelling(job.id)
-        state = "cancelling…" if cancelling and not job.state.finished else job.state.value
+        state = CANCELLING if cancelling and not job.state.finished else job_state_label(
+            job.state)
         self.header.setText(f"Job #{job.id} · {job.kind} · {job_summary(job)} — {state}")
-        self.params_label.setText(
-            "Parameters: " + ", ".join(f"{k}={v!r}" for k, v in job.params.items()))
+        when = [f"{label} {local_time(ts)}" for label, ts in (
+            ("queued", job.created_at), ("started", job.started_at),
+            ("finished", job.finished_at)) if ts]
+        self.params_label.setText(params_text(job.params) + "\n" + ", ".join(when).capitalize())
         self.error_label.setText(job.error or "")
         self.error_label.setVisible(bool(job.error))
         self.cancel_button.setEnabled(not job.state.finished and not cancelling)

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 from llmops_desktop.catalog import Artifact, ArtifactState, Catalog
 from llmops_desktop.qt.artifact_model import ArtifactFilterProxy, ArtifactTableModel, Roles
 from llmops_desktop.qt.context import AppContext, Page, icon
+from llmops_desktop.qt.formatting import job_state_label
 from llmops_desktop.qt.pages.model_details import DetailsPane
 from llmops_desktop.qt.pages.welcome import WelcomeWidget
 from llmops_desktop.qt.workers import run_in_thread
@@ -335,7 +336,8 @@ class ModelsPage(Page):
             self.sig_selection_changed.emit(a)
 
     def _on_job_finished(self, job_id: int, state: str) -> None:
-        self.welcome.clear_busy("" if state == "succeeded" else f"Job #{job_id} {state}.")
+        self.welcome.clear_busy("" if state == "succeeded"
+                                else f"Job #{job_id} {job_state_label(state)}.")
         ref = self._quantize_jobs.pop(job_id, None)
         if ref is not None:
             self._announce_quantize(job_id, ref, state)
