@@ -4,6 +4,7 @@ mirror."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 
@@ -39,8 +40,46 @@ def cmd_hf_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def resolve_endpoint(args: argparse.Namespace) -> tuple[str, str]:
+    """The hub to talk to and why: --endpoint; else the Hub endpoint setting once it was
+    changed from the default; else ``HF_ENDPOINT``, as huggingface_hub's own tools do;
+    else the default."""
+    from llmops_desktop.paths import Home
+    from llmops_desktop.settings import Settings, load_settings
+
+    if getattr(args, "endpoint", None):
+        return args.endpoint, "--endpoint"
+    configured = load_settings(Home.resolve(args.home).settings_path).hf_endpoint
+    default = Settings().hf_endpoint
+    if configured.rstrip("/") != default.rstrip("/"):
+        return configured, "the Hub endpoint setting"
+    if env := os.environ.get("HF_ENDPOINT", "").strip():
+        return env, "HF_ENDPOINT"
+    return default, "the default; set HF_ENDPOINT or the Hub endpoint setting for a mirror"
+
+
+def _token_source(args: argparse.Namespace) -> str:
+    """Where the hub token comes from, in words (never the token)."""
+    from llmops_desktop.paths import Home
+    from llmops_desktop.secrets import get_secret
+
+    if os.environ.get("HF_TOKEN", "").strip():
+        return "the token from HF_TOKEN"
+    return ("the saved hub token" if get_secret(Home.resolve(args.home), "hf_token")
+            else "no token")
+
+
+def _hub_client_saying_where(args: argparse.Namespace):
+    """A hub client on the resolved endpoint; says on stderr which one, and why."""
+    endpoint, why = resolve_endpoint(args)
+    args.endpoint = endpoint
+    print(f"Hub endpoint: {endpoint} (from {why}), with {_token_source(args)}.",
+          file=sys.stderr)
+    return hub_client(args)
+
+
 def cmd_search(args: argparse.Namespace) -> int:
-    client = hub_client(args)
+    client = _hub_client_saying_where(args)
     found = client.search(args.query, author=args.author, limit=args.limit)
     if args.json:
         print_json([m.__dict__ for m in found])
@@ -77,7 +116,7 @@ def cmd_download(args: argparse.Namespace) -> int:
         return 0
     if not args.repo_id:
         raise SystemExit("llmops download: give a repo id (or --partial)")
-    client = hub_client(args)
+    client = _hub_client_saying_where(args)
     if args.list or args.discard:
         snapshot = client.snapshot(args.repo_id, args.revision or "main")
         if args.discard:
@@ -160,7 +199,8 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     from llmops_desktop.acquire.requests import DownloadRequest
 
     add_arguments(sp, DownloadRequest)  # --revision, --include, --exclude, --name, --allow-pickle
-    sp.add_argument("--endpoint", help=help_of["hf_endpoint"])
+    sp.add_argument("--endpoint", help=help_of["hf_endpoint"] + " Default: the setting if "
+                    "changed, else HF_ENDPOINT, else https://huggingface.co.")
     sp.add_argument("--list", action="store_true", help="list the repo's files; download nothing")
     sp.add_argument("--partial", action="store_true", help="list paused/interrupted downloads")
     sp.add_argument("--discard", action="store_true",
