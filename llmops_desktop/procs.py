@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 
@@ -37,6 +38,15 @@ def follow(process: subprocess.Popen[bytes]) -> Generator[Event, None, int]:
     code = process.wait()
     process.stdout.close()
     return code
+
+
+def run_cli(home_root: str | os.PathLike[str], *args: str,
+            timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+    """``llmops --home HOME ARGS…`` in a child process, to its end (the window's way to run
+    a command whose imports it should not pay for); its output comes back as text."""
+    cmd = [sys.executable, "-m", "llmops_desktop.cli", "--home", str(home_root), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,  # noqa: S603
+                          stdin=subprocess.DEVNULL, check=False)
 
 
 def pid_alive(pid: int) -> bool:

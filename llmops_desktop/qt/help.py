@@ -9,8 +9,6 @@ window never loads torch to write it).
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QUrl
@@ -30,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from llmops_desktop.paths import Home
+from llmops_desktop.procs import run_cli
 from llmops_desktop.qt.context import icon
 from llmops_desktop.qt.workers import run_in_thread
 from llmops_desktop.resources import RESOURCES_DIR
@@ -119,9 +118,7 @@ def open_data_folder(home: Home) -> bool:
 
 def write_bundle_in_child(home: Home, dest: str) -> str:
     """``llmops doctor --bundle DEST`` in a child process; returns what it said."""
-    proc = subprocess.run(  # noqa: S603 - our own CLI, argv list
-        [sys.executable, "-m", "llmops_desktop.cli", "--home", str(home.root), "doctor",
-         "--bundle", dest], capture_output=True, text=True, timeout=600)
+    proc = run_cli(home.root, "doctor", "--bundle", dest, timeout=600)
     if not Path(dest).is_file():
         raise OSError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip()
                       else f"llmops doctor exited with {proc.returncode}")
