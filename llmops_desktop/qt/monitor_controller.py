@@ -6,7 +6,8 @@ its own thread (:mod:`llmops_desktop.monitor.sampler`); it is built on a helper 
 too, so the window's start never pays for numpy, psutil or prometheus_client. Its
 callbacks reach the GUI thread through the pump (:mod:`llmops_desktop.qt.pump`).
 Samples are coalesced: if the GUI has not taken the last one yet, the next does not
-queue another delivery, so a busy GUI never falls behind and never waits. The sampler stops with the window (its Close event, or the app quitting).
+queue another delivery, so a busy GUI never falls behind and never waits. The sampler
+stops with the window (its Close event, or the app quitting).
 """
 
 from __future__ import annotations
