@@ -30,6 +30,42 @@ def build_options(args: argparse.Namespace, base: Any) -> Any:
     return opts
 
 
+def _is_data_file(value: str) -> bool:
+    from pathlib import Path
+
+    from llmops_desktop.datasets.formats import _SUFFIXES
+
+    path = Path(value).expanduser()
+    return path.suffix.lower() in _SUFFIXES and path.is_file()
+
+
+def dataset_from_file(catalog: Any, args: argparse.Namespace) -> Any:
+    """Import a data file as a dataset version first (as LLaMA-Factory users expect to pass
+    one), saying on stderr what was imported and which rows were bad."""
+    from pathlib import Path
+
+    from llmops_desktop.datasets.store import BadRowsError, import_dataset
+
+    path = Path(args.dataset).expanduser()
+    try:
+        version = import_dataset(catalog, path, keep_good_rows=args.keep_good_rows)
+    except BadRowsError as exc:
+        print(f"{path.name} has {len(exc.bad_rows)} bad row(s); nothing was imported:",
+              file=sys.stderr)
+        for bad in exc.bad_rows[:20]:
+            print(f"  line {bad.line}: {bad.reason}", file=sys.stderr)
+        print("Fix them, or add --keep-good-rows to train on the others.", file=sys.stderr)
+        raise
+    print(f"imported {path.name} as dataset {version.ref}: {version.rows} rows, shape "
+          f"{version.shape}", file=sys.stderr)
+    bad = version.metadata.get("bad_rows", [])
+    if bad:
+        print(f"  {len(bad)} bad row(s) left out and recorded:", file=sys.stderr)
+        for b in bad[:20]:
+            print(f"    line {b['line']}: {b['reason']}", file=sys.stderr)
+    return version
+
+
 def cmd_finetune(args: argparse.Namespace) -> int:
     from llmops_desktop.errors import CancelledError
     from llmops_desktop.finetune.memory import describe, estimate_memory
@@ -45,7 +81,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         from llmops_desktop.datasets.store import resolve_version
 
         base = catalog.resolve(args.base)
-        version = resolve_version(catalog, args.dataset)
+        version = (dataset_from_file(catalog, args) if _is_data_file(args.dataset)
+                   else resolve_version(catalog, args.dataset))
         opts = build_options(args, base)
         request = FinetuneRequest(base_id=base.id, dataset_id=version.id, options=opts)
         request.check(catalog)
@@ -121,7 +158,11 @@ def register(add) -> None:
     p = add("finetune", cmd_finetune,
             "train a LoRA/QLoRA adapter of an HF model on a dataset (resumable job)")
     p.add_argument("base", nargs="?", help="the base model: id, NAME or NAME@VERSION")
-    p.add_argument("dataset", nargs="?", help="the dataset: NAME, NAME@VERSION or id")
+    p.add_argument("dataset", nargs="?", help="the dataset: NAME, NAME@VERSION or id, or a "
+                   ".jsonl/.json/.csv/.parquet file (imported as a dataset version first)")
+    p.add_argument("--keep-good-rows", action="store_true",
+                   help="with a data file: train on its good rows, recording the bad ones "
+                        "(default: refuse a file with bad rows, listing them)")
     p.add_argument("--resume", type=int, metavar="JOB_ID",
                    help="continue a cancelled, failed or killed fine-tune from its last "
                         "checkpoint (same options, same result)")
