@@ -13,6 +13,7 @@ from pathlib import Path
 import uvicorn
 
 from llmops_desktop.errors import InvalidInputError
+from llmops_desktop.httpsend import SendfileProtocol
 from llmops_desktop.httpserve import (
     NotifyingServer,
     bind_socket,
@@ -65,9 +66,11 @@ def serve(home: Home | str | os.PathLike[str] | None = None, host: str = DEFAULT
     uvicorn_log = logging.getLogger("uvicorn.error")
     if not_a_shutdown_cancel not in uvicorn_log.filters:
         uvicorn_log.addFilter(not_a_shutdown_cancel)
+    # file bodies go out with sendfile (httpsend): the asyncio loop, whose sockets have it
     config = uvicorn.Config(create_app(home, token), log_config=None, access_log=False,
                             lifespan="off", ws="none", server_header=False,
-                            timeout_graceful_shutdown=3, timeout_keep_alive=15)
+                            timeout_graceful_shutdown=3, timeout_keep_alive=15,
+                            http=SendfileProtocol, loop="asyncio")
     server = NotifyingServer(config, lambda: (on_ready or _log_ready)(url))
 
     run_until_stopped(server, sock, log, lambda error: log.info("mirror stopped"))
