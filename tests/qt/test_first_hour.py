@@ -311,3 +311,45 @@ def test_datasets_page_offers_the_sample_and_says_what_it_accepts(qtbot, home, c
     item = page.list.topLevelItem(0)
     assert item.text(0).startswith("chat-sample") and item.text(1) == "30"
     assert item.text(2) == "chat"
+
+
+def test_serve_then_chat_from_the_details_and_enter_on_quit_keeps_the_window(
+        qtbot, home, gguf_artifact):
+    from tests.qt.windows import dispose, open_window
+
+    win = open_window(qtbot, home)
+    win.deployments_on_close = "ask"
+    win.show_page("models")
+    page = win.models_page
+    qtbot.waitUntil(lambda: page.model.rowCount() == 1, timeout=10_000)
+    click_row(page, "demo-gguf")
+    assert not page.details.chat_button.isEnabled()
+    qtbot.mouseClick(page.details.serve_button, Qt.MouseButton.LeftButton)
+    deployments = win.deployments_page
+    assert win.current_page_id() == "deployments"
+    assert deployments.artifact_combo.currentData() == gguf_artifact
+    port = deployments.port_spin
+    port.setFocus()
+    QTest.keyClick(port, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
+    QTest.keyClicks(port, "0")  # any free port
+    with qtbot.waitSignal(deployments.deploy.sig_started, timeout=60_000) as started:
+        qtbot.mouseClick(deployments.start_button, Qt.MouseButton.LeftButton)
+    key = started.args[0]
+
+    sidebar = win.sidebar
+    QTest.mouseClick(sidebar.viewport(), Qt.MouseButton.LeftButton,
+                     Qt.KeyboardModifier.NoModifier, sidebar.visualItemRect(sidebar.item(0)).center())
+    assert win.current_page_id() == "models"
+    click_row(page, "demo-gguf")
+    assert page.details.chat_button.isEnabled()
+    qtbot.mouseClick(page.details.chat_button, Qt.MouseButton.LeftButton)
+    assert win.current_page_id() == "playground"
+    assert win.playground_page.current().key == key
+
+    # A stray Enter on the quit question keeps the window and its server.
+    QTimer.singleShot(200, lambda: QTest.keyClick(QApplication.activeModalWidget(),
+                                                  Qt.Key.Key_Return))
+    assert not win.close()
+    assert win.isVisible() and deployments.deploy.get(key).state == "running"
+    win.deployments_on_close = "stop"
+    dispose(win)
