@@ -299,18 +299,19 @@ def test_fields_sent_with_their_off_values_are_accepted(llama) -> None:
 
 # ---- keys never on a command line --------------------------------------------------------------
 
-def _llmops(home: Home, *args: str, stdin: str | None = None,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _llmops(home: Home, *args: str, stdin: str | None = None, env: dict[str, str] | None = None,
+            timeout: float = 240) -> subprocess.CompletedProcess[str]:
     child_env = {k: v for k, v in os.environ.items() if k != "LLMOPS_API_KEY"}
     child_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "llmops_desktop.cli", "--home", str(home.root),
-                           *args], input=stdin, capture_output=True, text=True, timeout=300,
-                          env=child_env)
+                           *args], input=stdin, capture_output=True, text=True,
+                          timeout=timeout, env=child_env)
 
 
 def test_serve_refuses_a_key_on_the_command_line(hostile_home: Home) -> None:
     key = "argv-key-must-not-echo"
-    proc = _llmops(hostile_home, "serve", "demo-gguf", "--port", "0", "--api-key", key)
+    proc = _llmops(hostile_home, "serve", "demo-gguf", "--port", "0", "--api-key", key,
+                   timeout=120)  # (were it taken, the server would run until killed)
     assert proc.returncode == 5, proc.stderr
     assert "--api-key-file" in proc.stderr and "LLMOPS_API_KEY" in proc.stderr
     assert key not in proc.stdout + proc.stderr

@@ -276,6 +276,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import os
 
+    from llmops_desktop.serving.commands import api_key_from_args
     from llmops_desktop.serving.config import API_KEY_ENV, options_from_args
     from llmops_desktop.serving.deploy import DeployRequest
     from llmops_desktop.serving.run import serve
@@ -283,7 +284,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # The same request the window builds, checked the same way, then served in-process.
     request = DeployRequest.from_options(
         args.artifact, options_from_args(args),
-        api_key=args.api_key or os.environ.get(API_KEY_ENV, "")).check()
+        api_key=api_key_from_args(args) or os.environ.get(API_KEY_ENV, "")).check()
     serve(request.artifact, request.options, home=args.home, api_key=request.api_key or None)
     return 0
 
@@ -335,8 +336,9 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     sp = add("serve", cmd_serve, "serve an artifact over an OpenAI-compatible HTTP API")
     sp.add_argument("artifact", help="artifact id, model name (latest version) or NAME@VERSION")
     add_serve_arguments(sp)
-    sp.add_argument("--api-key", help="key clients must send (prefer LLMOPS_API_KEY: a command "
-                                      "line is visible to others); required off 127.0.0.1")
+    from llmops_desktop.serving.commands import add_api_key_arguments
+
+    add_api_key_arguments(sp)
     sp = add("settings", cmd_settings, "show settings, or 'settings KEY VALUE' to change one")
     sp.add_argument("key", nargs="?")
     sp.add_argument("value", nargs="?")

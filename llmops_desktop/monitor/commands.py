@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Any
 
-from llmops_desktop.errors import CatalogError, InvalidInputError
+from llmops_desktop.errors import CatalogError, InvalidInputError, NotFoundError
 
 
 def _size(n: float | None) -> str:
@@ -103,14 +103,45 @@ def _print_doctor(r: dict[str, Any]) -> None:
 
 # ---- monitor -----------------------------------------------------------------------------------
 
-def _api_keys(pairs: list[str] | None) -> dict[int, str]:
+KEY_FILE_HELP = ("put lines DEPLOYMENT_ID=KEY in a file only you can read and pass "
+                 "--key-file FILE (or --key-file - and send them on stdin), or set "
+                 "LLMOPS_API_KEY to try one key for every deployment")
+
+
+def _api_keys(args: argparse.Namespace) -> dict[int, str]:
+    """Per-deployment keys from ``--key-file`` (a file, or ``-`` for stdin); never argv.
+
+    No message shows a key, nor a line that may hold one."""
+    from llmops_desktop.netaddr import check_secret
+
+    if args.key:
+        raise InvalidInputError("API keys are not taken on the command line, where every user "
+                                f"of this machine can read them (ps): {KEY_FILE_HELP}.")
+    if not args.key_file:
+        return {}
+    if args.key_file == "-":
+        where, text = "stdin", sys.stdin.read()
+    else:
+        where = args.key_file
+        try:
+            with open(args.key_file, encoding="utf-8") as f:
+                text = f.read()
+        except FileNotFoundError:
+            raise NotFoundError(f"No key file {args.key_file}: {KEY_FILE_HELP}.") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInputError(f"Cannot read the key file {args.key_file} "
+                                    f"({getattr(exc, 'strerror', None) or type(exc).__name__}); "
+                                    "it must be UTF-8 text you can read.") from None
     keys = {}
-    for pair in pairs or []:
-        dep, sep, key = pair.partition("=")
-        if not sep or not dep.strip().isdigit() or not key:
-            raise InvalidInputError(f"--key {pair!r}: write it as DEPLOYMENT_ID=KEY "
-                                    "(for a deployment started with an API key).")
-        keys[int(dep)] = key
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        dep, sep, key = line.partition("=")
+        if not sep or not dep.strip().isdigit() or not key.strip():
+            raise InvalidInputError(f"{where}, line {n}: write each line as DEPLOYMENT_ID=KEY "
+                                    "(the number 'llmops deployments' shows, '=', the key).")
+        keys[int(dep)] = check_secret(key, f"API key on line {n} of {where}")
     return keys
 
 
@@ -127,7 +158,7 @@ def _sampler(args: argparse.Namespace):
             raise InvalidInputError("--rate must be between 0.1 and 10 samples a second.")
         overrides["rate_hz"] = args.rate
     return Sampler(home, SamplerConfig.from_settings(settings, **overrides),
-                   api_keys=_api_keys(args.key),
+                   api_keys=_api_keys(args),
                    default_api_key=os.environ.get("LLMOPS_API_KEY") or None)
 
 
@@ -253,8 +284,10 @@ def register(add: Any) -> None:
     sp.add_argument("--once", action="store_true", help="print one sample and exit")
     sp.add_argument("--rate", type=float, help="samples a second (default: the "
                     "monitor_sample_hz setting)")
-    sp.add_argument("--key", action="append", metavar="DEPLOYMENT_ID=KEY",
-                    help="API key of a deployment started with one, to read its /metrics "
-                         "(repeatable; LLMOPS_API_KEY is tried for every deployment)")
+    sp.add_argument("--key-file", metavar="FILE",
+                    help="API keys of deployments started with one, to read their /metrics: "
+                         "lines DEPLOYMENT_ID=KEY ('-': read them from stdin); LLMOPS_API_KEY "
+                         "is tried for every deployment")
+    sp.add_argument("--key", action="append", help=argparse.SUPPRESS)  # refused: see _api_keys
     sp.add_argument("--record", action="store_true",
                     help="also write the history to the catalog (the window does this)")

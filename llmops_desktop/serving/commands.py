@@ -94,3 +94,50 @@ def register(add) -> None:
     sp.add_argument("action", nargs="?", default="list", choices=("list", "export"))
     sp.add_argument("-o", "--output", help="JSONL file to write (default: stdout)")
     sp.add_argument("--artifact", help="only replies of this artifact")
+
+
+# ---- the API key of ``llmops serve``: from a file, stdin or the environment, never argv --
+
+def add_api_key_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--api-key-file FILE`` for ``llmops serve``; ``--api-key`` only to refuse it."""
+    from llmops_desktop.serving.config import API_KEY_ENV
+
+    parser.add_argument("--api-key-file", metavar="FILE",
+                        help=f"read the key clients must send from FILE ('-': from stdin); "
+                             f"or set {API_KEY_ENV}. Required off 127.0.0.1")
+    parser.add_argument("--api-key", help=argparse.SUPPRESS)  # refused: see api_key_from_args
+
+
+def api_key_from_args(args: argparse.Namespace) -> str | None:
+    """The key from ``--api-key-file`` (its first non-blank line), else None (``serve``
+    then reads ``$LLMOPS_API_KEY``). A key given on the command line is refused: every
+    user of the machine can read it there. No message shows the key."""
+    from llmops_desktop.netaddr import check_secret
+    from llmops_desktop.serving.config import API_KEY_ENV
+
+    if getattr(args, "api_key", None) is not None:
+        raise InvalidInputError(
+            "An API key is not taken on the command line, where every user of this machine "
+            f"can read it (ps): put it in a file only you can read and pass --api-key-file "
+            f"FILE (or --api-key-file - and send it on stdin), or set {API_KEY_ENV}.")
+    source = getattr(args, "api_key_file", None)
+    if not source:
+        return None
+    if source == "-":
+        text = sys.stdin.read()
+    else:
+        try:
+            with open(source, encoding="utf-8") as f:
+                text = f.read()
+        except FileNotFoundError:
+            raise NotFoundError(f"No API key file {source}: write the key in it, or set "
+                                f"{API_KEY_ENV}.") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInputError(f"Cannot read the API key file {source} "
+                                    f"({getattr(exc, 'strerror', None) or type(exc).__name__}); "
+                                    "it must be UTF-8 text you can read.") from None
+    key = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    if not key:
+        raise InvalidInputError(f"The API key file {'(stdin)' if source == '-' else source} is "
+                                "empty: write the key on its first line.")
+    return check_secret(key, "API key")

@@ -104,8 +104,8 @@ def check_bind(host: str, api_key: str | None) -> None:
     if not api_key and not is_loopback(host):
         raise InvalidInputError(
             f"Refusing to serve on {host} without an API key: anyone who can reach this "
-            f"machine could use the model. Set {API_KEY_ENV} (or pass --api-key), or bind to "
-            "127.0.0.1.")
+            f"machine could use the model. Set {API_KEY_ENV} (or pass --api-key-file FILE), or "
+            "bind to 127.0.0.1.")
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
