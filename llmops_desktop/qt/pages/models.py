@@ -7,21 +7,18 @@ never touch the database.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QItemSelectionModel, QSettings, Qt, QUrl, Signal
-from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication, QKeySequence
+from PySide6.QtCore import QItemSelectionModel, QSettings, Qt, Signal
+from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QHBoxLayout,
     QHeaderView,
-    QInputDialog,
     QLabel,
     QLineEdit,
     QMenu,
-    QMessageBox,
     QSplitter,
     QStackedWidget,
     QTableView,
@@ -34,6 +31,7 @@ from llmops_desktop.catalog import Artifact, ArtifactState, Catalog
 from llmops_desktop.qt.artifact_model import ArtifactFilterProxy, ArtifactTableModel, Roles
 from llmops_desktop.qt.context import AppContext, Page, icon
 from llmops_desktop.qt.formatting import job_state_label
+from llmops_desktop.qt.model_actions import copy_path, edit_tags, open_folder, remove_selected
 from llmops_desktop.qt.pages.model_details import DetailsPane
 from llmops_desktop.qt.pages.welcome import WelcomeWidget
 from llmops_desktop.qt.workers import run_in_thread
@@ -190,10 +188,11 @@ class ModelsPage(Page):
         self.act_chat.setToolTip("Talk to the selected model in the Playground (once serving)")
         self.details.serve_button.setDefaultAction(self.act_serve)
         self.details.chat_button.setDefaultAction(self.act_chat)
-        self.act_copy_path = self._action("copy", "Copy path", self.copy_path, "Ctrl+Shift+C")
-        self.act_open_folder = self._action("folder", "Open folder", self.open_folder)
-        self.act_tag = self._action("tag", "Tag…", self.edit_tags, "Ctrl+T")
-        self.act_remove = self._action("remove", "Remove…", self.remove_selected,
+        self.act_copy_path = self._action("copy", "Copy path", lambda: copy_path(self),
+                                          "Ctrl+Shift+C")
+        self.act_open_folder = self._action("folder", "Open folder", lambda: open_folder(self))
+        self.act_tag = self._action("tag", "Tag…", lambda: edit_tags(self), "Ctrl+T")
+        self.act_remove = self._action("remove", "Remove…", lambda: remove_selected(self),
                                        QKeySequence(QKeySequence.StandardKey.Delete).toString())
         # Delete must not fire while typing in the filter: only when the table has focus.
         self.act_remove.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
@@ -418,76 +417,6 @@ class ModelsPage(Page):
             error = self.ctx.catalog.job(job_id).error or state
             self.ctx.events.sig_error.emit(f"Quantizing {ref} failed: {error}")
 
-    def copy_path(self) -> None:
-        if (a := self.selected_artifact()) is not None:
-            QGuiApplication.clipboard().setText(str(a.path))
-            self.ctx.events.sig_info.emit(f"Copied {a.path}")
-
-    def open_folder(self) -> None:
-        if (a := self.selected_artifact()) is None:
-            return
-        folder = artifact_folder(a)
-        if not folder.exists():
-            self.ctx.events.sig_error.emit(f"{folder} does not exist any more.")
-            return
-        if not QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder))):  # xdg-open on Linux
-            self.ctx.events.sig_error.emit(f"No file manager could open {folder}; its path is "
-                                           "on the clipboard with Copy path.")
-
-    def edit_tags(self) -> None:
-        if (a := self.selected_artifact()) is None:
-            return
-        text, ok = QInputDialog.getText(
-            self, "Tags", f"Tags of {a.ref}, separated by commas:", QLineEdit.EchoMode.Normal,
-            ", ".join(a.tags))
-        if not ok:
-            return
-        wanted = {t.strip() for t in text.split(",") if t.strip()}
-        self.ctx.catalog.set_tags(a.id, add=sorted(wanted - set(a.tags)),
-                                  remove=sorted(set(a.tags) - wanted))
-        self.reload()
-
-    def remove_selected(self) -> None:
-        if (a := self.selected_artifact()) is None:
-            return
-        dependents = self.ctx.catalog.descendants(a.id)
-        box = QMessageBox(QMessageBox.Icon.Warning, "Remove artifact",
-                          f"Remove {a.ref} (#{a.id}) from the catalog?", parent=self)
-        where = ("Its files in the store are deleted." if a.storage != "reference"
-                 else "It references files in place; the originals are not touched.")
-        cascade = None
-        if dependents:
-            names = "\n".join(f"  #{d.id} {d.ref}" for d in dependents[:8])
-            box.setInformativeText(f"{len(dependents)} artifact(s) derive from it:\n{names}\n\n"
-                                   f"{where}")
-            cascade = box.addButton(f"Remove all {len(dependents) + 1}",
-                                    QMessageBox.ButtonRole.DestructiveRole)
-        else:
-            box.setInformativeText(where)
-            box.addButton("Remove", QMessageBox.ButtonRole.DestructiveRole)
-        box.addButton(QMessageBox.StandardButton.Cancel)
-        box.exec()
-        clicked = box.clickedButton()
-        if clicked is None or box.buttonRole(clicked) != QMessageBox.ButtonRole.DestructiveRole:
-            return
-        self.remove_artifact(a.id, cascade=clicked is cascade)
-
-    def remove_artifact(self, artifact_id: int, *, cascade: bool = False) -> None:
-        """Remove in a thread (deleting big files takes a while); reload when done."""
-        home = self.ctx.home
-
-        def work() -> list[Artifact]:
-            with Catalog.open(home) as cat:
-                return cat.remove_artifact(artifact_id, cascade=cascade)
-
-        def done(removed: list[Artifact]) -> None:
-            self.ctx.events.sig_info.emit(
-                "Removed " + ", ".join(a.ref for a in removed))
-            self.reload()
-
-        run_in_thread(work, done, lambda e: self.ctx.events.sig_error.emit(str(e)),
-                      receiver=self)
-
     def serve_selected(self) -> None:
         if (a := self.selected_artifact()) is not None:
             self.sig_serve_requested.emit(a.id)
@@ -499,7 +428,3 @@ class ModelsPage(Page):
     def show_job(self) -> None:
         if (a := self.selected_artifact()) is not None and a.job_id is not None:
             self.ctx.events.sig_show_job_requested.emit(a.job_id)
-
-
-def artifact_folder(a: Artifact) -> Path:
-    return a.path if a.path.is_dir() else a.path.parent
