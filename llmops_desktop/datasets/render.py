@@ -78,6 +78,12 @@ def render_row(tokenizer: Any, row: dict[str, Any], shape: str) -> Rendered:
     eos = getattr(tokenizer, "eos_token", None) or ""
     if shape == "chat":
         return render_chat(tokenizer, row["messages"])
+    if shape == "preference":  # measured (and SFT-trained) as its prompt and chosen reply
+        if isinstance(row["prompt"], list):
+            return render_chat(tokenizer, [*row["prompt"],
+                                           {"role": "assistant", "content": row["chosen"]}])
+        return render_row(tokenizer, {"prompt": row["prompt"], "completion": row["chosen"]},
+                          "prompt_completion")
     if shape == "instruction":
         if has_chat_template(tokenizer):
             user = row["instruction"] + (f"\n\n{row['input']}" if row.get("input") else "")

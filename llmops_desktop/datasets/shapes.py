@@ -8,7 +8,14 @@ shape                     columns                                      canonical
                           ``output``
 ``prompt_completion``     ``prompt``, ``completion``                   same two keys
 ``text``                  ``text``                                     ``{"text": ...}``
+``preference``            ``prompt`` (text or messages), ``chosen``,   same three keys
+                          ``rejected``
 ========================  ===========================================  =====================
+
+A preference row (DPO, ORPO) pairs a better and a worse reply to the same prompt; its
+prompt is a text or a conversation (messages without the reply), and ``chosen`` and
+``rejected`` are the replies' texts (a one-message list ``[{"role": "assistant", ...}]``,
+TRL's conversational form, is taken as its text).
 
 When the columns are named otherwise, a mapping ``{canonical field: column}`` says which
 is which (``--map prompt=question --map completion=answer``). ShareGPT-style messages
@@ -30,9 +37,11 @@ SHAPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "instruction": (("instruction", "output"), ("input",)),
     "prompt_completion": (("prompt", "completion"), ()),
     "text": (("text",), ()),
+    "preference": (("prompt", "chosen", "rejected"), ()),
 }
 SHAPE_LABELS = {"chat": "chat messages", "instruction": "instruction / input / output (Alpaca)",
-                "prompt_completion": "prompt / completion", "text": "plain text"}
+                "prompt_completion": "prompt / completion", "text": "plain text",
+                "preference": "prompt / chosen / rejected (preference pairs)"}
 # Column names seen in the wild for each canonical field, tried in order.
 ALIASES: dict[str, tuple[str, ...]] = {
     "messages": ("messages", "conversations", "conversation", "chat"),
@@ -42,11 +51,13 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "prompt": ("prompt", "question", "query"),
     "completion": ("completion", "answer", "chosen"),
     "text": ("text", "content", "document"),
+    "chosen": ("chosen",),
+    "rejected": ("rejected",),
 }
 ROLES = ("system", "user", "assistant", "tool")
 _SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                    "system": "system", "tool": "tool", "bot": "assistant", "model": "assistant"}
-DETECT_ORDER = ("chat", "instruction", "prompt_completion", "text")
+DETECT_ORDER = ("chat", "preference", "instruction", "prompt_completion", "text")
 
 
 @dataclass(frozen=True)
@@ -141,7 +152,7 @@ def _as_text(value: Any, field: str, *, optional: bool = False) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-def _messages(value: Any, column: str) -> list[dict[str, str]]:
+def _messages(value: Any, column: str, *, reply_needed: bool = True) -> list[dict[str, str]]:
     if isinstance(value, str):  # a CSV cell or a Parquet string holding JSON
         try:
             value = json.loads(value)
@@ -170,9 +181,30 @@ def _messages(value: Any, column: str) -> list[dict[str, str]]:
         if not isinstance(content, str):
             raise RowError(f"message {i} ({role}) has content that is not text")
         out.append({"role": role, "content": content})
-    if not any(m["role"] == "assistant" for m in out):
+    if reply_needed and not any(m["role"] == "assistant" for m in out):
         raise RowError("no assistant message: nothing to learn from")
     return out
+
+
+def _reply_text(value: Any, column: str) -> str:
+    """A preference reply: text, or TRL's conversational ``[{"role": "assistant", ...}]``."""
+    if isinstance(value, list) or hasattr(value, "tolist"):
+        turns = _messages(value, column)
+        return next(m["content"] for m in reversed(turns) if m["role"] == "assistant")
+    return _as_text(value, column)
+
+
+def _preference(record: dict[str, Any], mapping: Mapping[str, str]) -> dict[str, Any]:
+    prompt: Any = record[mapping["prompt"]]
+    if isinstance(prompt, list) or hasattr(prompt, "tolist"):
+        prompt = _messages(prompt, mapping["prompt"], reply_needed=False)
+        if prompt[-1]["role"] == "assistant":
+            raise RowError(f"'{mapping['prompt']}' ends with an assistant message; the prompt is "
+                           "the conversation before the reply")
+    else:
+        prompt = _as_text(prompt, mapping["prompt"])
+    return {"prompt": prompt, "chosen": _reply_text(record[mapping["chosen"]], mapping["chosen"]),
+            "rejected": _reply_text(record[mapping["rejected"]], mapping["rejected"])}
 
 
 def normalize_row(record: Any, shape: str, mapping: Mapping[str, str]) -> dict[str, Any]:
@@ -186,6 +218,8 @@ def normalize_row(record: Any, shape: str, mapping: Mapping[str, str]) -> dict[s
             raise RowError(f"no '{col}' field" + (f" (mapped to {f})" if col != f else ""))
     if shape == "chat":
         return {"messages": _messages(record[mapping["messages"]], mapping["messages"])}
+    if shape == "preference":
+        return _preference(record, mapping)
     out: dict[str, Any] = {}
     for f in required:
         out[f] = _as_text(record[mapping[f]], mapping[f])
@@ -203,6 +237,8 @@ def is_empty(row: Mapping[str, Any], shape: str) -> bool:
         return not row["output"].strip() or not (row["instruction"].strip() or row["input"].strip())
     if shape == "prompt_completion":
         return not row["completion"].strip()
+    if shape == "preference":
+        return not row["chosen"].strip() or not row["rejected"].strip()
     return not row["text"].strip()
 
 

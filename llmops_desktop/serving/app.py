@@ -39,6 +39,7 @@ from llmops_desktop.serving.engines.base import (
     PromptTokens,
     SamplingParams,
 )
+from llmops_desktop.serving.feedback_api import ReplyBook, feedback_router
 from llmops_desktop.serving.metrics import CONTENT_TYPE, ServerMetrics
 from llmops_desktop.serving.protocol import (
     APIError,
@@ -72,6 +73,10 @@ class _Measure:
         self.prompt_tokens = 0
         self.t_slot: float | None = None
         self.gen: Generation | None = None
+        self.rid: str | None = None  # the response id the client gets (#19)
+        self.request: Any = None
+        self.text = ""
+        self.prompt_ref: str | None = None
 
     def failed(self, exc: APIError) -> APIError:
         self.status, self.error = exc.status, exc.code or exc.type
@@ -93,6 +98,7 @@ class ServingState:
                                            thread_name_prefix="llmops-generate")
         self.created = int(time.time())
         self.active: set[Generation] = set()
+        self.replies = ReplyBook()  # what POST /v1/feedback links a rating to
         self.tokenized = Counter("llmops_prompts_tokenized", "Prompts given to the tokenizer "
                                  "(only requests with a place in the queue are)",
                                  registry=self.metrics.registry)
@@ -197,7 +203,9 @@ class ServingState:
                 completion_tokens=completion, ttft_ms=ttft * 1000 if ttft is not None else None,
                 queue_ms=(m.t_slot - m.t0) * 1000 if m.t_slot is not None else None,
                 tokens_per_s=tps, finish_reason=gen.finish_reason if gen else None,
-                error=m.error))
+                error=m.error, response_id=m.rid, prompt_ref=m.prompt_ref))
+        if m.status == 200 and m.rid:
+            self.replies.remember(m.rid, m.request, m.text, m.prompt_ref)
         log.info("%s %s %d, %d+%d tokens, %.0f ms", "POST", m.endpoint, m.status,
                  m.prompt_tokens, completion, latency * 1000)
 
@@ -263,6 +271,7 @@ def create_app(deployment: DeploymentConfig, engine: Engine, recorder: RequestSi
     async def chat_completions(request: Request) -> Response:
         return await _generate(state, request, "chat")
 
+    app.include_router(feedback_router(state))
     if api_key:
         app.add_middleware(ApiKeyGuard, key=api_key, rejected=state.metrics.requests)
     app.add_middleware(BodyLimit, limit=MAX_BODY)  # outermost: even a 401 reads no body
@@ -301,7 +310,7 @@ async def _generate(st: ServingState, request: Request, kind: Kind) -> Response:
                                 code="server_stopping", headers={"Retry-After": "5"}))
         st.finish(m)
         return exc.response()
-    rid = new_id("chatcmpl" if kind == "chat" else "cmpl")
+    rid = m.rid = new_id("chatcmpl" if kind == "chat" else "cmpl")
     if req.stream:
         return StreamingResponse(_stream(st, m, gen, ChunkWriter(kind, rid, st.deployment.name),
                                          req.include_usage),
@@ -320,7 +329,7 @@ async def _admit(st: ServingState, request: Request, kind: Kind, m: _Measure
         raise APIError(413, str(exc), code="request_too_large") from None
     req = parse_body(raw, ChatRequest if kind == "chat" else CompletionRequest)
     del raw
-    m.model, m.stream = req.model, req.stream
+    m.model, m.stream, m.request = req.model, req.stream, req
     st.check_model(req.model)
     stops = req.stops()
     checked = st.check_prompt(req, kind)
@@ -387,6 +396,7 @@ async def _complete(st: ServingState, m: _Measure, gen: Generation, request: Req
     build = chat_body if kind == "chat" else completion_body
     body = build(rid, st.deployment.name, text, gen.finish_reason, m.prompt_tokens,
                  gen.completion_tokens)
+    m.text = text
     st.finish(m)
     return JSONResponse(body)
 
@@ -400,6 +410,7 @@ async def _stream(st: ServingState, m: _Measure, gen: Generation, writer: ChunkW
             yield first
         try:
             async for text in gen.deltas():
+                m.text += text
                 yield writer.text(text)
             yield writer.text("", gen.finish_reason)
             if include_usage:

@@ -61,6 +61,10 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 
     catalog = cli.open_catalog(args)
     artifact_id = catalog.resolve(args.artifact).id if args.artifact else None
+    if args.action == "to-dataset":
+        from llmops_desktop.serving.feedback_data import cmd_to_dataset
+
+        return cmd_to_dataset(args, catalog, artifact_id)
     if args.action == "export":
         if args.output in (None, "-"):
             n = export_jsonl(catalog, sys.stdout, artifact_id=artifact_id)
@@ -91,9 +95,12 @@ def register(add) -> None:
     sp.add_argument("--limit", type=int, default=50)
     sp = add("feedback", cmd_feedback,
              "rated replies from the Playground: list, or 'export -o FILE.jsonl'")
-    sp.add_argument("action", nargs="?", default="list", choices=("list", "export"))
+    sp.add_argument("action", nargs="?", default="list", choices=("list", "export", "to-dataset"))
     sp.add_argument("-o", "--output", help="JSONL file to write (default: stdout)")
     sp.add_argument("--artifact", help="only replies of this artifact")
+    from llmops_desktop.serving.feedback_data import add_to_dataset_arguments
+
+    add_to_dataset_arguments(sp)
 
 
 # ---- the API key of ``llmops serve``: from a file, stdin or the environment, never argv --

@@ -4,14 +4,19 @@ The table is schema step 5 (``catalog/migrations/0005_feedback.sql``).
 One row per rated reply: the reply, the conversation that led to it (system prompt and
 messages), the sampling settings, and the deployment and artifact that produced it, so a
 later fine-tune or evaluation can use the ratings as data. Rating the same reply again
-(``reply_id``) replaces its rating; a rating of 0 takes it back.
+(``reply_id``) replaces its rating; a rating of 0 takes it back (unless it brings a
+correction: a corrected reply was not right, and is kept as a -1 with its correction).
+
+Step 10 links a rating to its request row (``request_id``, found by the response id the
+client got), the prompt version served (``prompt_ref``, NAME@VERSION) and where it came from
+(``source``: playground, chat, api).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -39,6 +44,10 @@ class Feedback:
     comment: str = ""
     ts: str = ""
     user: str = ""
+    request_id: int | None = None
+    prompt_ref: str = ""
+    correction: str = ""
+    source: str = "playground"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,13 +55,15 @@ class Feedback:
 
 _COLUMNS = ("reply_id", "ts", "user", "rating", "deployment_id", "artifact_id", "artifact_ref",
             "system_prompt", "messages", "prompt", "reply", "params", "ttft_ms",
-            "tokens_per_s", "comment")
+            "tokens_per_s", "comment", "request_id", "prompt_ref", "correction", "source")
 
 
 def rate(catalog: Catalog, feedback: Feedback) -> None:
     """Store (or replace) the rating of a reply; ``rating == 0`` removes it."""
     if feedback.rating not in (-1, 0, 1):
         raise ValueError("rating must be -1, 0 or 1")
+    if feedback.rating == 0 and feedback.correction:
+        feedback = replace(feedback, rating=-1)
     with catalog.transaction() as conn:
         if feedback.rating == 0:
             conn.execute("DELETE FROM feedback WHERE reply_id = ?", (feedback.reply_id,))
@@ -63,25 +74,54 @@ def rate(catalog: Catalog, feedback: Feedback) -> None:
         conn.execute(
             f"INSERT INTO feedback ({','.join(_COLUMNS)}) VALUES ({','.join('?' * len(_COLUMNS))}) "
             "ON CONFLICT(reply_id) DO UPDATE SET rating = excluded.rating, ts = excluded.ts, "
-            "user = excluded.user, comment = excluded.comment",
+            "user = excluded.user, comment = excluded.comment, correction = excluded.correction, "
+            "request_id = COALESCE(excluded.request_id, feedback.request_id)",
             tuple(row[c] for c in _COLUMNS))
 
 
-def feedback_rows(catalog: Catalog, *, artifact_id: int | None = None) -> list[Feedback]:
-    """Rated replies, oldest first."""
-    sql = f"SELECT {','.join(_COLUMNS)} FROM feedback"
-    params: tuple[Any, ...] = ()
+def feedback_rows(catalog: Catalog, *, artifact_id: int | None = None, since: str | None = None,
+                  prompt: str | None = None) -> list[Feedback]:
+    """Rated replies, oldest first; ``since`` an ISO date or time (UTC), ``prompt`` a prompt's
+    NAME (every version) or NAME@VERSION."""
+    rows = feedback_records(catalog, artifact_id=artifact_id, since=since, prompt=prompt)
+    return [f for _, f in rows]
+
+
+def feedback_records(catalog: Catalog, *, artifact_id: int | None = None,
+                     since: str | None = None, prompt: str | None = None
+                     ) -> list[tuple[int, Feedback]]:
+    """(row id, rating) pairs, oldest first; the filters of :func:`feedback_rows`."""
+    where: list[str] = []
+    params: list[Any] = []
     if artifact_id is not None:
-        sql += " WHERE artifact_id = ?"
-        params = (artifact_id,)
+        where.append("artifact_id = ?")
+        params.append(artifact_id)
+    if since:
+        where.append("ts >= ?")
+        params.append(since)
+    if prompt:
+        where.append("(prompt_ref = ? OR prompt_ref LIKE ?)" if "@" not in prompt
+                     else "prompt_ref = ?")
+        params += [prompt, prompt + "@%"] if "@" not in prompt else [prompt]
+    sql = (f"SELECT id, {','.join(_COLUMNS)} FROM feedback"
+           + (" WHERE " + " AND ".join(where) if where else ""))
     rows = catalog.conn.execute(sql + " ORDER BY id", params).fetchall()
     out = []
-    for r in rows:
+    for row_id, *r in rows:
         data = dict(zip(_COLUMNS, r))
         data["messages"] = json.loads(data["messages"] or "[]")
         data["params"] = json.loads(data["params"] or "{}")
-        out.append(Feedback(**data))
+        out.append((int(row_id), Feedback(**data)))
     return out
+
+
+def find_request(catalog: Catalog, response_id: str) -> dict[str, Any] | None:
+    """The request log row of the reply the client got as ``response_id``."""
+    cur = catalog.conn.execute(
+        "SELECT id, deployment_id, artifact_id, prompt_ref, model, endpoint, ts FROM request_log "
+        "WHERE response_id = ? ORDER BY id DESC LIMIT 1", (response_id,))
+    row = cur.fetchone()
+    return None if row is None else dict(zip([d[0] for d in cur.description], row))
 
 
 def iter_jsonl(rows: list[Feedback]) -> Iterator[str]:
@@ -96,7 +136,8 @@ def iter_jsonl(rows: list[Feedback]) -> Iterator[str]:
             "prompt": f.prompt, "completion": f.reply, "artifact_id": f.artifact_id,
             "artifact": f.artifact_ref, "deployment_id": f.deployment_id, "params": f.params,
             "ttft_ms": f.ttft_ms, "tokens_per_s": f.tokens_per_s, "user": f.user, "ts": f.ts,
-            "comment": f.comment,
+            "comment": f.comment, "correction": f.correction, "prompt_ref": f.prompt_ref,
+            "request_id": f.request_id, "source": f.source,
         }, ensure_ascii=False)
 
 

@@ -63,6 +63,8 @@ class RequestRecord:
     tokens_per_s: float | None = None
     finish_reason: str | None = None
     error: str | None = None
+    response_id: str | None = None  # the ``id`` the client got (a rating names it)
+    prompt_ref: str | None = None  # NAME@VERSION when a versioned prompt was served
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,7 +72,8 @@ class RequestRecord:
 
 _REQUEST_COLUMNS = ("deployment_id", "artifact_id", "ts", "endpoint", "model", "stream",
                     "status", "error", "finish_reason", "queue_ms", "ttft_ms", "latency_ms",
-                    "prompt_tokens", "completion_tokens", "tokens_per_s")
+                    "prompt_tokens", "completion_tokens", "tokens_per_s", "response_id",
+                    "prompt_ref")
 
 
 def insert_requests(conn: sqlite3.Connection, records: Iterable[RequestRecord]) -> int:

@@ -1,0 +1,170 @@
+"""The loop's first half: ratings from the API, linked to their request, become datasets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import openai
+import pytest
+import requests
+
+from llmops_desktop.catalog import Catalog
+from llmops_desktop.datasets.shapes import detect_shape, normalize_row
+from llmops_desktop.datasets.store import import_dataset, read_rows
+from llmops_desktop.errors import InvalidInputError
+from llmops_desktop.paths import Home
+from llmops_desktop.serving.engines.base import EngineSettings, get_engine
+from llmops_desktop.serving.feedback import Feedback, feedback_rows, rate
+from llmops_desktop.serving.feedback_data import build_rows, feedback_to_dataset
+from llmops_desktop.serving.recorder import RequestRecorder
+from tests.mirror_fixtures import import_artifact
+from tests.serving_fixtures import make_deployment, server_thread
+
+KEY = "sk-feedback-test-key"
+
+
+@pytest.fixture(scope="module")
+def loop_home(tmp_path_factory: pytest.TempPathFactory, demo_gguf_session: Path) -> Home:
+    home = Home.resolve(tmp_path_factory.mktemp("loop") / "home")
+    with Catalog.open(home) as cat:
+        import_artifact(cat, demo_gguf_session, "demo-gguf")
+    return home
+
+
+@pytest.fixture(scope="module")
+def server(loop_home: Home):
+    with Catalog.open(loop_home) as cat, RequestRecorder(loop_home, interval=0.2) as rec:
+        engine = get_engine("llama.cpp").load(cat.resolve("demo-gguf").path,
+                                              EngineSettings(threads=1, parallel=1))
+        try:
+            config = make_deployment(cat, cat.resolve("demo-gguf"), name="support")
+            with server_thread(config, engine, rec, api_key=KEY) as live:
+                yield live
+        finally:
+            engine.close()
+
+
+def _post(server, body: dict, key: str | None = KEY) -> requests.Response:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return requests.post(server.url + "/v1/feedback", json=body, headers=headers, timeout=30)
+
+
+def test_feedback_through_the_api_links_to_the_request_row(server, loop_home: Home) -> None:
+    client = openai.OpenAI(base_url=server.base_url, api_key=KEY, max_retries=0, timeout=60)
+    messages = [{"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "Name a colour"}]
+    resp = client.chat.completions.create(model="support", messages=messages, max_tokens=8,
+                                          temperature=0)
+    stream = client.chat.completions.create(model="support", messages=messages, max_tokens=8,
+                                            temperature=0, stream=True)
+    chunks = list(stream)
+    streamed_id = chunks[0].id
+    streamed_text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+    ok = _post(server, {"response_id": resp.id, "rating": 1, "comment": "nice"})
+    assert ok.status_code == 200, ok.text
+    fixed = _post(server, {"response_id": streamed_id, "rating": -1, "correction": "Blue."})
+    assert fixed.status_code == 200, fixed.text
+
+    with Catalog.open(loop_home) as cat:
+        rows = {f.reply_id: f for f in feedback_rows(cat)}
+        logged = dict(cat.conn.execute(
+            "SELECT response_id, id FROM request_log WHERE response_id IS NOT NULL").fetchall())
+    good, bad = rows[resp.id], rows[streamed_id]
+    assert good.request_id == logged[resp.id] == ok.json()["request_id"]
+    assert bad.request_id == logged[streamed_id]
+    assert good.reply == resp.choices[0].message.content and good.rating == 1
+    assert bad.reply == streamed_text and bad.correction == "Blue." and bad.rating == -1
+    assert good.system_prompt == "Be brief."
+    assert good.messages == [{"role": "user", "content": "Name a colour"}]
+    assert good.artifact_id == server.state.deployment.artifact_id and good.source == "api"
+    assert good.comment == "nice"
+
+    # Taking a rating back removes it.
+    assert _post(server, {"response_id": resp.id, "rating": 0}).status_code == 200
+    with Catalog.open(loop_home) as cat:
+        assert resp.id not in {f.reply_id for f in feedback_rows(cat)}
+
+
+def test_feedback_is_checked_and_needs_the_key(server) -> None:
+    assert _post(server, {"response_id": "chatcmpl-nope", "rating": 1}).status_code == 404
+    bad = _post(server, {"response_id": "x", "rating": 2})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "rating"
+    assert _post(server, {"rating": 1}).status_code == 400
+    assert _post(server, {"response_id": "x", "rating": True}).status_code == 400
+    assert _post(server, {"response_id": "x", "rating": 1}, key=None).status_code == 401
+
+
+# ---- feedback becomes data --------------------------------------------------------------
+
+def _rate(catalog: Catalog, rid: str, rating: int, reply: str, question: str, *,
+          correction: str = "", prompt_ref: str = "") -> None:
+    rate(catalog, Feedback(reply_id=rid, rating=rating, reply=reply, prompt=question,
+                           messages=[{"role": "user", "content": question}],
+                           system_prompt="Be kind.", correction=correction,
+                           prompt_ref=prompt_ref))
+
+
+def test_preference_rows_from_liked_disliked_pairs_and_corrections(catalog: Catalog) -> None:
+    _rate(catalog, "a1", 1, "Paris.", "Capital of France?", prompt_ref="geo@1")
+    _rate(catalog, "a2", -1, "Lyon.", "Capital of France?", prompt_ref="geo@1")
+    _rate(catalog, "b1", -1, "Two.", "1+2?", correction="Three.", prompt_ref="math@1")
+    _rate(catalog, "c1", 1, "Alone.", "Unpaired?", prompt_ref="geo@2")  # no disliked twin
+    ids = {f.reply_id: i for i, f in enumerate(feedback_rows(catalog), start=1)}
+
+    version = feedback_to_dataset(catalog, name="prefs", kind="preference")
+    assert version.shape == "preference"
+    rows = read_rows(version)
+    system = {"role": "system", "content": "Be kind."}
+    assert {"prompt": [system, {"role": "user", "content": "Capital of France?"}],
+            "chosen": "Paris.", "rejected": "Lyon."} in rows
+    assert {"prompt": [system, {"role": "user", "content": "1+2?"}],
+            "chosen": "Three.", "rejected": "Two."} in rows
+    assert len(rows) == 2
+    assert sorted(version.metadata["from_feedback"]["ids"]) == sorted(
+        [ids["a1"], ids["a2"], ids["b1"]])
+
+    sft = feedback_to_dataset(catalog, name="sft", kind="sft")
+    replies = sorted(r["messages"][-1]["content"] for r in read_rows(sft))
+    assert replies == ["Alone.", "Paris.", "Three."]
+    assert sft.shape == "chat"
+
+    only_geo = build_rows(catalog, kind="sft", prompt="geo")
+    assert sorted(r["messages"][-1]["content"] for r in only_geo.rows) == ["Alone.", "Paris."]
+    assert build_rows(catalog, kind="sft", prompt="geo@1").rows[0]["messages"][-1][
+        "content"] == "Paris."
+    assert not build_rows(catalog, kind="sft", since="2999-01-01").rows
+    with pytest.raises(InvalidInputError):
+        feedback_to_dataset(catalog, name="none", kind="preference", since="2999-01-01")
+
+
+def test_the_preference_shape_is_recognised(catalog: Catalog, tmp_path: Path) -> None:
+    shape, mapping = detect_shape(["prompt", "chosen", "rejected"])
+    assert shape == "preference"
+    trl_style = {"prompt": [{"role": "user", "content": "Hi"}],
+                 "chosen": [{"role": "assistant", "content": "Hello!"}],
+                 "rejected": [{"role": "assistant", "content": "Go away."}]}
+    assert normalize_row(trl_style, shape, mapping) == {
+        "prompt": [{"role": "user", "content": "Hi"}], "chosen": "Hello!",
+        "rejected": "Go away."}
+    # prompt and completion alone stay prompt/completion ("chosen" is an alias there).
+    assert detect_shape(["prompt", "chosen"])[0] == "prompt_completion"
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [
+        {"prompt": "Say hi", "chosen": "Hi!", "rejected": "No."},
+        {"prompt": "Say bye", "chosen": "Bye!", "rejected": 3}]) + "\n")
+    version = import_dataset(catalog, path, name="pairs")
+    assert version.shape == "preference" and version.rows == 2
+
+
+def test_cli_feedback_to_dataset(catalog: Catalog, home: Home, capsys) -> None:
+    from llmops_desktop.cli import main
+
+    _rate(catalog, "x1", 1, "Yes.", "Ok?")
+    _rate(catalog, "x2", -1, "No.", "Ok?")
+    assert main(["--home", str(home.root), "feedback", "to-dataset", "--name", "cli-prefs",
+                 "--kind", "preference", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ref"] == "cli-prefs@1" and out["shape"] == "preference" and out["rows"] == 1
+    assert main(["--home", str(home.root), "feedback", "to-dataset", "--kind", "sft"]) == 5
