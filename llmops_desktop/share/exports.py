@@ -9,7 +9,8 @@ Hugging Face: the artifact's files and a README.md model card whose YAML front m
 carries license, base_model, datasets, tags and quantization, for an HF artifact, a
 merged fine-tune or a LoRA adapter.
 
-Every file is copied in one pass, hashed on the way and checked against the catalog.
+Every file is copied in one pass, hashed on the way (on a second thread) and checked
+against the catalog; the disk writes while the copy goes on (:class:`.hashpipe.WriteBehind`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from llmops_desktop.catalog import Artifact, ArtifactFile, Catalog
 from llmops_desktop.catalog.catalog import utcnow
 from llmops_desktop.errors import CorruptFileError, DiskFullError, InvalidInputError
 from llmops_desktop.jobs.events import Event, Log, Progress
-from llmops_desktop.share.hashpipe import HashPipe
+from llmops_desktop.share.hashpipe import HashPipe, WriteBehind
 from llmops_desktop.share.package import artifact_root, check_space, model_card, slug, type_of
 
 CHUNK = 8 * 1024 * 1024
@@ -60,14 +61,16 @@ def copy_verified(src: Path, dst: Path, f: ArtifactFile, count: _Count,
     try:
         with open(src, "rb", buffering=0) as fin, open(tmp, "wb", buffering=0) as fout, \
                 HashPipe(CHUNK) as pipe:
+            behind = WriteBehind(fout.fileno())  # the disk writes while we copy and hash
             for chunk in pipe.chunks(fin.readinto, f.size + 1, h):
                 n = len(chunk)
                 written = 0
                 while written < n:
                     written += fout.write(chunk[written:])
+                behind.wrote(n)
                 count.done += n
                 yield Progress(count.done, count.total, "bytes", f"copying {label}")
-            os.fsync(fout.fileno())
+            behind.flush()
         if h.hexdigest() != f.sha256:
             raise CorruptFileError(f"{label} no longer matches the sha256 the catalog recorded; "
                                    "the stored copy changed. Import the model again.")

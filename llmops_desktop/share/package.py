@@ -28,7 +28,7 @@ from llmops_desktop.catalog import Artifact, ArtifactFile, Catalog
 from llmops_desktop.catalog.catalog import current_user, utcnow
 from llmops_desktop.errors import CorruptFileError, DiskFullError, InvalidInputError
 from llmops_desktop.jobs.events import Event, Progress
-from llmops_desktop.share.hashpipe import HashPipe
+from llmops_desktop.share.hashpipe import HashPipe, WriteBehind
 from llmops_desktop.share.manifest import (
     ARTIFACTS_DIR,
     FORMAT,
@@ -305,6 +305,7 @@ class _Writer:
 
     def __init__(self, fh: Any, total: int) -> None:
         self.fh, self.done, self.total = fh, 0, total
+        self.behind = WriteBehind(fh.fileno())  # the disk writes while we copy and hash
 
     def write(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
@@ -312,6 +313,7 @@ class _Writer:
         while written < len(view):
             written += self.fh.write(view[written:])
         self.done += len(view)
+        self.behind.wrote(len(view))
 
 
 def write_package(catalog: Catalog, plan: ExportPlan, dest: Path, *,
