@@ -260,8 +260,8 @@ def _occupancy(server) -> tuple[int, int]:
 
 @pytest.mark.parametrize(("field", "value", "code"), [
     ("logit_bias", {"50256": -100}, "unsupported_parameter"),
-    ("logprobs", True, "unsupported_parameter"),
-    ("top_logprobs", 3, "unsupported_parameter"),
+    ("logprobs", "yes", "invalid_value"),  # logprobs are served (#15 item 7); not a bool
+    ("top_logprobs", 3, "invalid_value"),  # without "logprobs": true
     ("presence_penalty", 0.5, "unsupported_parameter"),
     ("frequency_penalty", 1, "unsupported_parameter"),
     ("tools", [{"type": "function", "function": {"name": "f"}}], "unsupported_parameter"),

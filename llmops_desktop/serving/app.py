@@ -40,6 +40,7 @@ from llmops_desktop.serving.engines.base import (
     SamplingParams,
 )
 from llmops_desktop.serving.feedback_api import ReplyBook, feedback_router
+from llmops_desktop.serving.logprobs import logprobs_body
 from llmops_desktop.serving.metrics import CONTENT_TYPE, ServerMetrics
 from llmops_desktop.serving.protocol import (
     APIError,
@@ -94,6 +95,7 @@ class ServingState:
                                      engine=deployment.engine,
                                      waiting=lambda: self.admission.waiting,
                                      running=lambda: self.admission.running)
+        self.metrics.watch_engine(getattr(engine, "stats", None))
         self.executor = ThreadPoolExecutor(max_workers=engine.parallel_slots,
                                            thread_name_prefix="llmops-generate")
         self.created = int(time.time())
@@ -178,8 +180,13 @@ class ServingState:
         else:
             max_tokens = requested
         seed = req.seed % 2**31 if req.seed is not None else None
+        logprobs = req.logprob_count()
+        if logprobs is not None and not self.engine.supports_logprobs:
+            raise APIError(400, f"The {self.engine.name} engine does not report logprobs; "
+                                "leave 'logprobs' out.", param="logprobs",
+                           code="unsupported_parameter")
         return SamplingParams(max_tokens=max_tokens, temperature=req.temperature,
-                              top_p=req.top_p, seed=seed)
+                              top_p=req.top_p, seed=seed, logprobs=logprobs)
 
     def finish(self, m: _Measure) -> None:
         """Count the request in /metrics and hand it to the recorder."""
@@ -394,8 +401,10 @@ async def _complete(st: ServingState, m: _Measure, gen: Generation, request: Req
         st.finish(m)
         return err.response()
     build = chat_body if kind == "chat" else completion_body
+    logprobs = (logprobs_body(kind, gen.take_logprobs()) if gen.params.logprobs is not None
+                else None)
     body = build(rid, st.deployment.name, text, gen.finish_reason, m.prompt_tokens,
-                 gen.completion_tokens)
+                 gen.completion_tokens, logprobs)
     m.text = text
     st.finish(m)
     return JSONResponse(body)
@@ -409,9 +418,14 @@ async def _stream(st: ServingState, m: _Measure, gen: Generation, writer: ChunkW
         if first:
             yield first
         try:
+            offset = 0
             async for text in gen.deltas():
                 m.text += text
-                yield writer.text(text)
+                logprobs = None
+                if gen.params.logprobs is not None:
+                    logprobs = logprobs_body(writer.kind, gen.take_logprobs(), offset)
+                    offset += len(text)
+                yield writer.text(text, logprobs=logprobs)
             yield writer.text("", gen.finish_reason)
             if include_usage:
                 yield writer.usage(m.prompt_tokens, gen.completion_tokens)

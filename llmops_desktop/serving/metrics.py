@@ -6,10 +6,13 @@ leaves prometheus_client's global registry alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -56,5 +59,43 @@ class ServerMetrics:
         if completion_tokens:
             self.completion_tokens.inc(completion_tokens)
 
+    def watch_engine(self, stats: Callable[[], dict[str, int]] | None) -> None:
+        """Expose what a batching engine reports (``Engine.stats()``), read at each scrape."""
+        if stats is not None:
+            self.registry.register(_EngineCollector(stats))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _EngineCollector(Collector):
+    """The engine's own view: slots in use, its queue, the last step's batch, reused
+    prompt tokens (prefix reuse)."""
+
+    _GAUGES = (("slots", "llmops_engine_slots", "Sequences the engine can run at once"),
+               ("slots_in_use", "llmops_engine_slots_in_use", "Sequences running now"),
+               ("queued", "llmops_engine_queue_length",
+                "Requests handed to the engine that wait for a free slot"),
+               ("batch_size", "llmops_engine_batch_size",
+                "Sequences in the engine's last decode step"))
+    _COUNTERS = (("reused_prompt_tokens", "llmops_prompt_tokens_reused",
+                  "Prompt tokens taken from a slot's cache instead of being read again"),
+                 ("prefilled_prompt_tokens", "llmops_prompt_tokens_prefilled",
+                  "Prompt tokens the engine read (decoded)"),
+                 ("decode_steps", "llmops_engine_decode_steps",
+                  "Engine decode steps (one llama_decode for every running sequence)"))
+
+    def __init__(self, stats: Callable[[], dict[str, int]]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Any]:
+        stats = self._stats()
+        for key, name, doc in self._GAUGES:
+            if key in stats:
+                yield GaugeMetricFamily(name, doc, value=stats[key])
+        for key, name, doc in self._COUNTERS:
+            if key in stats:
+                yield CounterMetricFamily(name, doc, value=stats[key])
+
+    def describe(self) -> Iterator[Any]:
+        return iter(())

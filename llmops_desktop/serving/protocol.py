@@ -19,14 +19,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 from starlette.responses import JSONResponse
 
+from llmops_desktop.serving.logprobs import MAX_TOP_LOGPROBS
+
 MAX_STOP = 16
 # OpenAI request fields this server cannot honour yet, with the values that ask for
 # nothing (what a client sends when it means "off"): those pass, anything else is a 400
 # that names the field.
 UNSUPPORTED: dict[str, tuple[Any, ...]] = {
     "logit_bias": (None, {}),
-    "logprobs": (None, False, 0),
-    "top_logprobs": (None, 0),
     "best_of": (None, 1),
     "suffix": (None, ""),
     "frequency_penalty": (None, 0),
@@ -88,6 +88,11 @@ class _Request(BaseModel):
 class CompletionRequest(_Request):
     prompt: str | list[str] | list[StrictInt]
     echo: StrictBool = False
+    logprobs: StrictInt | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
+
+    def logprob_count(self) -> int | None:
+        """None: no logprobs; N: the chosen token's and the N most likely."""
+        return self.logprobs
 
 
 class ContentPart(BaseModel):
@@ -124,6 +129,15 @@ class ChatMessage(BaseModel):
 class ChatRequest(_Request):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: StrictInt | None = None
+    logprobs: StrictBool | None = None
+    top_logprobs: StrictInt | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
+
+    def logprob_count(self) -> int | None:
+        """None: no logprobs; N: the chosen token's and the N most likely."""
+        if self.top_logprobs and not self.logprobs:
+            raise APIError(400, "'top_logprobs' needs 'logprobs': true.", param="top_logprobs",
+                           code="invalid_value")
+        return (self.top_logprobs or 0) if self.logprobs else None
 
 
 def parse_body(raw: bytes, model: type[_Request]) -> Any:
@@ -193,17 +207,20 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
 
 
 def completion_body(rid: str, model: str, text: str, finish: str | None, prompt_tokens: int,
-                    completion_tokens: int) -> dict[str, Any]:
+                    completion_tokens: int, logprobs: dict[str, Any] | None = None
+                    ) -> dict[str, Any]:
     return {"id": rid, "object": "text_completion", "created": int(time.time()), "model": model,
-            "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish}],
+            "choices": [{"text": text, "index": 0, "logprobs": logprobs,
+                         "finish_reason": finish}],
             "usage": usage(prompt_tokens, completion_tokens)}
 
 
 def chat_body(rid: str, model: str, text: str, finish: str | None, prompt_tokens: int,
-              completion_tokens: int) -> dict[str, Any]:
+              completion_tokens: int, logprobs: dict[str, Any] | None = None
+              ) -> dict[str, Any]:
     return {"id": rid, "object": "chat.completion", "created": int(time.time()), "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "logprobs": None, "finish_reason": finish}],
+                         "logprobs": logprobs, "finish_reason": finish}],
             "usage": usage(prompt_tokens, completion_tokens)}
 
 
@@ -226,12 +243,13 @@ class ChunkWriter:
         return self._event([{"index": 0, "delta": {"role": "assistant", "content": ""},
                              "logprobs": None, "finish_reason": None}])
 
-    def text(self, text: str, finish: str | None = None) -> bytes:
+    def text(self, text: str, finish: str | None = None,
+             logprobs: dict[str, Any] | None = None) -> bytes:
         if self.kind == "chat":
             delta = {"content": text} if text else {}
-            return self._event([{"index": 0, "delta": delta, "logprobs": None,
+            return self._event([{"index": 0, "delta": delta, "logprobs": logprobs,
                                  "finish_reason": finish}])
-        return self._event([{"text": text, "index": 0, "logprobs": None,
+        return self._event([{"text": text, "index": 0, "logprobs": logprobs,
                              "finish_reason": finish}])
 
     def usage(self, prompt_tokens: int, completion_tokens: int) -> bytes:

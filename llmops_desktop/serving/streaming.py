@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor
+from typing import Any
 
 from llmops_desktop.serving.engines.base import Engine, Piece, PromptTokens, SamplingParams
 
@@ -66,6 +67,8 @@ class Generation:
         self.first_token_at: float | None = None
         self.finish_reason: str | None = None
         self.finished = False
+        self.logprobs: list[Any] = []  # one per token, from engines that report them
+        self._logprobs_taken = 0
         self._queue: asyncio.Queue[Piece | _End] = asyncio.Queue()
 
     def start(self, executor: Executor, on_done: Callable[[], None]) -> None:
@@ -105,6 +108,9 @@ class Generation:
                 if isinstance(item, _End):
                     end = item
                     break
+                logprob = getattr(item, "logprob", None)
+                if logprob is not None:
+                    self.logprobs.append(logprob)
                 if item.tokens:
                     self.completion_tokens += item.tokens
                     if self.first_token_at is None:
@@ -130,6 +136,12 @@ class Generation:
                 yield text
             if end is not None:
                 return
+
+    def take_logprobs(self) -> list[Any]:
+        """The tokens' log-probabilities that arrived since the last call."""
+        fresh = self.logprobs[self._logprobs_taken:]
+        self._logprobs_taken = len(self.logprobs)
+        return fresh
 
     def _finish(self, reason: str) -> None:
         self.finish_reason = reason

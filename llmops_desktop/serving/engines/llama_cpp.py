@@ -192,11 +192,12 @@ class LlamaCppEngine(Engine):
                 self._scheduler.wake()
 
     def stats(self) -> dict[str, int]:
-        """Slots in use, queue length, last step's batch size, reused prompt tokens."""
+        """Slots in use, queue length, the batch size now (0 when idle), prompt tokens
+        reused and read, decode steps so far."""
         s = self._scheduler.stats
         return {"slots": s.slots, "slots_in_use": s.slots_in_use, "queued": s.queued,
                 "batch_size": s.batch_size, "reused_prompt_tokens": s.reused_prompt_tokens,
-                "prefilled_prompt_tokens": s.prefilled_prompt_tokens}
+                "prefilled_prompt_tokens": s.prefilled_prompt_tokens, "decode_steps": s.steps}
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "model_path": str(self.model_path),
