@@ -28,6 +28,7 @@ ERROR_MODULES: tuple[str, ...] = (
     "llmops_desktop.datasets.store",
     "llmops_desktop.mirror.repos",
     "llmops_desktop.serving.engines.base",
+    "llmops_desktop.evaluate.errors",
 )
 _PACKAGE = "llmops_desktop."
 

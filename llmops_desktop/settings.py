@@ -98,6 +98,10 @@ class Settings:
         False, "Serve only artifacts whose governance status is 'approved'; drafts and "
         "deprecated artifacts are refused with a message.", label="Serve only approved "
         "artifacts", group="Sharing")
+    approval_needs_evaluation: bool = spec(
+        False, "An artifact can be approved only once it has a passing evaluation run: a "
+        "finished run on a suite whose pass thresholds it meets ('llmops eval').",
+        label="Approval needs evaluation", group="Sharing")
 
     @classmethod
     def field_info(cls) -> list[dict[str, Any]]:

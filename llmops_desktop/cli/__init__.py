@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "llmops_desktop.serving.chat_cli",
     "llmops_desktop.gateway.commands",
     "llmops_desktop.share.commands",
+    "llmops_desktop.evaluate.commands",
 )
 
 

@@ -40,6 +40,7 @@ TASK_MODULES: dict[str, str] = {
     "lora-gguf": "llmops_desktop.finetune.merge",
     "export": "llmops_desktop.share.export",
     "import-package": "llmops_desktop.share.unpack",
+    "eval": "llmops_desktop.evaluate.task",
 }
 
 

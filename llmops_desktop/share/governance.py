@@ -55,6 +55,8 @@ def set_status(catalog: Catalog, artifact_id: int, status: str, comment: str, *,
         raise GovernanceError("A status change needs a comment saying why (e.g. -m \"passed "
                               "the team's evaluation\").")
     catalog.artifact(artifact_id)
+    if status == "approved" and action == "status":
+        _check_evaluated(catalog, artifact_id)
     with catalog.transaction() as conn:
         old = get_status(catalog, artifact_id)
         conn.execute("UPDATE artifacts SET status = ? WHERE id = ?", (status, artifact_id))
@@ -62,6 +64,16 @@ def set_status(catalog: Catalog, artifact_id: int, status: str, comment: str, *,
                       details={"from": old, "to": status, "comment": comment})
     entry = status_history(catalog, artifact_id)[0]
     return entry
+
+
+def _check_evaluated(catalog: Catalog, artifact_id: int) -> None:
+    """With the setting "approval needs evaluation", refuse until a run passes."""
+    from llmops_desktop.settings import load_settings
+
+    if getattr(load_settings(catalog.home.settings_path), "approval_needs_evaluation", False):
+        from llmops_desktop.evaluate.gate import check_approvable
+
+        check_approvable(catalog, artifact_id)
 
 
 def status_history(catalog: Catalog, artifact_id: int) -> list[StatusChange]:
