@@ -40,6 +40,7 @@ from llmops_desktop.serving.engines.base import (
     SamplingParams,
 )
 from llmops_desktop.serving.feedback_api import ReplyBook, feedback_router
+from llmops_desktop.serving.embeddings import embeddings_router
 from llmops_desktop.serving.logprobs import logprobs_body
 from llmops_desktop.serving.metrics import CONTENT_TYPE, ServerMetrics
 from llmops_desktop.serving.protocol import (
@@ -279,6 +280,7 @@ def create_app(deployment: DeploymentConfig, engine: Engine, recorder: RequestSi
         return await _generate(state, request, "chat")
 
     app.include_router(feedback_router(state))
+    app.include_router(embeddings_router(state))
     if api_key:
         app.add_middleware(ApiKeyGuard, key=api_key, rejected=state.metrics.requests)
     app.add_middleware(BodyLimit, limit=MAX_BODY)  # outermost: even a 401 reads no body

@@ -32,6 +32,10 @@ class EngineNotFoundError(NotFoundError):
     """No engine is registered under the name the user gave."""
 
 
+class EmbeddingsUnsupportedError(InvalidInputError):
+    """This model (or engine) does not produce embedding vectors."""
+
+
 @dataclass(frozen=True)
 class EngineSettings:
     """How to load a model; engines ignore what does not apply to them."""
@@ -129,6 +133,13 @@ class Engine(ABC):
                  cancel: threading.Event) -> Iterator[Piece]:
         """Text pieces, one per new token, until end of sequence, ``max_tokens`` or
         ``cancel`` is set (checked before every token). Runs on a worker thread."""
+
+    def embed(self, inputs: list[list[int]]) -> list[list[float]]:
+        """One L2-normalised vector per token list; runs on a worker thread. Raises
+        :class:`EmbeddingsUnsupportedError` for an engine or model that cannot embed."""
+        raise EmbeddingsUnsupportedError(
+            f"The {self.name} engine does not serve embeddings; serve a GGUF with the "
+            "llama.cpp engine for /v1/embeddings.")
 
     def describe(self) -> dict[str, Any]:
         """What /health shows and the deployment record keeps about the engine."""

@@ -147,6 +147,9 @@ class BatchScheduler:
         self.slots = [_Slot(s) for s in range(n_seq)]
         self.stats = SchedulerStats(slots=n_seq)
         self._pending: deque[SequenceRequest] = deque()
+        self._embed_jobs: deque[Any] = deque()
+        self._embedder: Any = None  # llama_embed.Embedder, made on first use
+        self._threads = threads
         self._cond = threading.Condition()
         self._stopping = False
         self._ready = threading.Event()
@@ -168,6 +171,22 @@ class BatchScheduler:
             self.stats.queued = len(self._pending)
             self._cond.notify()
         return req
+
+    def embed(self, inputs: list[list[int]]) -> list[list[float]]:
+        """L2-normalised embedding vectors, computed on the scheduler thread between
+        decode steps (see :mod:`.llama_embed`)."""
+        from llmops_desktop.serving.engines.llama_embed import EmbedJob
+
+        job = EmbedJob(inputs)
+        with self._cond:
+            if self._stopping:
+                raise RuntimeError("the engine is closed")
+            self._embed_jobs.append(job)
+            self._cond.notify()
+        result = job.out.get()
+        if isinstance(result, BaseException):
+            raise result
+        return result
 
     def wake(self) -> None:
         """Let the scheduler notice a cancel flag while it waits for work."""
@@ -204,14 +223,18 @@ class BatchScheduler:
             return
         while True:
             with self._cond:
-                while not self._stopping and not self._pending and \
-                        not any(s.req for s in self.slots):
+                while not self._stopping and not self._pending and not self._embed_jobs \
+                        and not any(s.req for s in self.slots):
                     self.stats.batch_size = 0
                     self._cond.wait()
                 if self._stopping:
                     break
                 self._drop_cancelled()
                 self._admit()
+                jobs = list(self._embed_jobs)
+                self._embed_jobs.clear()
+            for job in jobs:
+                self._embed(job)
             try:
                 self._step()
             except BaseException as exc:  # noqa: BLE001 - fail the requests, keep serving
@@ -224,6 +247,20 @@ class BatchScheduler:
                 self._finish(slot)
         while self._pending:
             self._pending.popleft().out.put(_END)
+        while self._embed_jobs:
+            self._embed_jobs.popleft().out.put(RuntimeError("the engine is closed"))
+        if self._embedder is not None:
+            self._embedder.close()
+
+    def _embed(self, job: Any) -> None:
+        try:
+            if self._embedder is None:
+                from llmops_desktop.serving.engines.llama_embed import Embedder
+
+                self._embedder = Embedder(self.model, self._threads, self.n_ctx)
+            job.out.put(self._embedder.embed(job.inputs))
+        except BaseException as exc:  # noqa: BLE001 - the caller raises it
+            job.out.put(exc)
 
     def _warm_up(self) -> None:
         """Decode one token so the first request does not pay llama.cpp's lazy set-up."""

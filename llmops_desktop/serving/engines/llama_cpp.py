@@ -191,6 +191,9 @@ class LlamaCppEngine(Engine):
                 cancel.set()
                 self._scheduler.wake()
 
+    def embed(self, inputs: list[list[int]]) -> list[list[float]]:
+        return self._scheduler.embed(inputs)
+
     def stats(self) -> dict[str, int]:
         """Slots in use, queue length, the batch size now (0 when idle), prompt tokens
         reused and read, decode steps so far."""
