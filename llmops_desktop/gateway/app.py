@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from typing import Any
 
@@ -26,6 +27,8 @@ from llmops_desktop.gateway.limits import RateLimits
 from llmops_desktop.gateway.pool import DeploymentPool, Unavailable
 from llmops_desktop.gateway.usage import GatewayMetrics, UsageBook
 from llmops_desktop.httpserve import BodyLimit, BodyTooLarge, read_body
+
+log = logging.getLogger("llmops_desktop.gateway")
 
 FLUSH_EVERY_S = 0.5
 
@@ -82,7 +85,10 @@ class Gateway:
     async def _flush_often(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_EVERY_S)
-            self.book.flush()
+            try:
+                self.book.flush()
+            except Exception as exc:  # noqa: BLE001 - kept and retried; the gateway goes on
+                log.warning("request log not written yet (%s); retrying", exc)
             self.metrics.loaded.set(sum(s.state == "loaded" for s in self.pool.slots.values()))
 
     # ---- routes ------------------------------------------------------------------------------
@@ -133,8 +139,10 @@ class Gateway:
         stream = payload.get("stream") is True
 
         def refuse(status: int, message: str, **kw: Any) -> Response:
-            self.book.record(key_name=key_name, model=model, endpoint=endpoint, stream=stream,
-                             status=status, latency_ms=_ms(started), error=message)
+            named = slot.name if slot is not None else model
+            self.book.record(key_name=key_name, model=named, endpoint=endpoint, stream=stream,
+                             status=status, latency_ms=_ms(started), error=message,
+                             counted=False)
             return error(status, message, **kw)
 
         slot = self.pool.find(model)
@@ -151,15 +159,34 @@ class Gateway:
                 return refuse(429, f"The key {key_name!r} is over its limit of {limit}; try "
                                    f"again in {wait} s.", code="rate_limit_exceeded",
                               retry_after=wait)
-        try:
-            await self.pool.acquire(slot)
-        except Unavailable as exc:
-            return refuse(exc.status, exc.message, code=exc.code, retry_after=exc.retry_after)
-        return await self._forward(slot, key, endpoint, payload, stream, started)
-
-    async def _forward(self, slot: Any, key: ApiKey | None, endpoint: str,
-                       payload: dict[str, Any], stream: bool, started: float) -> Response:
         body, added = proxy.prepare_body(payload)
+        for attempt in range(2):
+            try:
+                await self.pool.acquire(slot)
+            except Unavailable as exc:
+                return refuse(exc.status, exc.message, code=exc.code,
+                              retry_after=exc.retry_after)
+            try:
+                if slot.client is None:  # it died between loading and now
+                    raise proxy.httpx.ConnectError("the deployment is gone")
+                upstream = await proxy.open_upstream(slot.client, endpoint, body)
+                break
+            except proxy.CONNECTION_ERRORS as exc:
+                self.pool.release(slot)
+                # A deployment that died (killed, crashed) before it took the request:
+                # start it again and send the request there, once.
+                if attempt == 0 and await self.pool.confirm_dead(slot):
+                    continue
+                return refuse(502, f"The deployment of {slot.name} did not answer "
+                                   f"({type(exc).__name__}); try again.",
+                              code="deployment_unavailable")
+            except BaseException:
+                self.pool.release(slot)
+                raise
+        return await self._relay(slot, key, endpoint, upstream, stream, added, started)
+
+    async def _relay(self, slot: Any, key: ApiKey | None, endpoint: str, upstream: Any,
+                     stream: bool, added: bool, started: float) -> Response:
         outcome = proxy.Outcome()
         key_name = key.name if key else None
         released = False
@@ -177,26 +204,15 @@ class Gateway:
                              ttft_ms=result.ttft_ms, prompt_tokens=result.prompt_tokens,
                              completion_tokens=result.completion_tokens, error=result.error)
 
-        try:
-            if slot.client is None:  # it died between loading and now
-                raise proxy.httpx.ConnectError("the deployment is gone")
-            upstream = await proxy.open_upstream(slot.client, endpoint, body)
-        except proxy.CONNECTION_ERRORS as exc:
-            outcome.status, outcome.error = 502, f"{slot.name}'s deployment did not answer"
-            done(outcome)
-            return error(502, f"The deployment of {slot.name} did not answer "
-                              f"({type(exc).__name__}); the next request starts it again.",
-                         code="deployment_unavailable")
-        except BaseException:
-            outcome.status = 499
-            done(outcome)
-            raise
         outcome.status = upstream.status_code
         headers = proxy.response_headers(upstream)
         if stream and upstream.status_code == 200:
-            return StreamingResponse(
-                proxy.relay_events(upstream, outcome, started, added, done),
-                status_code=200, headers=headers)
+            async def close() -> None:  # however the stream ends, even before it starts
+                await upstream.aclose()
+                done(outcome)
+
+            return RelayResponse(proxy.relay_events(upstream, outcome, started, added, done),
+                                 close, status_code=200, headers=headers)
         try:
             content = await upstream.aread()
             outcome.ttft_ms = _ms(started)
@@ -215,6 +231,21 @@ class Gateway:
             await upstream.aclose()
             done(outcome)
         return Response(content, status_code=outcome.status, headers=headers)
+
+
+class RelayResponse(StreamingResponse):
+    """A stream whose ``on_close`` runs however it ends: a client that leaves before the
+    first event still frees its place on the deployment and gets its log row."""
+
+    def __init__(self, content: Any, on_close: Any, **kw: Any) -> None:
+        super().__init__(content, **kw)
+        self._on_close = on_close
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._on_close()
 
 
 def _ms(started: float) -> float:

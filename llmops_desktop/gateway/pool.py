@@ -86,12 +86,23 @@ class Slot:
         return self.process is not None and self.process.poll() is None
 
 
+DEPLOYMENT_KEY_ENV = "LLMOPS_GATEWAY_DEPLOYMENT_KEY"
+
+
+def _deployment_key() -> str:
+    """The key the gateway's deployments require, so that nobody on this machine reaches
+    them past the gateway: fresh per run, in memory and the children's environment only
+    (a benchmark that measures a deployment directly sets it in the environment)."""
+    import os
+
+    return os.environ.get(DEPLOYMENT_KEY_ENV) or secrets.token_urlsafe(32)
+
+
 @dataclass
 class PoolOptions:
     idle_unload: float = 600.0  # seconds; 0: never
     memory_budget: int | None = None  # bytes; None: no budget
     load_timeout: float = 180.0
-    gpus: str | None = None  # CUDA_VISIBLE_DEVICES for the deployments
 
 
 @dataclass
@@ -99,7 +110,7 @@ class DeploymentPool:
     catalog: Catalog
     options: PoolOptions = field(default_factory=PoolOptions)
     slots: dict[str, Slot] = field(default_factory=dict)  # by artifact ref
-    internal_key: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
+    internal_key: str = field(default_factory=lambda: _deployment_key(), repr=False)
 
     def __post_init__(self) -> None:
         self._place = asyncio.Lock()
@@ -240,16 +251,11 @@ class DeploymentPool:
 
     def _start(self, slot: Slot) -> None:
         """Start the deployment and wait for its ready line (in a worker thread)."""
-        import os
-
         from llmops_desktop.procs import read_events
         from llmops_desktop.serving.deploy import DeployRequest, start_server, stop_server
 
         request = DeployRequest(slot.artifact.id, slot.artifact.ref, slot.options,
                                 api_key=self.internal_key)
-        env_gpus = self.options.gpus
-        if env_gpus is not None:
-            os.environ["CUDA_VISIBLE_DEVICES"] = env_gpus  # inherited by the child
         process = start_server(request, self.catalog.home)
         slot.process, slot.expected_exit = process, False
         slot.starts += 1
@@ -282,6 +288,21 @@ class DeploymentPool:
     async def _exited(self, slot: Slot, process: subprocess.Popen[bytes]) -> None:
         if slot.process is process and slot.state == "loaded" and not slot.expected_exit:
             await self._died(slot)
+
+    async def confirm_dead(self, slot: Slot, wait: float = 2.0) -> bool:
+        """After a connection error: whether ``slot``'s process has ended (waiting up to
+        ``wait`` seconds for a killed one to go); if so it is noted as died."""
+        process = slot.process
+        if process is None:
+            return True
+        deadline = time.monotonic() + wait
+        while process.poll() is None:
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+        if slot.process is process and slot.state == "loaded":
+            await self._died(slot)
+        return True
 
     async def _died(self, slot: Slot) -> None:
         """A deployment that ended on its own: note it, free its place; the next request

@@ -75,8 +75,9 @@ def run_gateway(options: GatewayOptions, *, home: Home | str | os.PathLike[str] 
                   if options.memory_budget_gb is not None else None)
         pool = DeploymentPool(catalog, PoolOptions(idle_unload=options.idle_unload,
                                                    memory_budget=budget,
-                                                   load_timeout=options.load_timeout,
-                                                   gpus=options.gpus))
+                                                   load_timeout=options.load_timeout))
+        if options.gpus is not None:  # the deployments inherit it (start_server copies it)
+            os.environ["CUDA_VISIBLE_DEVICES"] = options.gpus
         gateway = Gateway(pool, open_without_keys=loopback)
         app = create_gateway_app(gateway)
         sock = bind_socket(options.host, options.port)

@@ -71,7 +71,9 @@ class UsageBook:
     def record(self, *, key_name: str | None, model: str, endpoint: str, stream: bool,
                status: int, latency_ms: float, ttft_ms: float | None = None,
                prompt_tokens: int = 0, completion_tokens: int = 0,
-               error: str | None = None) -> None:
+               error: str | None = None, counted: bool = True) -> None:
+        """One request's row and series; ``counted``: it reached a model (the key's
+        request count and tokens grow; refusals by the gateway only get their row)."""
         key = key_name or ANONYMOUS
         now = utcnow()
         self._rows.append(GatewayRecord(now, key, model, endpoint, stream, status, error,
@@ -83,7 +85,7 @@ class UsageBook:
             self.metrics.tokens.labels(key, model, "completion").inc(completion_tokens)
         if ttft_ms is not None:
             self.metrics.ttft.labels(model).observe(ttft_ms / 1000)
-        if key_name:
+        if key_name and counted:
             counts = self._keys[key_name]
             counts[0] += 1
             counts[1] += prompt_tokens
@@ -95,6 +97,20 @@ class UsageBook:
         keys, self._keys = self._keys, defaultdict(lambda: [0, 0, 0, ""])
         if not rows and not keys:
             return 0
+        try:
+            self._write(rows, keys)
+        except Exception:  # the catalog busy or failing: keep them for the next flush
+            self._rows[:0] = rows
+            for name, counts in keys.items():
+                mine = self._keys[name]
+                for i in range(3):
+                    mine[i] += counts[i]
+                mine[3] = mine[3] or counts[3]
+            raise
+        self.written += len(rows)
+        return len(rows)
+
+    def _write(self, rows: list[GatewayRecord], keys: dict[str, list[Any]]) -> None:
         marks = ",".join("?" * len(_COLUMNS))
         with self.catalog.transaction() as conn:
             conn.executemany(f"INSERT INTO gateway_requests ({','.join(_COLUMNS)}) "
@@ -105,8 +121,6 @@ class UsageBook:
                              "prompt_tokens + ?, completion_tokens = completion_tokens + ?, "
                              "last_used_at = ? WHERE name = ?",
                              [(*counts, name) for name, counts in keys.items()])
-        self.written += len(rows)
-        return len(rows)
 
 
 def gateway_log(catalog: Catalog, *, key_name: str | None = None,
