@@ -275,3 +275,33 @@ def test_sampler_chains_are_per_sequence(engine) -> None:
     greedy = list(engine.generate(engine.tokenize("Hello"), SamplingParams(24, temperature=0),
                                   threading.Event()))
     assert texts[3] == "".join(p.text for p in greedy)
+
+
+def test_long_prompts_are_read_in_chunks_between_steps(cat: Catalog, engine) -> None:
+    """With a 32-token batch a 300-token prompt takes ten steps, while another sequence
+    keeps generating; both answers are the ones a 512-token batch gives."""
+    from llmops_desktop.serving.engines.llama_batch import SequenceRequest
+
+    small = get_engine("llama.cpp").load(cat.resolve("demo-gguf").path,
+                                         EngineSettings(threads=1, parallel=2, batch=32))
+    try:
+        long_ids = engine.tokenize(" ".join(str(i) for i in range(150))).ids[:300]
+        assert len(long_ids) == 300
+        short_ids = engine.tokenize("Hello").ids
+
+        def run(eng, ids, n) -> str:
+            req = eng._scheduler.submit(SequenceRequest(list(ids), n, temperature=0))
+            return "".join(p.text for p in req.pieces())
+
+        expected = [run(engine, long_ids, 16), run(engine, short_ids, 120)]
+        steps0 = small.stats()["decode_steps"]
+        with ThreadPoolExecutor(2) as pool:
+            running = pool.submit(run, small, short_ids, 120)
+            got_long = pool.submit(run, small, long_ids, 16).result()
+            got_short = running.result()
+        assert [got_long, got_short] == expected
+        assert small.stats()["prefilled_prompt_tokens"] >= 300
+        # ~10 chunks of the long prompt shared steps with the short sequence's tokens
+        assert small.stats()["decode_steps"] - steps0 < 16 + 10 + 120
+    finally:
+        small.close()
