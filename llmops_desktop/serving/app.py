@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, Protocol
 
@@ -55,6 +56,7 @@ from llmops_desktop.serving.protocol import (
 )
 from llmops_desktop.serving.store import RequestRecord
 from llmops_desktop.serving.streaming import Generation
+from llmops_desktop.serving.tools import plan_output, stream_writer
 
 log = logging.getLogger("llmops_desktop.serving")
 Kind = Literal["completion", "chat"]
@@ -75,6 +77,7 @@ class _Measure:
         self.prompt_tokens = 0
         self.t_slot: float | None = None
         self.gen: Generation | None = None
+        self.output: Any = None  # tools and response_format (serving/tools.py)
         self.rid: str | None = None  # the response id the client gets (#19)
         self.request: Any = None
         self.text = ""
@@ -134,7 +137,8 @@ class ServingState:
             prompt = prompt[0]
         return prompt
 
-    def prompt_for(self, checked: Any, kind: Kind) -> PromptTokens:
+    def prompt_for(self, checked: Any, kind: Kind,
+                   tools: list[dict[str, Any]] | None = None) -> PromptTokens:
         """Tokenize what :meth:`check_prompt` returned (on a worker thread: long prompts
         take a while). Only a request with a place in the queue gets here."""
         if isinstance(checked, PromptTokens):
@@ -144,6 +148,8 @@ class ServingState:
         param = "messages" if kind == "chat" else "prompt"
         try:
             if kind == "chat":
+                if tools:  # a template that renders tools itself (serving/tools.py)
+                    return engine.tokenize_chat(checked, tools=tools)  # type: ignore[call-arg]
                 return engine.tokenize_chat(checked)
             return engine.tokenize(checked)
         except ChatTemplateMissingError as exc:
@@ -321,8 +327,8 @@ async def _generate(st: ServingState, request: Request, kind: Kind) -> Response:
         return exc.response()
     rid = m.rid = new_id("chatcmpl" if kind == "chat" else "cmpl")
     if req.stream:
-        return StreamingResponse(_stream(st, m, gen, ChunkWriter(kind, rid, st.deployment.name),
-                                         req.include_usage),
+        writer = stream_writer(m.output, ChunkWriter(kind, rid, st.deployment.name))
+        return StreamingResponse(_stream(st, m, gen, writer, req.include_usage),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     return await _complete(st, m, gen, request, kind, rid)
@@ -341,12 +347,18 @@ async def _admit(st: ServingState, request: Request, kind: Kind, m: _Measure
     m.model, m.stream, m.request = req.model, req.stream, req
     st.check_model(req.model)
     stops = req.stops()
+    m.output = output = plan_output(req, kind, st.engine)
     checked = st.check_prompt(req, kind)
+    if output is not None and kind == "chat":
+        checked = output.messages(checked, req.messages)
     st.admission.reserve()
     try:
-        prompt = await run_in_threadpool(st.prompt_for, checked, kind)
+        prompt = await run_in_threadpool(st.prompt_for, checked, kind,
+                                         output.template_tools if output else None)
         m.prompt_tokens = len(prompt)
         params = st.sampling(req, len(prompt), kind)
+        if output is not None and output.grammar:
+            params = replace(params, grammar=output.grammar)
     except BaseException:
         st.admission.leave_queue()
         raise
@@ -407,6 +419,8 @@ async def _complete(st: ServingState, m: _Measure, gen: Generation, request: Req
                 else None)
     body = build(rid, st.deployment.name, text, gen.finish_reason, m.prompt_tokens,
                  gen.completion_tokens, logprobs)
+    if m.output is not None and kind == "chat":
+        body = m.output.chat_body(body, text)
     m.text = text
     st.finish(m)
     return JSONResponse(body)

@@ -18,6 +18,7 @@ from llmops_desktop.errors import InvalidInputError
 from llmops_desktop.fields import add_arguments, field_specs, spec
 from llmops_desktop.quantize.targets import BNB_MODES
 from llmops_desktop.serving.engines.base import EngineSettings
+from llmops_desktop.serving.templates import resolve_chat_template
 
 DEFAULT_HOST = "127.0.0.1"
 API_KEY_ENV = "LLMOPS_API_KEY"  # how a server child gets its key (never a command line)
@@ -76,6 +77,10 @@ class ServeOptions:
         None, "llama.cpp: a LoRA GGUF artifact (made by 'llmops lora-gguf') applied on top "
         "of the served GGUF, which must be its base model's.", label="LoRA adapter",
         metavar="ARTIFACT")
+    chat_template: str | None = option(
+        None, "Chat template for a model without one (or to replace its own): a llama.cpp "
+        "built-in name (chatml, gemma, llama3, llama2, mistral, phi3, zephyr, vicuna, "
+        "deepseek) or a Jinja file.", label="Chat template", metavar="NAME|FILE")
 
     @classmethod
     def field_info(cls) -> list[dict[str, Any]]:
@@ -188,6 +193,7 @@ class DeploymentConfig:
                     "--engine torch" if engine == "llama.cpp" else "use --engine llama.cpp")
             raise InvalidInputError(f"The {engine} engine serves {expected} artifacts and "
                                     f"{artifact.ref} is {artifact.kind}: {hint}.")
+        resolve_chat_template(options.chat_template)  # a bad name or file fails here
         name = (options.name or artifact.ref).strip()
         if not name:
             raise InvalidInputError("A deployment name cannot be empty.")
@@ -202,7 +208,8 @@ class DeploymentConfig:
                               parallel=o.parallel, device=o.device,
                               quantization=o.quantization, batch=o.batch,
                               lora_path=str(self.lora_path) if self.lora_path else None,
-                              base_path=str(self.base_path) if self.base_path else None)
+                              base_path=str(self.base_path) if self.base_path else None,
+                              chat_template=resolve_chat_template(o.chat_template))
 
     def settings_json(self) -> dict[str, Any]:
         """The options as the deployment record keeps them (no secrets among them)."""

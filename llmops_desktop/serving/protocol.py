@@ -31,11 +31,8 @@ UNSUPPORTED: dict[str, tuple[Any, ...]] = {
     "suffix": (None, ""),
     "frequency_penalty": (None, 0),
     "presence_penalty": (None, 0),
-    "tools": (None, []),
-    "functions": (None, []),
-    "tool_choice": (None, "none"),
+    "functions": (None, []),  # tools, tool_choice, response_format: serving/tools.py
     "function_call": (None, "none"),
-    "response_format": (None, {"type": "text"}),
     "audio": (None,),
     "modalities": (None, ["text"]),
     "prediction": (None,),

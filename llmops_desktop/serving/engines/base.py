@@ -49,6 +49,7 @@ class EngineSettings:
     batch: int | None = None  # llama.cpp: prompt batch size (n_batch)
     lora_path: str | None = None  # llama.cpp: a LoRA GGUF applied on top of the model
     base_path: str | None = None  # torch, serving a LoRA adapter: its base model's folder
+    chat_template: str | None = None  # Jinja text that replaces the model's own (or lack)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class SamplingParams:
     top_p: float = 1.0
     seed: int | None = None
     logprobs: int | None = None  # None: none; N: the chosen token's and the N most likely
+    grammar: str | None = None  # GBNF the output must match (JSON schema, tool calls)
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,7 @@ class Engine(ABC):
 
     name: ClassVar[str] = ""
     supports_logprobs: ClassVar[bool] = False  # pieces carry log-probabilities when asked
+    supports_grammar: ClassVar[bool] = False  # SamplingParams.grammar constrains the output
 
     @classmethod
     @abstractmethod

@@ -50,6 +50,7 @@ class LlamaCppEngine(Engine):
     """One GGUF model, one context, ``parallel`` sequences batched by a scheduler."""
 
     supports_logprobs = True
+    supports_grammar = True
 
     def __init__(self, model: Any, scheduler: BatchScheduler, model_path: Path,
                  template: str | None, lora: Any = None) -> None:
@@ -116,7 +117,8 @@ class LlamaCppEngine(Engine):
                 llama_cpp.llama_adapter_lora_free(lora)
             model.close()
             raise
-        template = model.metadata().get("tokenizer.chat_template") or None
+        template = settings.chat_template or model.metadata().get("tokenizer.chat_template") \
+            or None
         return cls(model, scheduler, model_path, template, lora)
 
     @property
@@ -140,7 +142,13 @@ class LlamaCppEngine(Engine):
         ids = self._model.tokenize(text.encode("utf-8"), add_bos=self._add_bos, special=True)
         return PromptTokens(list(ids))
 
-    def tokenize_chat(self, messages: Sequence[dict[str, Any]]) -> PromptTokens:
+    @property
+    def chat_template(self) -> str | None:
+        """The Jinja template chat requests go through (the model's, or --chat-template)."""
+        return self._template
+
+    def tokenize_chat(self, messages: Sequence[dict[str, Any]],
+                      tools: list[dict[str, Any]] | None = None) -> PromptTokens:
         if self._template is None:
             raise ChatTemplateMissingError(
                 f"{self.model_path.name} has no chat template (no tokenizer.chat_template in "
@@ -148,7 +156,7 @@ class LlamaCppEngine(Engine):
                 "/v1/completions with a plain prompt, or serve a model that has one.")
         formatter = self._chat_formatter()
         try:
-            result = formatter(messages=list(messages))
+            result = formatter(messages=list(messages), tools=tools)
         except Exception as exc:  # noqa: BLE001 - jinja2 errors and raise_exception()
             raise InvalidInputError(f"The model's chat template refused these messages: "
                                     f"{exc}") from None
@@ -177,7 +185,8 @@ class LlamaCppEngine(Engine):
         seed = params.seed if params.seed is not None else random.getrandbits(31)
         req = SequenceRequest(list(prompt.ids), params.max_tokens,
                               temperature=params.temperature, top_p=params.top_p, seed=seed,
-                              logprobs=params.logprobs, cancel=cancel)
+                              logprobs=params.logprobs, grammar=params.grammar,
+                              cancel=cancel)
         self._scheduler.submit(req)
         done = False
         try:
