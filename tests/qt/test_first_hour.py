@@ -10,8 +10,8 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QPoint, Qt, QTimer  # noqa: E402
-from PySide6.QtGui import QContextMenuEvent, QGuiApplication  # noqa: E402
+from PySide6.QtCore import QObject, QPoint, Qt, QTimer, QUrl, Slot  # noqa: E402
+from PySide6.QtGui import QContextMenuEvent, QDesktopServices, QGuiApplication  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import (  # noqa: E402
     QApplication,
@@ -248,6 +248,23 @@ def test_help_works_offline(qtbot, home, three, tmp_path):
     assert pairs["Model › Quantize"] == "Ctrl+Shift+Q" and pairs["View › Jobs"] == "Ctrl+9"
     assert pairs["Help › Keyboard shortcuts"] == "Ctrl+/"
     sheet.close()
+
+    # Open data folder: Qt hands file URLs to the registered handler (the desktop's file
+    # manager by default); a handler here sees the URL instead of a window opening.
+    class Opened(QObject):
+        urls: list[str] = []
+
+        @Slot(QUrl)
+        def open(self, url: QUrl) -> None:
+            self.urls.append(url.toLocalFile())
+
+    opened = Opened()
+    QDesktopServices.setUrlHandler("file", opened, "open")
+    try:
+        click_menu_item(_help_menu(qtbot, win), "Open data folder")
+    finally:
+        QDesktopServices.unsetUrlHandler("file")
+    assert [Path(u) for u in opened.urls] == [home.root]
 
     dest = tmp_path / "diag.zip"
     click_menu_item(_help_menu(qtbot, win), "Save a diagnostics bundle…")
