@@ -10,7 +10,8 @@ carries license, base_model, datasets, tags and quantization, for an HF artifact
 merged fine-tune or a LoRA adapter.
 
 Every file is copied in one pass, hashed on the way (on a second thread) and checked
-against the catalog; the disk writes while the copy goes on (:class:`.hashpipe.WriteBehind`).
+against the catalog; the disk writes while the copy goes on
+(:class:`~llmops_desktop.hashing.WriteBehind`).
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from llmops_desktop import __version__
 from llmops_desktop.catalog import Artifact, ArtifactFile, Catalog
 from llmops_desktop.catalog.catalog import utcnow
 from llmops_desktop.errors import CorruptFileError, DiskFullError, InvalidInputError
+from llmops_desktop.hashing import HashPipe, WriteBehind
 from llmops_desktop.jobs.events import Event, Log, Progress
-from llmops_desktop.share.hashpipe import HashPipe, WriteBehind
 from llmops_desktop.share.package import artifact_root, check_space, model_card, slug, type_of
 
 CHUNK = 8 * 1024 * 1024

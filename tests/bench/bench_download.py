@@ -1,6 +1,7 @@
 """Download throughput from the team mirror on loopback, against curl fetching the same file.
 
     .venv/bin/python tests/bench/bench_download.py [--size-mib 1024] [--rounds 3]
+        [--compare CHECKOUT]
 
 Imports a model whose weights are one file of random bytes into a source home (by
 reference, nothing copied), serves it with ``python -m llmops_desktop.mirror`` on
@@ -25,9 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_import_hash import make_model  # noqa: E402
 
 
-def llmops(home: Path, *args: str) -> dict:
+def llmops(home: Path, *args: str, src: Path | None = None) -> dict:
+    """Run the CLI (from ``src``, another checkout of the app, when given)."""
+    env = dict(os.environ, PYTHONPATH=str(src)) if src else None
     proc = subprocess.run([sys.executable, "-m", "llmops_desktop.cli", "--home", str(home), *args],
-                          check=True, capture_output=True, text=True)
+                          check=True, capture_output=True, text=True, cwd=src, env=env)
     return json.loads(proc.stdout) if "--json" in args else {}
 
 
@@ -36,6 +39,9 @@ def main() -> None:
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--port", type=int, default=8797)
+    ap.add_argument("--compare", type=Path, metavar="CHECKOUT",
+                    help="also download with the app in this folder (e.g. a git worktree of an "
+                         "older commit), alternating with this one in every round")
     args = ap.parse_args()
     size = args.size_mib << 20
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
@@ -58,20 +64,36 @@ def main() -> None:
             file_url = f"{url}/bench/big/resolve/{info['sha']}/model.safetensors"
             rows: dict[str, list[float]] = {"curl -o FILE": [], "llmops download (transfer)": [],
                                             "llmops download (whole cmd)": []}
+            import psutil
+
+            mirror = psutil.Process(server.pid)
+            mirror_cpu: list[float] = []  # CPU seconds the mirror spent serving curl's GET
+
+            def cpu_s() -> float:
+                times = mirror.cpu_times()
+                return times.user + times.system
+
             for r in range(args.rounds):
                 out = tmp / "curl.out"
+                c0 = cpu_s()
                 t = time.perf_counter()
                 subprocess.run(["curl", "-sf", "-o", str(out), file_url], check=True)
                 rows["curl -o FILE"].append(time.perf_counter() - t)
+                mirror_cpu.append(cpu_s() - c0)
                 out.unlink()
-                dest = tmp / "dest"
-                shutil.rmtree(dest, ignore_errors=True)
-                llmops(dest, "settings", "offline", "off")
-                t = time.perf_counter()
-                result = llmops(dest, "download", "bench/big", "--endpoint", url, "--json")
-                rows["llmops download (whole cmd)"].append(time.perf_counter() - t)
-                job = llmops(dest, "jobs", "show", str(result["job_id"]), "--json")
-                rows["llmops download (transfer)"].append(job["result"]["download_seconds"])
+                clients = [("", None)] + ([(" @compare", args.compare)] if args.compare else [])
+                for label, src in clients if r % 2 == 0 else clients[::-1]:
+                    dest = tmp / "dest"
+                    shutil.rmtree(dest, ignore_errors=True)
+                    llmops(dest, "settings", "offline", "off", src=src)
+                    t = time.perf_counter()
+                    result = llmops(dest, "download", "bench/big", "--endpoint", url, "--json",
+                                    src=src)
+                    rows.setdefault(f"llmops download{label} (whole cmd)", []).append(
+                        time.perf_counter() - t)
+                    job = llmops(dest, "jobs", "show", str(result["job_id"]), "--json", src=src)
+                    rows.setdefault(f"llmops download{label} (transfer)", []).append(
+                        job["result"]["download_seconds"])
                 print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in rows.items()),
                       flush=True)
         finally:
@@ -80,13 +102,16 @@ def main() -> None:
     import statistics
 
     base, base_med = min(rows["curl -o FILE"]), statistics.median(rows["curl -o FILE"])
-    print(f"\n{'':30}{'best s':>8}{'MB/s':>7}{'vs curl':>9}{'median s':>10}{'vs curl':>9}")
+    print(f"\n{'':38}{'best s':>8}{'MB/s':>7}{'vs curl':>9}{'median s':>10}{'vs curl':>9}")
     for name, times in rows.items():
         best, med = min(times), statistics.median(times)
-        print(f"{name:30}{best:8.2f}{size / best / 1e6:7.0f}{base / best:8.2f}x"
+        print(f"{name:38}{best:8.2f}{size / best / 1e6:7.0f}{base / best:8.2f}x"
               f"{med:10.2f}{base_med / med:8.2f}x")
     print("(llmops also verifies the sha256 of every byte and registers the artifact; the "
           "transfer figure is the job's own timing of fetching + hashing + writing.)")
+    print(f"mirror CPU serving one GET of the file: median {statistics.median(mirror_cpu):.2f} s "
+          f"({statistics.median(mirror_cpu) / statistics.median(rows['curl -o FILE']) * 100:.0f}% "
+          "of a core over curl's time; sendfile: the kernel copies)")
 
 
 if __name__ == "__main__":
