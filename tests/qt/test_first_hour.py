@@ -370,3 +370,19 @@ def test_serve_then_chat_from_the_details_and_enter_on_quit_keeps_the_window(
     assert win.isVisible() and deployments.deploy.get(key).state == "running"
     win.deployments_on_close = "stop"
     dispose(win)
+
+
+def test_an_alert_does_not_move_the_monitor_charts(qtbot, home):
+    from llmops_desktop.settings import Settings, save_settings
+    from tests.qt.windows import open_window
+
+    save_settings(home.settings_path, Settings().updated(alert_ram_pct=1))  # fires at once
+    win = open_window(qtbot, home)
+    sidebar = win.sidebar
+    row = list(win.pages).index("monitor")
+    QTest.mouseClick(sidebar.viewport(), Qt.MouseButton.LeftButton,
+                     Qt.KeyboardModifier.NoModifier, sidebar.visualItemRect(sidebar.item(row)).center())
+    page = win.pages["monitor"]
+    before = page.scroll.viewport().mapTo(win, QPoint(0, 0))
+    qtbot.waitUntil(lambda: "RAM use" in page.banner.text(), timeout=30_000)
+    assert page.scroll.viewport().mapTo(win, QPoint(0, 0)) == before

@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from llmops_desktop.qt.banner_overlay import OverlayHost
 from llmops_desktop.qt.context import AppContext, Page, icon
 from llmops_desktop.qt.monitor_controller import monitor_for
 from llmops_desktop.qt.widgets import MessageBanner
@@ -77,8 +78,7 @@ class MonitorPage(Page):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
         layout.addLayout(self._build_toolbar())
-        self.banner = MessageBanner()
-        layout.addWidget(self.banner)
+        self.banner = MessageBanner()  # floats over the charts: an alert never moves them
         self.scroll = QScrollArea()
         self.scroll.setWidgetResizable(True)
         self.content = QWidget()
@@ -86,7 +86,7 @@ class MonitorPage(Page):
         self.panels.setContentsMargins(0, 0, 0, 0)
         self.panels.addStretch(1)
         self.scroll.setWidget(self.content)
-        layout.addWidget(self.scroll, 1)
+        layout.addWidget(OverlayHost(self.scroll, self.banner), 1)
 
         self.history_timer = QTimer(self)
         self.history_timer.setInterval(HISTORY_REFRESH_MS)
