@@ -15,7 +15,8 @@ from typing import Any
 from llmops_desktop.errors import InvalidInputError
 from llmops_desktop.fields import spec
 
-METHODS = ("lora", "qlora")
+METHODS = ("lora", "qlora", "dpo")
+PREFERENCE_METHODS = ("dpo",)  # trained on preference pairs (prompt, chosen, rejected)
 STRATEGIES = ("ddp", "fsdp")
 SCHEDULERS = ("cosine", "linear", "constant")
 DEFAULT_TARGETS = "all-linear"
@@ -27,8 +28,15 @@ class FinetuneOptions:
 
     method: str = spec("lora", "lora: train a small adapter on the full-precision base. qlora: "
                        "load the base in 4-bit (bitsandbytes nf4) to save memory; needs a GPU "
-                       "or a CPU with compatible layer shapes.", choices=METHODS,
+                       "or a CPU with compatible layer shapes. dpo: train the adapter to prefer "
+                       "the chosen reply over the rejected one (Direct Preference Optimization, "
+                       "TRL's loss) on a preference dataset.", choices=METHODS,
                        label="Method", group="LoRA")
+    four_bit: bool = spec(False, "dpo: load the base in 4-bit as qlora does (QLoRA + DPO).",
+                          label="4-bit base (dpo)", group="LoRA")
+    beta: float = spec(0.1, "dpo: how strongly the adapter is held near the base (TRL's beta); "
+                       "lower lets it move further from the base's replies.",
+                       label="DPO beta", group="Preference", minimum=0.0, maximum=1e3)
     r: int = spec(16, "LoRA rank: size of the adapter's low-rank matrices. Higher learns more "
                   "and costs more memory; 8-64 is usual.",
                   label="LoRA rank", group="LoRA", minimum=1, maximum=4096)
@@ -134,6 +142,11 @@ class FinetuneOptions:
             raise InvalidInputError("--max-len must be at least 8 tokens.")
         if not 0.0 <= self.dropout < 1.0:
             raise InvalidInputError("--dropout must be at least 0 and below 1.")
+        if self.beta <= 0:
+            raise InvalidInputError("--beta must be positive.")
+        if self.four_bit and self.method not in PREFERENCE_METHODS:
+            raise InvalidInputError("--four-bit is for --method dpo; for LoRA in 4-bit use "
+                                    "--method qlora.")
         if self.lr <= 0 or self.alpha <= 0:
             raise InvalidInputError("--lr and --alpha must be positive.")
         if self.epochs <= 0 and not self.max_steps:
@@ -147,6 +160,16 @@ class FinetuneOptions:
                                     "first node's address and a free port).")
         if not 0 <= self.node_rank < self.nnodes:
             raise InvalidInputError("--node-rank must be between 0 and nnodes - 1.")
+
+    @property
+    def preference(self) -> bool:
+        """Trained on preference pairs rather than on completions."""
+        return self.method in PREFERENCE_METHODS
+
+    @property
+    def quantized(self) -> bool:
+        """The base is loaded in 4-bit (bitsandbytes nf4)."""
+        return self.method == "qlora" or (self.preference and self.four_bit)
 
     def targets(self) -> str | list[str]:
         t = self.target_modules.strip()

@@ -1,5 +1,9 @@
 """The "finetune" job: train a LoRA adapter and register it as a child of its base.
 
+``--method dpo`` trains the adapter on a preference dataset (prompt, chosen, rejected) with
+TRL's DPO loss inside the same loop (see :mod:`llmops_desktop.finetune.dpo`), so Cancel,
+checkpoints and Resume work as for LoRA.
+
 One process trains in the job's own child; several (``nproc`` > 1 or several nodes)
 launch through torchrun and the job relays rank 0's events. Cancel (SIGTERM) is turned
 into a request to stop after the current step: the state is saved as a checkpoint
@@ -192,13 +196,22 @@ class FinetuneRequest(JobRequest):
             return self
         base = catalog.artifact(int(self.base_id))
         check_base(base)
-        resolve_version(catalog, int(self.dataset_id))
+        version = resolve_version(catalog, int(self.dataset_id))
         opts = self.options
-        if opts.method == "qlora":
+        if opts.preference and version.shape != "preference":
+            raise InvalidInputError(
+                f"{version.ref} holds {version.shape} rows; --method {opts.method} trains on "
+                "preference pairs (prompt, chosen, rejected). Make them from ratings with "
+                "'llmops feedback to-dataset --kind preference', or import such a file.")
+        if opts.preference and world_size(opts) > 1:
+            raise InvalidInputError(f"--method {opts.method} trains in one process for now: "
+                                    "use --nproc 1 on one node.")
+        if opts.quantized:
             reason = qlora_unavailable(base, opts.device)
             if reason:
                 raise InvalidInputError(f"QLoRA is not available here: {reason} "
-                                        "Use --method lora.")
+                                        "Use --method lora" + (" without --four-bit." if
+                                                           opts.preference else "."))
         if opts.strategy == "fsdp" and world_size(opts) > 1 and not _cuda_device(opts.device):
             raise InvalidInputError("FSDP shards the model across GPUs and needs CUDA; on CPU "
                                     "processes use --strategy ddp.")
@@ -266,11 +279,17 @@ def _register(ctx: JobContext, base: Artifact, version: DatasetVersion, opts: Fi
     except OSError:
         pass
     compact = [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in p.items()
-                if k in ("step", "loss", "val_loss", "lr", "epoch")} for p in curve]
-    name = opts.name or f"{base.model_name}-lora-{version.name}"
+                if k in ("step", "loss", "val_loss", "lr", "epoch", "reward_margin",
+                         "val_reward_margin")} for p in curve]
+    kind = "dpo" if opts.preference else "lora"
+    name = opts.name or f"{base.model_name}-{kind}-{version.name}"
     source = inspect_source(Path(result["adapter_dir"]), name=name)
     figures = {"final_loss": result.get("final_loss"), "final_val_loss": result.get("final_val_loss"),
                "base_val_loss": result.get("base_val_loss")}
+    if opts.preference:
+        figures.update(method=opts.method, beta=opts.beta,
+                       final_reward_margin=result.get("final_reward_margin"),
+                       final_val_reward_margin=result.get("final_val_reward_margin"))
     metadata = {**source.metadata, "base_model": base.ref, "base_artifact_id": base.id,
                 "dataset": {"name": version.name, "version": version.version, "ref": version.ref,
                             "sha256": version.sha256, "shape": version.shape,
@@ -281,14 +300,16 @@ def _register(ctx: JobContext, base: Artifact, version: DatasetVersion, opts: Fi
     source = type(source)(**{**source.__dict__, "metadata": metadata,
                              "source": f"finetune:{base.ref}+{version.ref}",
                              "license": source.license or base.license,
-                             "description": f"LoRA adapter of {base.ref} trained on {version.ref}"})
+                             "description": f"{'DPO-trained ' if opts.preference else ''}LoRA "
+                                            f"adapter of {base.ref} trained on {version.ref}"})
     params = {"base": base.ref, "dataset": version.ref, "dataset_sha256": version.sha256,
               **opts.to_dict(), "resume_from_job": resume_from_job}
     artifact: Artifact | None = None
     try:
         for event in import_model(catalog, source, staging=ctx.staging_dir / "import",
                                   job_id=ctx.job_id, move=False, parent_id=base.id,
-                                  action="finetune", params=params, tags=("lora",)):
+                                  action="finetune", params=params,
+                                  tags=("lora", "dpo") if opts.preference else ("lora",)):
             if isinstance(event, Result):
                 artifact = catalog.artifact(event.data["artifact_id"])
                 continue
@@ -312,7 +333,7 @@ def _register(ctx: JobContext, base: Artifact, version: DatasetVersion, opts: Fi
             catalog.add_evaluation(base.id, "perplexity", ppl["base"], dataset=ds_name,
                                    dataset_sha256=version.sha256, params=evaluation,
                                    job_id=ctx.job_id)
-    if result.get("final_val_loss") is not None:
+    if result.get("final_val_loss") is not None and not opts.preference:  # DPO's is no LM loss
         ppl["tuned"] = math.exp(result["final_val_loss"])
         catalog.add_evaluation(artifact.id, "perplexity", ppl["tuned"], dataset=ds_name,
                                dataset_sha256=version.sha256, params=evaluation,

@@ -176,6 +176,9 @@ class Trainer:
         self.step = 0
         self.tokens_seen = 0
         self.train_seconds = 0.0
+        self.objective: Any = None  # DPO: TRL's loss (finetune/dpo.py)
+        self.step_metrics: dict[str, float] = {}  # DPO: reward margin, log-probabilities
+        self.val_metrics: dict[str, float] = {}
 
     # -- set-up --
     def _device(self) -> Any:
@@ -208,9 +211,13 @@ class Trainer:
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token or tok.unk_token
         self.tokenizer = tok
-        self.data = encode_dataset(self.spec.version(), tok, max_len=opts.max_len,
-                                   validation=opts.validation, seed=opts.seed,
-                                   packing=opts.packing)
+        if opts.preference:
+            yield Progress(0, None, "steps", f"loading {self.spec.base_ref}")
+            self._load_preference()
+        else:
+            self.data = encode_dataset(self.spec.version(), tok, max_len=opts.max_len,
+                                       validation=opts.validation, seed=opts.seed,
+                                       packing=opts.packing)
         if not self.data.train:
             raise InvalidInputError(
                 "No training rows are left: every row is in the validation split or has "
@@ -223,8 +230,9 @@ class Trainer:
                       f"{opts.max_len} tokens and are left out of training", level="warning")
         self.schedule = Schedule(len(self.data.train), opts.batch_size, opts.grad_accum,
                                  self.dist.world, opts.epochs, opts.max_steps, opts.seed)
-        yield Progress(0, None, "steps", f"loading {self.spec.base_ref}")
-        self.model = self._load_model()
+        if not opts.preference:
+            yield Progress(0, None, "steps", f"loading {self.spec.base_ref}")
+            self.model = self._load_model()
         self._make_optimizer()
         if self.spec.resume_from:
             self._restore(Path(self.spec.resume_from))
@@ -233,13 +241,70 @@ class Trainer:
                   f"validation rows; {self.schedule.total_steps} steps of "
                   f"{opts.batch_size}x{opts.grad_accum}x{self.dist.world} on {self.device}")
 
+    def _load_preference(self) -> None:
+        """DPO: TRL's DPOTrainer wraps the base with the adapter and tokenizes the pairs;
+        our loop trains with its loss (see :mod:`llmops_desktop.finetune.dpo`)."""
+        import torch
+
+        from llmops_desktop.datasets.store import iter_rows, split_indices
+        from llmops_desktop.finetune.dpo import DPOObjective
+
+        opts = self.opts
+        if self.dist.world > 1:
+            raise InvalidInputError("DPO trains in one process for now: use --nproc 1 on one "
+                                    "node.")
+        version = self.spec.version()
+        if version.shape != "preference":
+            raise InvalidInputError(f"{version.ref} is {version.shape} data; DPO needs a "
+                                    "preference dataset (prompt, chosen, rejected).")
+        if opts.validation is None:
+            val_idx = list(version.split.get("validation_indices", []))
+            split = {k: v for k, v in version.split.items() if k != "validation_indices"}
+        else:
+            val_idx = split_indices(version.rows, opts.validation, opts.seed)
+            split = {"validation_fraction": opts.validation, "seed": opts.seed,
+                     "validation_rows": len(val_idx), "train_rows": version.rows - len(val_idx)}
+        base = self._load_base()
+        torch.manual_seed(opts.seed)
+        self.objective = DPOObjective.load(base, self._lora_config(), self.tokenizer,
+                                           list(iter_rows(version)), opts, self.run_dir,
+                                           self.device)
+        self.data = self.objective.split(val_idx, opts.max_len)
+        self.data.split = split
+        torch.manual_seed(opts.seed)
+        model = self.objective.model
+        model.train()
+        self.peft_model = self.model = model
+
+    def _lora_config(self) -> Any:
+        from peft import LoraConfig
+
+        opts = self.opts
+        return LoraConfig(r=opts.r, lora_alpha=opts.alpha, lora_dropout=opts.dropout,
+                          target_modules=opts.targets(), task_type="CAUSAL_LM", bias="none")
+
     def _load_model(self) -> Any:
         import torch
-        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+        from peft import get_peft_model
+
+        opts = self.opts
+        model = self._load_base()
+        torch.manual_seed(opts.seed)  # adapter initialisation does not depend on loading
+        model = get_peft_model(model, self._lora_config())
+        torch.manual_seed(opts.seed)
+        model.train()
+        self.peft_model = model
+        if self.dist.world > 1:
+            model = self._wrap_distributed(model)
+        return model
+
+    def _load_base(self) -> Any:
+        import torch
+        from peft import prepare_model_for_kbit_training
         from transformers import AutoModelForCausalLM
 
         opts, base = self.opts, Path(self.spec.base_path)
-        if opts.method == "qlora":
+        if opts.quantized:
             from llmops_desktop.quantize.bnb import load_bnb
 
             model = load_bnb(base, "bnb-nf4", device=str(self.device))
@@ -256,15 +321,6 @@ class Trainer:
                     gradient_checkpointing_kwargs={"use_reentrant": False})
                 model.enable_input_require_grads()
         model.config.use_cache = False
-        torch.manual_seed(opts.seed)  # adapter initialisation does not depend on loading
-        config = LoraConfig(r=opts.r, lora_alpha=opts.alpha, lora_dropout=opts.dropout,
-                            target_modules=opts.targets(), task_type="CAUSAL_LM", bias="none")
-        model = get_peft_model(model, config)
-        torch.manual_seed(opts.seed)
-        model.train()
-        self.peft_model = model
-        if self.dist.world > 1:
-            model = self._wrap_distributed(model)
         return model
 
     def _wrap_distributed(self, model: Any) -> Any:
@@ -439,6 +495,8 @@ class Trainer:
         import torch
 
         micro = self.schedule.step(self.step, self.dist.rank)
+        if self.objective is not None:
+            return self._preference_step(micro)
         pad = int(self.tokenizer.pad_token_id)
         batches = [self._to_device(collate([self.data.train[i] for i in m], pad)) for m in micro]
         group_tokens = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in batches)
@@ -467,14 +525,55 @@ class Trainer:
             [loss_total, float(group_tokens), float(processed)])
         return loss_total / max(1.0, group_tokens_all), int(processed_all)
 
+    def _preference_step(self, micro: list[list[int]]) -> tuple[float, int]:
+        """One optimizer step of DPO: TRL's loss (mean over pairs) per micro-batch."""
+        import torch
+
+        loss_total, processed = 0.0, 0
+        for m in micro:
+            loss, tokens = self.objective.loss(self.model, [self.data.train[i] for i in m],
+                                               self.device)
+            (loss / len(micro)).backward()
+            loss_total += float(loss.detach())
+            processed += tokens
+        if self.opts.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(
+                [p for p in self.model.parameters() if p.requires_grad], self.opts.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step_metrics = self.objective.pop_metrics("train")
+        return loss_total / max(1, len(micro)), processed
+
+    def _evaluate_preference(self) -> float | None:
+        import torch
+
+        pairs, bs = self.data.validation, self.opts.batch_size
+        self.model.eval()
+        total = 0.0
+        try:
+            with torch.no_grad():
+                for i in range(0, len(pairs), bs):
+                    chunk = pairs[i:i + bs]
+                    loss, _ = self.objective.loss(self.model, chunk, self.device)
+                    total += float(loss) * len(chunk)
+        finally:
+            self.model.train()
+        self.val_metrics = {f"val_{k}": v for k, v in self.objective.pop_metrics("eval").items()}
+        return total / len(pairs)
+
     def evaluate(self, *, base: bool = False) -> float | None:
-        """Mean loss per completion token on the validation rows (all ranks share them)."""
+        """Mean loss per completion token on the validation rows (all ranks share them);
+        DPO: the mean DPO loss of the validation pairs (the base's is ln 2 by definition,
+        so it is not measured)."""
         import contextlib
 
         import torch
 
         if not self.data.validation:
             return None
+        if self.objective is not None:
+            return None if base else self._evaluate_preference()
         pad = int(self.tokenizer.pad_token_id)
         self.model.eval()
         total = 0.0
@@ -535,7 +634,7 @@ def run_training(spec: TrainSpec, run_dir: Path, *, should_stop: Callable[[], bo
         with open(run_dir / METRICS_FILE, "w", encoding="utf-8") as fh:
             for point in t.history:
                 fh.write(json.dumps(point) + "\n")
-    if not resumed and t.data.validation:
+    if not resumed and t.data.validation and t.objective is None:
         yield Progress(0, total, "steps", "measuring the base model on the validation rows")
         t.base_val_loss = t.evaluate(base=True)
         point = {"step": 0, "val_loss": t.base_val_loss}
@@ -564,17 +663,20 @@ def run_training(spec: TrainSpec, run_dir: Path, *, should_stop: Callable[[], bo
         eta = avg * (total - t.step)
         point: dict[str, Any] = {"step": t.step, "loss": loss, "lr": lr,
                                  "tokens_per_s": processed / max(elapsed, 1e-9),
-                                 "eta_s": eta, "epoch": t.schedule.epoch_of(t.step)}
+                                 "eta_s": eta, "epoch": t.schedule.epoch_of(t.step),
+                                 **t.step_metrics}
         if t.step % opts.eval_steps == 0 or t.step == total:
             last_val = t.evaluate()
             if last_val is not None:
                 point["val_loss"] = last_val
+                point.update(t.val_metrics)
         for m in t.memory_metrics():
             point[m.name] = m.value
         t.history.append(point)
         if dist.main:
             _record(run_dir, point)
-        for name in ("loss", "val_loss", "lr", "tokens_per_s", "eta_s", "gpu_memory_mb", "ram_mb"):
+        for name in ("loss", "val_loss", "lr", "tokens_per_s", "eta_s", "gpu_memory_mb", "ram_mb",
+                     *t.step_metrics, *t.val_metrics):
             if name in point and point[name] is not None:
                 yield Metric(name, float(point[name]), t.step)
         yield Progress(t.step, total, "steps", f"step {t.step}/{total}, loss {loss:.4f}")
@@ -615,5 +717,7 @@ def run_training(spec: TrainSpec, run_dir: Path, *, should_stop: Callable[[], bo
         "tokens_seen": t.tokens_seen, "train_seconds": round(t.train_seconds, 3),
         "validation_rows": len(t.data.validation), "train_sequences": len(t.data.train),
         "truncated_rows": t.data.truncated, "split": t.data.split,
-        "resumed": resumed, "world": dist.world,
+        "resumed": resumed, "world": dist.world, "method": opts.method,
+        "final_reward_margin": t.step_metrics.get("reward_margin"),
+        "final_val_reward_margin": t.val_metrics.get("val_reward_margin"),
     })
