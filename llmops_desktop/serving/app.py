@@ -32,6 +32,7 @@ from llmops_desktop.catalog import utcnow
 from llmops_desktop.errors import InvalidInputError
 from llmops_desktop.httpserve import MAX_BODY, BodyLimit, BodyTooLarge, read_body
 from llmops_desktop.serving.admission import Admission
+from llmops_desktop.serving.anthropic_api import anthropic_router
 from llmops_desktop.serving.auth import ApiKeyGuard
 from llmops_desktop.serving.config import DeploymentConfig
 from llmops_desktop.serving.engines.base import (
@@ -286,6 +287,7 @@ def create_app(deployment: DeploymentConfig, engine: Engine, recorder: RequestSi
         return await _generate(state, request, "chat")
 
     app.include_router(feedback_router(state))
+    app.include_router(anthropic_router(state))  # POST /v1/messages
     app.include_router(embeddings_router(state))
     if api_key:
         app.add_middleware(ApiKeyGuard, key=api_key, rejected=state.metrics.requests)

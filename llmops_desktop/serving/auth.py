@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from llmops_desktop.serving.protocol import APIError
 
 OPEN_PATHS = frozenset({"/health"})  # answered without the API key
-GENERATION_PATHS = frozenset({"/v1/completions", "/v1/chat/completions"})
+GENERATION_PATHS = frozenset({"/v1/completions", "/v1/chat/completions", "/v1/messages"})
 
 
 class ApiKeyGuard:
@@ -35,6 +35,8 @@ class ApiKeyGuard:
                 scheme, _, token = value.partition(b" ")
                 if scheme.lower() == b"bearer":
                     supplied = token.strip()
+            elif name == b"x-api-key" and not supplied:  # the anthropic client's header
+                supplied = value.strip()
         if hmac.compare_digest(hashlib.sha256(supplied).digest(), self._digest):
             await self.app(scope, receive, send)
             return
@@ -42,7 +44,8 @@ class ApiKeyGuard:
             path = scope["path"] if scope["path"] in GENERATION_PATHS else "other"
             self._counter.labels(path, "401").inc()
         message = ("This server needs an API key: send 'Authorization: Bearer <key>' (the "
-                   "openai client's api_key)." if not supplied else "Incorrect API key.")
+                   "openai client's api_key) or 'x-api-key: <key>' (the anthropic client's)."
+                   if not supplied else "Incorrect API key.")
         response = APIError(401, message, code="invalid_api_key",
                             headers={"WWW-Authenticate": "Bearer"}).response()
         await response(scope, receive, send)

@@ -207,6 +207,8 @@ class ToolCallStream:
             out += self.writer.text(content, **kw)
         if not calls:
             return out + self.writer.text("", finish, **kw)
+        if hasattr(self.writer, "tool_calls"):  # a writer with its own events (Anthropic's)
+            return out + self.writer.tool_calls(calls)
         for index, call in enumerate(calls):
             out += self._event({"tool_calls": [{"index": index, "id": call.id,
                                                 "type": "function",
