@@ -305,3 +305,25 @@ def test_long_prompts_are_read_in_chunks_between_steps(cat: Catalog, engine) -> 
         assert small.stats()["decode_steps"] - steps0 < 16 + 10 + 120
     finally:
         small.close()
+
+
+def test_two_conversations_keep_their_caches(engine) -> None:
+    """A new conversation takes the least recently used slot, not the one holding another
+    conversation, so both next turns reuse their own history."""
+    from llmops_desktop.serving.engines.llama_batch import SequenceRequest
+
+    sched = engine._scheduler
+
+    def turn(ids: list[int]) -> int:
+        before = engine.stats()["reused_prompt_tokens"]
+        list(sched.submit(SequenceRequest(list(ids), 4, temperature=0)).pieces())
+        return engine.stats()["reused_prompt_tokens"] - before
+
+    a1 = engine.tokenize("Alice asks about importing a model into the catalog " * 3).ids
+    b1 = engine.tokenize("Bob asks about numbers like 1234 and 5678 in files " * 3).ids
+    c1 = engine.tokenize("Carol writes every file twice, then once more " * 3).ids
+    for ids in (a1, b1, c1):
+        turn(ids)
+    assert turn(a1 + engine.tokenize(" and then?").ids[1:]) >= len(a1)
+    assert turn(b1 + engine.tokenize(" and then?").ids[1:]) >= len(b1)
+    assert turn(c1 + engine.tokenize(" and then?").ids[1:]) >= len(c1)

@@ -10,9 +10,11 @@ always fits). A single scheduler thread runs the loop llama.cpp's own server run
 - each slot samples from its own row with its own sampler chain (top-k, top-p, min-p,
   temperature, seed, optional GBNF grammar; greedy at temperature 0);
 - a request takes the free slot whose cached tokens share the longest prefix with its
-  prompt, and only the cells past that prefix are removed and prefilled again;
-- a finished or cancelled request gives its slot back at once (its cached tokens stay
-  for the next request's prefix).
+  prompt (else the least recently used one), and only the cells past that prefix are
+  removed (``llama_memory_seq_rm``) and prefilled again;
+- a finished or cancelled request gives its slot back at once; its cells stay as that
+  slot's cache (they are that sequence's own KV stream, no other sequence could use
+  them) until a request that shares less of them cuts them.
 
 All llama.cpp compute runs on the scheduler thread: OpenMP's workers belong to the
 thread that calls llama.cpp, so one thread keeps one team (see llama_cpp.py).
@@ -96,6 +98,7 @@ class _Slot:
         self.produced = 0
         self.text: IncrementalText | None = None
         self.sampler: Any = None
+        self.used_at = 0  # when a request last took this slot (admission count)
 
 
 @dataclass
@@ -148,6 +151,7 @@ class BatchScheduler:
         self.stats = SchedulerStats(slots=n_seq)
         self._pending: deque[SequenceRequest] = deque()
         self._embed_jobs: deque[Any] = deque()
+        self._admitted = 0
         self._embedder: Any = None  # llama_embed.Embedder, made on first use
         self._threads = threads
         self._cond = threading.Condition()
@@ -282,13 +286,22 @@ class BatchScheduler:
 
     def _admit(self) -> None:
         """Give each waiting request (in arrival order) the free slot that has the longest
-        common prefix with its prompt."""
+        common prefix with its prompt; when none shares a real prefix (a tenth of the
+        prompt, at least 2 tokens: more than a BOS), the one used least recently, so other
+        conversations keep their caches as long as they can."""
         while self._pending:
             free = [s for s in self.slots if s.req is None]
             if not free:
                 break
             req = self._pending.popleft()
-            slot = max(free, key=lambda s: (_common_prefix(s.cache, req.ids), -s.seq))
+
+            def score(s: _Slot) -> tuple[int, int]:
+                n = _common_prefix(s.cache, req.ids)
+                return (n if n >= max(2, len(req.ids) // 10) else 0), -s.used_at
+
+            slot = max(free, key=score)
+            self._admitted += 1
+            slot.used_at = self._admitted
             keep = min(_common_prefix(slot.cache, req.ids), len(req.ids) - 1)
             if not self._lib.llama_memory_seq_rm(self.mem, slot.seq, keep, -1):
                 self._forget(slot)  # this memory cannot cut a sequence: start over
