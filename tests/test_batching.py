@@ -23,7 +23,7 @@ from tests.mirror_fixtures import import_artifact
 from tests.serving_fixtures import make_deployment, server_thread
 
 PROMPTS = ["Hello", "Every file has", "Numbers like 1234", "The quick brown fox"]
-LONG = 300  # tokens: the demo model runs this long after "Hello" without an end token
+LONG = 500  # tokens: the demo model runs this long after "Hello" without an end token
 
 
 @pytest.fixture(scope="module")
