@@ -222,7 +222,8 @@ def test_completion_logprobs_have_openais_shape_and_values(server, cat: Catalog)
     streamed = list(client.completions.create(model="batch", prompt="Every file has",
                                               max_tokens=6, temperature=0, logprobs=3,
                                               stream=True))
-    got = [v for c in streamed if c.choices[0].logprobs for v in c.choices[0].logprobs.token_logprobs]
+    got = [v for c in streamed if c.choices[0].logprobs
+           for v in c.choices[0].logprobs.token_logprobs]
     assert got == pytest.approx(lp.token_logprobs)
 
 

@@ -2,10 +2,10 @@
 
 The context is made on first use, on the scheduler thread (the one thread that runs
 llama.cpp compute, see :mod:`.llama_batch`), and embeds inputs between decode steps:
-up to ``N_SEQ`` inputs (``MAX_TOKENS`` tokens) per ``llama_decode``, pooled by the model's own pooling type (an
-embedding model declares one in its GGUF) or by the mean over the input's tokens for a
-model that declares none, then L2-normalised. Rerankers (rank pooling) give a score, not
-a vector, and are refused.
+up to ``N_SEQ`` inputs (``MAX_TOKENS`` tokens) per ``llama_decode``, pooled by the
+model's own pooling type (an embedding model declares one in its GGUF) or by the mean
+over the input's tokens for a model that declares none, then L2-normalised. Rerankers
+(rank pooling) give a score, not a vector, and are refused.
 """
 
 from __future__ import annotations
