@@ -17,12 +17,15 @@ import errno
 import hashlib
 import json
 import shutil
+import queue
 import socket
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from http.client import HTTPException
@@ -51,6 +54,7 @@ from llmops_desktop.safepath import safe_join
 
 CHUNK = 1024 * 1024  # bytes received at once: progress and pause stay prompt on slow links
 HASH_BUFFERS = 8  # chunks the hash thread may lag behind the network
+PARALLEL_FILES = 4  # files of one repo fetched at the same time
 UNKNOWN_SIZE = 1 << 62  # a file the hub gives no size for: read to the end
 FALLOC_FL_KEEP_SIZE = 1  # <linux/falloc.h>: reserve blocks, the file's size stays
 MAX_RETRIES = 5
@@ -344,6 +348,49 @@ class _Transfer:
                                 "deleted; download again.")
 
 
+def _run_transfers(transfers: Sequence[tuple[_Transfer, RemoteFile]], workers: int
+                   ) -> Iterator[Event]:
+    """Run the transfers, up to ``workers`` files at a time (a repo's small files arrive
+    while its weights stream, and shards share the link); their events come out here, on
+    the caller's thread. After a failure no further file starts, the files under way
+    finish (each verified, or failing on its own), then the first failure is raised. A
+    consumer that stops listening (pause, cancel) stops them all at their next chunk."""
+    if workers <= 1 or len(transfers) <= 1:
+        for transfer, f in transfers:
+            yield from transfer.run(f)
+        return
+    events: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
+    stop = threading.Event()
+
+    def work(transfer: _Transfer, f: RemoteFile) -> None:
+        try:
+            for event in transfer.run(f):
+                if stop.is_set():
+                    return  # closing the generator closes its file and hash thread
+                events.put(event)
+        finally:
+            events.put(None)  # this one is done (or failed: its future says)
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llmops-dl") as pool:
+        futures = [pool.submit(work, t, f) for t, f in transfers]
+        try:
+            running, failed = len(futures), False
+            while running:
+                event = events.get()
+                if event is not None:
+                    yield event
+                    continue
+                running -= 1
+                if not failed and any(fut.done() and fut.exception() for fut in futures):
+                    failed = True  # files not started yet never will be
+                    running -= sum(fut.cancel() for fut in futures)
+            for fut in futures:
+                if not fut.cancelled():
+                    fut.result()  # the first failure, in the repo's file order
+        finally:
+            stop.set()  # the consumer gone (or the failure raised): the others stop too
+
+
 def _write_manifest(folder: Path, client: HubClient, snapshot: RepoSnapshot,
                     files: Sequence[RemoteFile], include: Sequence[str], exclude: Sequence[str],
                     name: str | None) -> None:
@@ -433,15 +480,12 @@ def download(ctx: JobContext, client: HubClient, repo_id: str, revision: str = "
     yield Log(f"{repo_id}@{snapshot.commit[:10]}: {len(files)} files, {total / 1e6:.1f} MB"
               + (f", {on_disk / 1e6:.1f} MB already here" if on_disk else ""))
     counter = [0]
-    fetched = 0
-    hashes: dict[str, str] = {}
     started = time.monotonic()
-    for i, f in enumerate(files):
-        transfer = _Transfer(client, snapshot, folder, proxy, counter, total, i, len(files))
-        yield from transfer.run(f)
-        fetched += transfer.fetched
-        if transfer.sha256:
-            hashes[f.path] = transfer.sha256
+    transfers = [(_Transfer(client, snapshot, folder, proxy, counter, total, i, len(files)), f)
+                 for i, f in enumerate(files)]
+    yield from _run_transfers(transfers, PARALLEL_FILES)
+    fetched = sum(t.fetched for t, _ in transfers)
+    hashes = {f.path: t.sha256 for t, f in transfers if t.sha256}
     seconds = max(time.monotonic() - started, 1e-9)
     yield Progress(total, total, "bytes", "verified")
     yield Log(f"fetched {fetched:,} bytes in {seconds:.2f} s ({fetched / seconds / 1e6:.0f} MB/s)")
