@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "llmops_desktop.monitor.commands",
     "llmops_desktop.serving.commands",
     "llmops_desktop.serving.chat_cli",
+    "llmops_desktop.prompts.commands",
     "llmops_desktop.gateway.commands",
     "llmops_desktop.share.commands",
     "llmops_desktop.evaluate.commands",

@@ -45,6 +45,7 @@ from llmops_desktop.serving.feedback_api import ReplyBook, feedback_router
 from llmops_desktop.serving.embeddings import embeddings_router
 from llmops_desktop.serving.logprobs import logprobs_body
 from llmops_desktop.serving.metrics import CONTENT_TYPE, ServerMetrics
+from llmops_desktop.serving.prompts_route import PromptResolver
 from llmops_desktop.serving.protocol import (
     APIError,
     ChatRequest,
@@ -106,6 +107,7 @@ class ServingState:
         self.created = int(time.time())
         self.active: set[Generation] = set()
         self.replies = ReplyBook()  # what POST /v1/feedback links a rating to
+        self.prompts = PromptResolver(self)  # "model": "prompt:NAME@ALIAS"
         self.tokenized = Counter("llmops_prompts_tokenized", "Prompts given to the tokenizer "
                                  "(only requests with a place in the queue are)",
                                  registry=self.metrics.registry)
@@ -221,6 +223,8 @@ class ServingState:
                 error=m.error, response_id=m.rid, prompt_ref=m.prompt_ref))
         if m.status == 200 and m.rid:
             self.replies.remember(m.rid, m.request, m.text, m.prompt_ref)
+        if m.prompt_ref:
+            self.prompts.observe(m.prompt_ref, m.status)
         log.info("%s %s %d, %d+%d tokens, %.0f ms", "POST", m.endpoint, m.status,
                  m.prompt_tokens, completion, latency * 1000)
 
@@ -344,6 +348,8 @@ async def _admit(st: ServingState, request: Request, kind: Kind, m: _Measure
         raw = await read_body(request, MAX_BODY)
     except BodyTooLarge as exc:
         raise APIError(413, str(exc), code="request_too_large") from None
+    if st.prompts.wants(raw):
+        raw, m.prompt_ref = await run_in_threadpool(st.prompts.apply, raw, kind)
     req = parse_body(raw, ChatRequest if kind == "chat" else CompletionRequest)
     del raw
     m.model, m.stream, m.request = req.model, req.stream, req
