@@ -80,7 +80,7 @@ class ServeOptions:
     chat_template: str | None = option(
         None, "Chat template for a model without one (or to replace its own): a llama.cpp "
         "built-in name (chatml, gemma, llama3, llama2, mistral, phi3, zephyr, vicuna, "
-        "deepseek) or a Jinja file.", label="Chat template", metavar="NAME|FILE")
+        "deepseek2) or a Jinja file.", label="Chat template", metavar="NAME|FILE")
 
     @classmethod
     def field_info(cls) -> list[dict[str, Any]]:

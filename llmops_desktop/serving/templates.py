@@ -6,7 +6,8 @@ one), or replaces the one it has. :func:`resolve_chat_template` turns the option
 Jinja text; :func:`suggest_chat_template` proposes a name from the GGUF's
 ``general.architecture`` and says why (the Deployments page shows it).
 
-The templates follow llama.cpp's ``llm_chat_apply_template`` (src/llama-chat.cpp), written
+The templates follow llama.cpp's ``llm_chat_apply_template`` (src/llama-chat.cpp; "mistral"
+is its mistral-v3 form, "llama2" its llama2-sys), written
 in the Hugging Face Jinja dialect that ``Jinja2ChatFormatter`` renders (``messages``,
 ``bos_token``, ``eos_token``, ``add_generation_prompt``).
 """
@@ -43,17 +44,18 @@ BUILTIN_TEMPLATES: dict[str, str] = {
         "\n\n" + _CONTENT + "<|eot_id|>{% endfor %}{% if add_generation_prompt %}"
         "<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"),
     "llama2": (
-        "{{ bos_token }}{% set ns = namespace(system='') %}{% for message in messages %}"
-        "{% if message['role'] == 'system' %}{% set ns.system = '<<SYS>>\n' + "
-        "message['content'] + '\n<</SYS>>\n\n' %}{% elif message['role'] == 'assistant' %}"
-        " " + _CONTENT + " {{ eos_token }}{% else %}[INST] {{ ns.system }}" + _CONTENT
-        + " [/INST]{% set ns.system = '' %}{% endif %}{% endfor %}"),
+        "{{ bos_token }}[INST] {% set ns = namespace(turn=true) %}{% for message in messages %}"
+        "{% if not ns.turn %}[INST] {% set ns.turn = true %}{% endif %}"
+        "{% if message['role'] == 'system' %}<<SYS>>\n" + _CONTENT + "\n<</SYS>>\n\n"
+        "{% elif message['role'] == 'assistant' %}" + _CONTENT + "{{ eos_token }}"
+        "{% set ns.turn = false %}{% else %}" + _CONTENT + " [/INST]{% endif %}{% endfor %}"),
+    # Mistral v3 (llama.cpp's "mistral-v3"): [INST] system, user[/INST] assistant</s>
     "mistral": (
-        "{{ bos_token }}{% set ns = namespace(system='') %}{% for message in messages %}"
-        "{% if message['role'] == 'system' %}{% set ns.system = message['content'] + "
-        "'\n\n' %}{% elif message['role'] == 'assistant' %}" + _CONTENT
-        + "{{ eos_token }}{% else %}[INST] {{ ns.system }}" + _CONTENT
-        + "[/INST]{% set ns.system = '' %}{% endif %}{% endfor %}"),
+        "{{ bos_token }}{% set ns = namespace(turn=false) %}{% for message in messages %}"
+        "{% if not ns.turn %}[INST] {% set ns.turn = true %}{% endif %}"
+        "{% if message['role'] == 'system' %}" + _CONTENT + "\n\n"
+        "{% elif message['role'] == 'assistant' %} " + _CONTENT + "{{ eos_token }}"
+        "{% set ns.turn = false %}{% else %}" + _CONTENT + "[/INST]{% endif %}{% endfor %}"),
     "phi3": (
         "{% for message in messages %}<|{{ message['role'] }}|>\n" + _CONTENT
         + "<|end|>\n{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"),
@@ -66,7 +68,7 @@ BUILTIN_TEMPLATES: dict[str, str] = {
         + "\n\n{% elif message['role'] == 'assistant' %}ASSISTANT: " + _CONTENT
         + "{{ eos_token }}\n{% else %}USER: " + _CONTENT + "\n{% endif %}{% endfor %}"
         "{% if add_generation_prompt %}ASSISTANT:{% endif %}"),
-    "deepseek": (
+    "deepseek2": (
         "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'system' %}"
         + _CONTENT + "\n\n{% elif message['role'] == 'assistant' %}Assistant: " + _CONTENT
         + "{{ eos_token }}{% else %}User: " + _CONTENT + "\n\n{% endif %}{% endfor %}"
@@ -87,7 +89,7 @@ _BY_ARCHITECTURE: dict[str, tuple[str, str]] = {
     "phi3": ("phi3", "Phi-3 models use <|user|> ... <|end|> turns"),
     "mistral": ("mistral", "Mistral models use [INST] ... [/INST] turns"),
     "mistral3": ("mistral", "Mistral models use [INST] ... [/INST] turns"),
-    "deepseek2": ("deepseek", "DeepSeek models use User:/Assistant: turns"),
+    "deepseek2": ("deepseek2", "DeepSeek V2 models use User:/Assistant: turns"),
     "stablelm": ("zephyr", "StableLM chat models use Zephyr's <|user|> turns"),
 }
 
