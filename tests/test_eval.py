@@ -278,3 +278,17 @@ def test_approval_needs_a_passing_run(ev, demo_model_dir) -> None:
         assert get_status(cat, fresh.id) == "approved"
     finally:
         save_settings(path, replace(load_settings(path), approval_needs_evaluation=False))
+
+
+def test_shared_context_packing_gives_the_one_sequence_figures(ev, demo_model_session) -> None:
+    from llmops_desktop.evaluate.backends import TorchBackend
+    from llmops_desktop.evaluate.scoring import fewshot_examples, mc_context, mc_pairs
+
+    items = list(iter_items(ev["suite"]))
+    pool = list(enumerate(items))
+    pairs = [p for i, it in pool for p in mc_pairs(mc_context(it, fewshot_examples(
+        it, i, pool, 2, seed=1)), it)]
+    packed = TorchBackend(demo_model_session, batch_size=8).loglikelihood(pairs)
+    plain = TorchBackend(demo_model_session, batch_size=8, pack=False).loglikelihood(pairs)
+    assert [p[0] for p in packed] == pytest.approx([p[0] for p in plain], abs=1e-4)
+    assert [p[1] for p in packed] == [p[1] for p in plain]

@@ -66,11 +66,17 @@ def _cut(text: str, stops: Sequence[str]) -> str:
     return text
 
 
+def _pick(torch: Any, rows: Any, cont: list[int]) -> tuple[float, bool]:
+    target = torch.tensor(cont, dtype=torch.long)
+    return (float(rows.gather(1, target[:, None]).sum()),
+            bool((rows.argmax(-1) == target).all()))
+
+
 class TorchBackend(Backend):
     engine = "torch"
 
     def __init__(self, path: Path, *, batch_size: int = 16, device: str = "cpu",
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, pack: bool = True) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -79,7 +85,7 @@ class TorchBackend(Backend):
         self.torch = torch
         self.tok = AutoTokenizer.from_pretrained(path)
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype="auto").to(device).eval()
-        self.device, self.batch_size = device, max(1, batch_size)
+        self.device, self.batch_size, self.pack = device, max(1, batch_size), pack
         cfg = self.model.config
         self.max_length = int(getattr(cfg, "max_position_embeddings", 0) or 2048)
         prefix = self.tok.bos_token_id if self.tok.bos_token_id is not None else self.tok.eos_token_id
@@ -91,31 +97,86 @@ class TorchBackend(Backend):
         return list(self.tok.encode(text))
 
     def loglikelihood(self, pairs: Sequence[Pair]) -> list[tuple[float, bool]]:
-        torch = self.torch
-        reqs = []
+        """Requests that share a context are packed into one sequence: the context once,
+        then each continuation at the positions it would have, seeing the context and
+        itself only (a 4D mask); the same figures as one sequence per request."""
+        groups: dict[tuple[int, ...], list[tuple[int, list[int]]]] = {}
+        plain = []
         for i, (ctx, cont) in enumerate(pairs):
             c, k = self.encode_pair(ctx, cont)
+            if self.pack and c:
+                groups.setdefault(tuple(c), []).append((i, k))
+            else:
+                plain.append((i, c, k))
+        packed = []
+        for c, conts in groups.items():
+            if len(c) + sum(len(k) - 1 for _, k in conts) <= self.max_length:
+                packed.append((list(c), conts))
+            else:
+                plain.extend((i, list(c), k) for i, k in conts)
+        out: list[tuple[float, bool]] = [(0.0, False)] * len(pairs)
+        with self.torch.inference_mode():
+            self._score_packed(packed, out)
+            self._score_plain(plain, out)
+        return out
+
+    def _score_plain(self, plain: list[tuple[int, list[int], list[int]]],
+                     out: list[tuple[float, bool]]) -> None:
+        torch = self.torch
+        reqs = []
+        for i, c, k in plain:
             whole = (c + k)[-(self.max_length + 1):]
             reqs.append((i, whole[:-1], whole[-len(k):]))
         reqs.sort(key=lambda r: -len(r[1]))
-        out: list[tuple[float, bool]] = [(0.0, False)] * len(pairs)
-        with torch.inference_mode():
-            for start in range(0, len(reqs), self.batch_size):
-                chunk = reqs[start:start + self.batch_size]
-                width = len(chunk[0][1])
-                batch = torch.zeros((len(chunk), width), dtype=torch.long)
-                for row, (_, inp, _) in enumerate(chunk):
-                    batch[row, :len(inp)] = torch.tensor(inp, dtype=torch.long)
-                logits = self.model(batch.to(self.device)).logits
-                logp = torch.log_softmax(logits.float(), dim=-1).cpu()
-                for row, (i, inp, cont) in enumerate(chunk):
-                    n, n_cont = len(inp), len(cont)
-                    rows = logp[row, n - n_cont:n]
-                    target = torch.tensor(cont, dtype=torch.long)
-                    ll = float(rows.gather(1, target[:, None]).sum())
-                    greedy = bool((rows.argmax(-1) == target).all())
-                    out[i] = (ll, greedy)
-        return out
+        for start in range(0, len(reqs), self.batch_size):
+            chunk = reqs[start:start + self.batch_size]
+            width = len(chunk[0][1])
+            batch = torch.zeros((len(chunk), width), dtype=torch.long)
+            for row, (_, inp, _) in enumerate(chunk):
+                batch[row, :len(inp)] = torch.tensor(inp, dtype=torch.long)
+            logp = torch.log_softmax(self.model(batch.to(self.device)).logits.float(), dim=-1).cpu()
+            for row, (i, inp, cont) in enumerate(chunk):
+                n = len(inp)
+                out[i] = _pick(torch, logp[row, n - len(cont):n], cont)
+
+    def _score_packed(self, packed: list[tuple[list[int], list[tuple[int, list[int]]]]],
+                      out: list[tuple[float, bool]]) -> None:
+        torch = self.torch
+        seqs = []
+        for c, conts in packed:
+            tokens, pos, rows, L = list(c), list(range(len(c))), [], len(c)
+            for i, k in conts:
+                start = len(tokens)
+                tokens += k[:-1]
+                pos += list(range(L, L + len(k) - 1))
+                rows.append((i, k, start, [L - 1] + list(range(start, start + len(k) - 1))))
+            seqs.append((tokens, pos, rows, L))
+        seqs.sort(key=lambda s: -len(s[0]))
+        per_batch = self.batch_size  # one sequence per context
+        for b0 in range(0, len(seqs), per_batch):
+            chunk = seqs[b0:b0 + per_batch]
+            width = len(chunk[0][0])
+            ids = torch.zeros((len(chunk), width), dtype=torch.long)
+            pos = torch.zeros((len(chunk), width), dtype=torch.long)
+            allow = torch.zeros((len(chunk), 1, width, width), dtype=torch.bool)
+            allow[:, 0] = torch.eye(width, dtype=torch.bool)  # padding rows see themselves
+            for b, (tokens, p, rows, L) in enumerate(chunk):
+                ids[b, :len(tokens)] = torch.tensor(tokens)
+                pos[b, :len(p)] = torch.tensor(p)
+                allow[b, 0, :L, :L] = torch.tril(torch.ones(L, L, dtype=torch.bool))
+                for _, k, start, _ in rows:
+                    m = len(k) - 1
+                    allow[b, 0, start:start + m, :L] = True
+                    allow[b, 0, start:start + m, start:start + m] = torch.tril(
+                        torch.ones(m, m, dtype=torch.bool))
+            dtype = self.model.dtype
+            mask = torch.zeros(allow.shape, dtype=dtype).masked_fill(~allow, torch.finfo(dtype).min)
+            logits = self.model(ids.to(self.device), attention_mask=mask.to(self.device),
+                                position_ids=pos.to(self.device)).logits
+            logp = torch.log_softmax(logits.float(), dim=-1).cpu()
+            for b, (_, _, rows, _) in enumerate(chunk):
+                for i, k, _, picks in rows:
+                    out[i] = _pick(torch, logp[b, picks], k)
 
     def generate(self, item: dict[str, Any], max_tokens: int) -> tuple[str, str]:
         torch = self.torch

@@ -11,7 +11,8 @@ scores every (context, " " + choice) pair after its model is loaded (loading is 
 the timing):
 
 - the app: ``evaluate.backends.TorchBackend.loglikelihood`` over the items in the chunks
-  the eval job uses, then ``scoring.mc_scores``;
+  the eval job uses, then ``scoring.mc_scores`` (each context is evaluated once, its
+  choices packed after it under a 4D mask; ``--no-pack`` scores one sequence per choice);
 - lm-eval: ``lm_eval.models.huggingface.HFLM(pretrained=DIR, batch_size=B)`` and its
   ``loglikelihood`` on the same requests (``Instance`` objects), once with its default
   batch size 1 and once with ``--batch-size``; acc/acc_norm computed from its figures
@@ -47,11 +48,12 @@ def make_items(n: int, seed: int = 0) -> list[dict]:
     return items
 
 
-def ours(model_dir: Path, items: list[dict], shots: int, batch_size: int, device: str):
+def ours(model_dir: Path, items: list[dict], shots: int, batch_size: int, device: str,
+         pack: bool = True):
     from llmops_desktop.evaluate.backends import TorchBackend
     from llmops_desktop.evaluate.scoring import fewshot_examples, mc_context, mc_pairs, mc_scores
 
-    backend = TorchBackend(model_dir, batch_size=batch_size, device=device)
+    backend = TorchBackend(model_dir, batch_size=batch_size, device=device, pack=pack)
     pool = list(enumerate(items))
     contexts = [mc_context(it, fewshot_examples(it, i, pool, shots, 1234))
                 for i, it in enumerate(items)]
@@ -96,6 +98,7 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--no-pack", action="store_true", help="one sequence per choice (no reuse)")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -105,8 +108,10 @@ def main() -> None:
         model_dir = make_demo_model(Path(tmp) / "bench-llama", hidden_size=args.hidden,
                                     num_layers=args.layers, intermediate_size=4 * args.hidden)
         items = make_items(args.items)
-        t_ours, s_ours, contexts = ours(model_dir, items, args.shots, args.batch_size, args.device)
-        rows = [("app (torch, batched)", t_ours, s_ours)]
+        t_ours, s_ours, contexts = ours(model_dir, items, args.shots, args.batch_size, args.device,
+                                        not args.no_pack)
+        rows = [("app (torch, " + ("one per choice" if args.no_pack else "packed") + ")",
+                 t_ours, s_ours)]
         for bs in dict.fromkeys((1, args.batch_size)):
             t, s = lm_eval_side(model_dir, items, contexts, bs, args.device)
             rows.append((f"lm-eval hf, batch_size={bs}", t, s))
