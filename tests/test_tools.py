@@ -71,6 +71,20 @@ def test_named_tool_call_arguments_validate(server) -> None:
     assert _valid(calls[0])["color"] in ("red", "green", "blue")
 
 
+def test_a_parameters_schema_with_references(server) -> None:
+    pick = {"type": "object", "$defs": {"size": {"enum": ["S", "M", "L"]}},
+            "properties": {"size": {"$ref": "#/$defs/size"}}, "required": ["size"],
+            "additionalProperties": False}
+    tools = [{"type": "function", "function": {"name": "pick", "parameters": pick}}]
+    for choice in ("required", {"type": "function", "function": {"name": "pick"}}):
+        reply = _client(server).chat.completions.create(
+            model="demo", messages=CHAT, tools=tools, tool_choice=choice, max_tokens=60,
+            temperature=1.0, seed=9)
+        call = reply.choices[0].message.tool_calls[0]
+        assert call.function.name == "pick"
+        jsonschema.validate(json.loads(call.function.arguments), pick)
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_required_tool_choice_always_calls_an_offered_tool(server, seed: int) -> None:
     reply = _client(server).chat.completions.create(

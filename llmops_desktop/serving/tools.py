@@ -206,13 +206,33 @@ def _choice(value: Any, names: set[str]) -> str:
 def call_grammar(tools: list[dict[str, Any]], only: str | None) -> str:
     """GBNF for one ``{"name": ..., "arguments": ...}`` object whose arguments match the
     chosen function's (or any offered function's) parameters schema."""
-    alternatives = [{"type": "object", "properties": {
-        "name": {"const": t["function"]["name"]},
-        "arguments": t["function"].get("parameters", NO_PARAMETERS)},
-        "required": ["name", "arguments"]}
-        for t in tools if only is None or t["function"]["name"] == only]
-    schema = alternatives[0] if len(alternatives) == 1 else {"anyOf": alternatives}
+    defs: dict[str, Any] = {}
+    alternatives = []
+    for t in tools:
+        name = t["function"]["name"]
+        if only is not None and name != only:
+            continue
+        params = t["function"].get("parameters", NO_PARAMETERS)
+        if "$ref" in json.dumps(params):  # its references are relative to its own root
+            defs[name] = _rebased(params, f"#/$defs/{name}")
+            params = {"$ref": f"#/$defs/{name}"}
+        alternatives.append({"type": "object", "properties": {
+            "name": {"const": name}, "arguments": params}, "required": ["name", "arguments"]})
+    schema: dict[str, Any] = alternatives[0] if len(alternatives) == 1 \
+        else {"anyOf": alternatives}
+    if defs:
+        schema = {**schema, "$defs": defs}
     return schema_grammar(schema, "tools", ["name", "arguments"])
+
+
+def _rebased(node: Any, root: str) -> Any:
+    """``node`` with every local ``$ref`` ('#/...') moved under ``root``."""
+    if isinstance(node, dict):
+        return {k: (root + v[1:] if k == "$ref" and isinstance(v, str) and v.startswith("#/")
+                    else _rebased(v, root)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_rebased(v, root) for v in node]
+    return node
 
 
 def plan_output(req: Any, kind: str, engine: Any) -> OutputPlan | None:
