@@ -168,3 +168,38 @@ def test_cli_feedback_to_dataset(catalog: Catalog, home: Home, capsys) -> None:
     out = json.loads(capsys.readouterr().out)
     assert out["ref"] == "cli-prefs@1" and out["shape"] == "preference" and out["rows"] == 1
     assert main(["--home", str(home.root), "feedback", "to-dataset", "--kind", "sft"]) == 5
+
+
+def test_feedback_through_the_gateway(home: Home, catalog: Catalog, demo_gguf) -> None:
+    from tests.gateway_fixtures import gateway_process, two_models
+
+    from llmops_desktop.prompts.store import create_prompt
+
+    alpha, _ = two_models(catalog, demo_gguf)
+    create_prompt(catalog, "greeter", "Greet {{name}}", params={"max_tokens": 3},
+                  artifact_ref=alpha.ref, alias="prod")
+    with gateway_process(home, "--idle-unload", "0") as gw:
+        client = openai.OpenAI(base_url=gw.base_url, api_key="none", max_retries=0,
+                               timeout=120)
+        resp = client.chat.completions.create(model="alpha", max_tokens=4, temperature=0,
+                                              messages=[{"role": "user", "content": "Hi"}])
+        ok = requests.post(gw.url + "/v1/feedback", timeout=60,
+                           json={"response_id": resp.id, "rating": -1, "correction": "Hello!"})
+        assert ok.status_code == 200, ok.text
+        missing = requests.post(gw.url + "/v1/feedback", timeout=60,
+                                json={"response_id": "chatcmpl-none", "rating": 1})
+        assert missing.status_code == 404
+        # A prompt by name through the gateway: to the model its version was written for.
+        greeted = client.chat.completions.create(model="prompt:greeter", messages=[],
+                                                 extra_body={"variables": {"name": "Ann"}})
+        assert greeted.usage.completion_tokens <= 3
+        assert requests.post(gw.url + "/v1/feedback", timeout=60, json={
+            "response_id": greeted.id, "rating": 1}).json()["prompt"] == "greeter@1"
+        with pytest.raises(openai.NotFoundError):
+            client.chat.completions.create(model="prompt:nobody", messages=[])
+    rated = {f.reply_id: f for f in feedback_rows(catalog)}[resp.id]
+    row = catalog.conn.execute("SELECT id, artifact_id FROM request_log WHERE response_id = ?",
+                               (resp.id,)).fetchone()
+    assert (rated.request_id, rated.artifact_id) == (row[0], alpha.id)
+    assert rated.reply == resp.choices[0].message.content and rated.correction == "Hello!"
+    assert rated.messages == [{"role": "user", "content": "Hi"}]

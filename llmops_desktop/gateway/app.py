@@ -137,6 +137,16 @@ class Gateway:
         if not isinstance(model, str) or not model:
             return error(400, "Say which model: 'model' (see /v1/models).", code="missing_model")
         stream = payload.get("stream") is True
+        if model.startswith("prompt:"):  # a versioned prompt: to the model it was made for
+            from llmops_desktop.errors import InvalidInputError, NotFoundError
+            from llmops_desktop.serving.prompts_route import gateway_prompt_target
+
+            try:
+                model, payload["model"] = gateway_prompt_target(self.catalog, model, payload)
+            except (NotFoundError, InvalidInputError) as exc:
+                return error(404 if isinstance(exc, NotFoundError) else 400, str(exc),
+                             code="model_not_found" if isinstance(exc, NotFoundError)
+                             else "invalid_value")
 
         def refuse(status: int, message: str, **kw: Any) -> Response:
             named = slot.name if slot is not None else model
@@ -252,6 +262,16 @@ def _ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000
 
 
+def _feedback_route(gateway: Gateway) -> Any:
+    """POST /v1/feedback: passed to the deployment that sent the reply (#19)."""
+    from llmops_desktop.serving.feedback_api import gateway_feedback
+
+    async def feedback(request: Request) -> Response:
+        return await gateway_feedback(gateway, request)
+
+    return feedback
+
+
 def create_gateway_app(gateway: Gateway) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> Any:
@@ -264,7 +284,8 @@ def create_gateway_app(gateway: Gateway) -> Any:
     routes = [Route("/health", gateway.health), Route("/metrics", gateway.metrics_text),
               Route("/v1/models", gateway.models),
               Route("/v1/chat/completions", gateway.generate, methods=["POST"]),
-              Route("/v1/completions", gateway.generate, methods=["POST"])]
+              Route("/v1/completions", gateway.generate, methods=["POST"]),
+              Route("/v1/feedback", _feedback_route(gateway), methods=["POST"])]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.gateway = gateway
     return BodyLimit(app)

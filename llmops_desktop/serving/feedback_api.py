@@ -158,3 +158,73 @@ def feedback_router(state: Any) -> APIRouter:
         return JSONResponse(result)
 
     return router
+
+
+# ---- the gateway: one address for every deployment's ratings -------------------------------
+
+async def gateway_feedback(gateway: Any, request: Request) -> Response:
+    """``POST /v1/feedback`` at the gateway (with the caller's gateway key): passed to the
+    loaded deployment that sent the reply (each one knows its own replies); a reply of a
+    deployment no longer loaded is rated from its request log row, without its text."""
+    from llmops_desktop.gateway.keys import KeyRefused
+
+    try:
+        key = gateway.authenticate(request)
+    except KeyRefused as exc:
+        return APIError(401, str(exc), code="invalid_api_key",
+                        headers={"WWW-Authenticate": "Bearer"}).response()
+    try:
+        raw = await read_body(request, MAX_FEEDBACK_BODY)
+        body = parse_feedback(raw)
+    except BodyTooLarge as exc:
+        return APIError(413, str(exc), code="request_too_large").response()
+    except APIError as exc:
+        return exc.response()
+    allowed = [s for s in gateway.pool.slots.values()
+               if s.state == "loaded" and s.client is not None
+               and (key is None or key.allows(*s.names))]
+    for slot in allowed:
+        try:
+            upstream = await slot.client.post(FEEDBACK_PATH, content=raw,
+                                              headers={"content-type": "application/json"})
+        except Exception:  # noqa: BLE001 - a deployment going away: ask the next one
+            continue
+        if upstream.status_code != 404:
+            return Response(upstream.content, status_code=upstream.status_code,
+                            media_type="application/json")
+    try:
+        result = await run_in_threadpool(_store_from_log, gateway.catalog.home, body, key)
+    except APIError as exc:
+        return exc.response()
+    return JSONResponse(result)
+
+
+def _store_from_log(home: Any, body: FeedbackBody, key: Any) -> dict[str, Any]:
+    from llmops_desktop.catalog import Catalog
+    from llmops_desktop.serving.feedback import Feedback, find_request, rate
+
+    with Catalog.open(home) as catalog:
+        row = find_request(catalog, body.response_id)
+        if row is None:
+            raise APIError(404, f"No reply {body.response_id!r} was sent through this gateway's "
+                                "deployments: send the 'id' of a completion it returned.",
+                           param="response_id", code="response_not_found")
+        artifact = catalog.artifact(row["artifact_id"]) if row["artifact_id"] else None
+        names = (artifact.ref, artifact.model_name, str(artifact.id)) if artifact else ()
+        if key is not None and not key.allows(*names):
+            raise APIError(403, f"The key {key.name!r} may not rate replies of "
+                                f"{names[0] if names else 'this model'}.",
+                           code="model_not_allowed")
+        messages = body.messages or []
+        feedback = Feedback(
+            reply_id=body.response_id, rating=body.rating, reply=body.reply or "",
+            prompt=next((m.get("content", "") for m in reversed(messages)
+                         if m.get("role") == "user"), ""),
+            messages=messages, deployment_id=row["deployment_id"],
+            artifact_id=row["artifact_id"], artifact_ref=names[0] if names else "",
+            comment=body.comment, correction=body.correction, request_id=row["id"],
+            prompt_ref=row.get("prompt_ref") or "", source="api")
+        rate(catalog, feedback)
+    return {"object": "feedback", "response_id": body.response_id, "rating": body.rating,
+            "request_id": row["id"], "prompt": feedback.prompt_ref or None,
+            "stored": body.rating != 0 or bool(body.correction)}

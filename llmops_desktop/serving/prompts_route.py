@@ -97,3 +97,23 @@ class PromptResolver:
     def observe(self, prompt_ref: str, status: int) -> None:
         name, _, version = prompt_ref.rpartition("@")
         self.requests.labels(name, version, str(status)).inc()
+
+
+_gateway_count = itertools.count()
+
+
+def gateway_prompt_target(catalog: Any, model: str, payload: dict[str, Any]) -> tuple[str, str]:
+    """At the gateway: the model a prompt request goes to (the artifact its version was
+    written for) and the pinned ``prompt:NAME@N`` the deployment then serves, so the version
+    the split picked is the one served. Raises NotFoundError / InvalidInputError."""
+    from llmops_desktop.errors import InvalidInputError
+    from llmops_desktop.prompts.store import resolve_prompt
+
+    user = payload.get("user")
+    key = f"user:{user}" if isinstance(user, str) and user else f"g:{next(_gateway_count)}"
+    version, _ = resolve_prompt(catalog, model[len(PREFIX):], key=key)
+    if not version.artifact_ref:
+        raise InvalidInputError(f"{version.ref} names no model, so the gateway cannot tell "
+                                "where to send it: make a version with 'llmops prompt create "
+                                "--artifact MODEL', or ask the deployment itself.")
+    return version.artifact_ref, f"{PREFIX}{version.ref}"
