@@ -2,17 +2,18 @@
 
 CPU loads the weights in float32; CUDA in the checkpoint's own dtype. ``quantization``
 (``bnb-nf4``, ``bnb-fp4``, ``bnb-int8``), or a checkpoint saved in one of those modes,
-loads through :func:`llmops_desktop.quantize.bnb.load_bnb`. Generation is a plain token
-loop over the KV cache (greedy, or temperature + top-p sampling with a per-request
-seed) that checks the cancel flag before every token.
+loads through :func:`llmops_desktop.quantize.bnb.load_bnb`.
 
-Parallel requests: one generation at a time by default. ``--parallel N`` lets N requests
-run their token loops at once on threads that share the one model (no batching: on a CPU
-they share torch's threads; on a GPU their kernels interleave).
+Generation is continuous batching (:mod:`.torch_batch`): ``--parallel N`` sequences
+decode together, one forward pass per step over a left-padded batch; requests join and
+leave between steps, each with its own sampling (greedy, or temperature + top-p with a
+per-request seed) and, when asked, log-probabilities. ``/v1/embeddings`` is the mean of
+the last hidden state over the input's tokens, L2-normalised.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import threading
@@ -32,7 +33,6 @@ from llmops_desktop.serving.engines.base import (
 )
 
 DEFAULT_MAX_CTX = 4096
-_CONTEXT_OVERLAP = 5  # tokens of left context re-decoded so spaces come out right
 
 
 def _adapter_base(adapter_dir: Path) -> Path:
@@ -48,7 +48,9 @@ def _adapter_base(adapter_dir: Path) -> Path:
 
 @register_engine("torch")
 class TorchEngine(Engine):
-    """One transformers model, shared by up to ``parallel`` generating threads."""
+    """One transformers model; up to ``parallel`` generations decode in one batch."""
+
+    supports_logprobs = True
 
     def __init__(self, model: Any, tokenizer: Any, *, device: str, n_ctx: int, parallel: int,
                  model_path: Path, quantization: str | None) -> None:
@@ -66,6 +68,9 @@ class TorchEngine(Engine):
         if tokenizer.eos_token_id is not None:
             eos_ids.add(int(tokenizer.eos_token_id))
         self._eos_ids = frozenset(int(e) for e in eos_ids)
+        from llmops_desktop.serving.engines.torch_batch import TorchScheduler
+
+        self._scheduler = TorchScheduler(model, self._decode, self._eos_ids, device, parallel)
 
     @classmethod
     def load(cls, model_path: Path, settings: EngineSettings) -> TorchEngine:
@@ -163,62 +168,48 @@ class TorchEngine(Engine):
 
     def generate(self, prompt: PromptTokens, params: SamplingParams,
                  cancel: threading.Event) -> Iterator[Piece]:
-        import torch
+        from llmops_desktop.serving.engines.torch_batch import TorchRequest
 
         if cancel.is_set():
             return
-        rng = torch.Generator(device=self.device)
-        rng.manual_seed(params.seed if params.seed is not None else random.getrandbits(31))
-        ids = list(prompt.ids)
-        prefix, read = max(len(ids) - _CONTEXT_OVERLAP, 0), len(ids)
-        produced = 0
-        past = None
-        step = torch.tensor([ids], device=self.device)
-        with torch.inference_mode():
-            while produced < params.max_tokens and not cancel.is_set():
-                out = self.model(input_ids=step, past_key_values=past, use_cache=True)
-                past = out.past_key_values
-                token = _sample(out.logits[0, -1].float(), params, rng)
-                if token in self._eos_ids:
-                    break
-                produced += 1
-                ids.append(token)
-                text, prefix, read = self._decode_new(ids, prefix, read)
-                yield Piece(text)
-                step = torch.tensor([[token]], device=self.device)
-        if read < len(ids):  # an unfinished multi-byte character at the very end
-            with self._tok_lock:
-                before = self._tok.decode(ids[prefix:read], skip_special_tokens=True)
-                after = self._tok.decode(ids[prefix:], skip_special_tokens=True)
-            if len(after) > len(before):
-                yield Piece(after[len(before):], 0)
+        seed = params.seed if params.seed is not None else random.getrandbits(31)
+        req = TorchRequest(list(prompt.ids), params.max_tokens, temperature=params.temperature,
+                           top_p=params.top_p, seed=seed, logprobs=params.logprobs,
+                           cancel=cancel)
+        self._scheduler.submit(req)
+        done = False
+        try:
+            for piece in req.pieces():
+                if cancel.is_set():
+                    return
+                yield piece
+            done = True
+        finally:
+            if not done and not cancel.is_set():  # the reader stopped early: free the row
+                cancel.set()
+                self._scheduler.wake()
 
-    def _decode_new(self, ids: list[int], prefix: int, read: int) -> tuple[str, int, int]:
-        """The text the newest tokens add, held back while it ends in half a character."""
+    def embed(self, inputs: list[list[int]]) -> list[list[float]]:
+        return self._scheduler.embed(inputs)
+
+    def stats(self) -> dict[str, int]:
+        """Rows in use, queue length, the batch size now (0 when idle), prompt tokens
+        read, decode steps so far (no prefix reuse: reused is always 0)."""
+        s = self._scheduler.stats
+        return {"slots": s.slots, "slots_in_use": s.slots_in_use, "queued": s.queued,
+                "batch_size": s.batch_size, "reused_prompt_tokens": 0,
+                "prefilled_prompt_tokens": s.prefilled_prompt_tokens, "decode_steps": s.steps}
+
+    def _decode(self, ids: list[int]) -> str:
         with self._tok_lock:
-            before = self._tok.decode(ids[prefix:read], skip_special_tokens=True)
-            after = self._tok.decode(ids[prefix:], skip_special_tokens=True)
-        if len(after) > len(before) and not after.endswith("\ufffd"):
-            return after[len(before):], read, len(ids)
-        return "", prefix, read
+            return self._tok.decode(ids, skip_special_tokens=True)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "device": self.device, "quantization": self.quantization,
-                "model_path": str(self.model_path)}
+                "model_path": str(self.model_path), "batching": "continuous"}
 
     def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._scheduler.close()
         self.model = None
 
-
-def _sample(logits: Any, params: SamplingParams, rng: Any) -> int:
-    import torch
-
-    if params.temperature <= 0:
-        return int(torch.argmax(logits))
-    probs = torch.softmax(logits / params.temperature, dim=-1)
-    if params.top_p < 1.0:
-        sorted_probs, order = torch.sort(probs, descending=True)
-        keep = (torch.cumsum(sorted_probs, dim=-1) - sorted_probs) < params.top_p
-        choice = torch.multinomial(sorted_probs * keep, 1, generator=rng)
-        return int(order[choice])
-    return int(torch.multinomial(probs, 1, generator=rng))
