@@ -215,3 +215,73 @@ def test_family_detection() -> None:
     assert family_of("[TOOL_CALLS]") == "mistral"
     assert family_of("<|start_header_id|>{% if tools %}") == "llama3"
     assert family_of(None) == "generic"
+
+
+# ---- a template that renders tools itself (Hermes/Qwen style) --------------------------------
+
+HERMES = """{%- if tools %}<|im_start|>system
+# Tools
+<tools>
+{% for tool in tools %}{{ tool | tojson }}
+{% endfor %}</tools>
+Call a tool as <tool_call>{"name": ..., "arguments": ...}</tool_call><|im_end|>
+{% endif %}
+{%- for message in messages %}
+{%- if message.role == 'assistant' and message.tool_calls is defined %}<|im_start|>assistant
+{% for tc in message.tool_calls %}<tool_call>
+{"name": "{{ tc.function.name }}", "arguments": {{ tc.function.arguments | tojson }}}
+</tool_call>{% endfor %}<|im_end|>
+{% elif message.role == 'tool' %}<|im_start|>user
+<tool_response>
+{{ message.content }}
+</tool_response><|im_end|>
+{% else %}<|im_start|>{{ message.role }}
+{{ message.content }}<|im_end|>
+{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant
+{% endif %}"""
+
+
+def test_a_tools_template_gets_tools_calls_and_results(demo_gguf_session: Path) -> None:
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    from llmops_desktop.serving.config import DeploymentConfig, ServeOptions
+
+    config = DeploymentConfig(name="hermes", artifact_id=1, artifact_ref="demo@1",
+                              model_name="demo", model_path=demo_gguf_session,
+                              options=ServeOptions(engine="llama.cpp", name="hermes"))
+    engine = get_engine("llama.cpp").load(demo_gguf_session,
+                                          EngineSettings(threads=1, chat_template=HERMES))
+    try:
+        with server_thread(config, engine) as live:
+            client = _client(live)
+            bare = client.chat.completions.create(model="hermes", messages=CHAT, max_tokens=2)
+            offered = client.chat.completions.create(model="hermes", messages=CHAT,
+                                                     tools=TOOLS[:1], max_tokens=2)
+            named = client.chat.completions.create(model="hermes", messages=CHAT,
+                                                   tools=TOOLS[:1], tool_choice=NAMED,
+                                                   temperature=0)
+        # the tools reached the template: the prompt grew by the rendered tools' tokens
+        with_tools = Jinja2ChatFormatter(HERMES, "", "")(messages=CHAT, tools=TOOLS[:1])
+        without = Jinja2ChatFormatter(HERMES, "", "")(messages=CHAT)
+        grown = len(engine.tokenize(with_tools.prompt)) - len(engine.tokenize(without.prompt))
+    finally:
+        engine.close()
+    assert "<tools>" in with_tools.prompt and grown > 0
+    assert offered.usage.prompt_tokens - bare.usage.prompt_tokens == grown
+    call = named.choices[0].message.tool_calls[0]
+    _valid(call)
+
+    req = type("Req", (), {"model_extra": {"tools": TOOLS[:1]}})()
+    plan = plan_output(req, "chat", type("E", (), {"chat_template": HERMES,
+                                                    "supports_grammar": True})())
+    assert plan.native and plan.family == "hermes"
+    raw = [type("M", (), {"model_extra": m})() for m in (
+        {}, {"tool_calls": [call.model_dump(exclude_none=True)]}, {"tool_call_id": call.id})]
+    checked = [{"role": "user", "content": "Make it red."},
+               {"role": "assistant", "content": ""}, {"role": "tool", "content": "It is red."}]
+    prompt = Jinja2ChatFormatter(HERMES, "", "")(messages=plan.messages(checked, raw),
+                                                 tools=plan.template_tools).prompt
+    assert '"name": "set_color"' in prompt and "<tools>" in prompt
+    assert "<tool_response>\nIt is red.\n</tool_response>" in prompt
+    assert json.dumps(json.loads(call.function.arguments), ensure_ascii=False) in prompt
+
