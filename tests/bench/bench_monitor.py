@@ -2,7 +2,7 @@
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python tests/bench/bench_monitor.py
         [--model FILE.gguf] [--seconds 60] [--segments 6] [--rate 2] [--threads 1]
-        [--tokens 96]
+        [--tokens 64]
 
 A deployment (``python -m llmops_desktop.serving``, default Gemma 3 270M Q4_K_M as in
 bench_serve.py) is kept under continuous load by a client process that streams one
@@ -77,7 +77,7 @@ def main() -> None:
     ap.add_argument("--segments", type=int, default=6, help="alternating off/on segments")
     ap.add_argument("--rate", type=int, default=2, help="monitor samples a second (1-10)")
     ap.add_argument("--threads", type=int, default=1, help="the server's llama.cpp threads")
-    ap.add_argument("--tokens", type=int, default=96)
+    ap.add_argument("--tokens", type=int, default=64)
     args = ap.parse_args()
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -134,6 +134,7 @@ def main() -> None:
             profile = cProfile.Profile()
         seg_s = 2 * args.seconds / args.segments
         redraws = charts = 0
+        active = True
         cpu = {"off": 0.0, "on": 0.0}  # this process (GUI thread, sampler), CPU seconds
         wall = {"off": 0.0, "on": 0.0}
         for i in range(args.segments):
@@ -145,6 +146,7 @@ def main() -> None:
                 window = MainWindow(home)
                 window.deployments_on_close = "keep"  # the bench's server stays up
                 window.show()
+                window.activateWindow()  # the focused window redraws fastest: the worst case
                 page = window.show_page("monitor")
             run_for(SETTLE_S)  # opening (or closing) the window is not what is measured
             t0, c0 = time.time(), time.process_time()
@@ -159,6 +161,7 @@ def main() -> None:
             if window is not None:
                 assert page.controller.is_running(), "the sampler did not run"
                 assert page.deployment_panels, "no deployment panel appeared"
+                active = active and window.isActiveWindow()
                 redraws += sum(c.redraws for c in page.charts())
                 charts = len(page.charts())
                 window.close()
@@ -187,12 +190,23 @@ def main() -> None:
     med = {ph: statistics.median(v) if v else float("nan") for ph, v in tps.items()}
     print(f"{'decode tokens/s (median)':36}{med['off']:10.1f}{med['on']:10.1f}"
           f"{med['on'] / med['off']:9.3f}   goal >= 0.99")
+    pairs = []  # on/off of each neighbouring pair of segments: load drift cancels
+    for (p1, s1, e1), (_, s2, e2) in zip(segments[::2], segments[1::2]):
+        a = [d["tps"] for d in done if s1 <= d["t0"] and d["t1"] <= e1]
+        b = [d["tps"] for d in done if s2 <= d["t0"] and d["t1"] <= e2]
+        if a and b:
+            on, off = (a, b) if p1 == "on" else (b, a)
+            pairs.append(statistics.median(on) / statistics.median(off))
+    if pairs:
+        print(f"{'on/off, median of segment pairs':36}{'':20}"
+              f"{statistics.median(pairs):9.3f}   ({len(pairs)} pairs: "
+              + ", ".join(f"{r:.3f}" for r in pairs) + ")")
     print(f"{'completions measured':36}{len(tps['off']):10d}{len(tps['on']):10d}")
     print(f"{'timer ticks measured':36}{len(stall['off']):10d}{len(stall['on']):10d}")
     print(f"{'this process CPU, % of one core':36}{100 * cpu['off'] / wall['off']:10.1f}"
           f"{100 * cpu['on'] / wall['on']:10.1f}   (the window, sampler and charts)")
     print(f"chart redraws while on: {redraws} over {charts} charts (those scrolled out of "
-          "sight are not drawn)")
+          f"sight are not drawn); the window was {'active' if active else 'NOT active'}")
 
 
 if __name__ == "__main__":
