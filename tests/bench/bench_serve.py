@@ -313,9 +313,13 @@ def main() -> None:
                     raw[b].append(anchor(model, args.threads, args.ctx, prompts, args.tokens))
                     prompts = [PROMPT.format(i=f"R{r}b{b}s{s}") for s in range(b)]
                     ours[b].append(clients_at_once(url, prompts, args.tokens))
+                    print(f"  round {r}, {b} sequence(s): anchor {raw[b][-1]:.1f}, server "
+                          f"{ours[b][-1]:.1f} tokens/s", flush=True)
                 ask = PROMPT.format(i=f"join{r}") + "Chapter one."
                 idle.append(via_server(url, ask, 8)[0])
                 joined.append(joining_ttft(url, ask.replace("one", "two"), args.tokens))
+                print(f"  round {r}: TTFT idle {idle[-1] * 1e3:.0f} ms, joining "
+                      f"{joined[-1] * 1e3:.0f} ms", flush=True)
             warm, prompt2 = second_turn(url, history())
             same = same_alone_and_batched(url, args.tokens)
         finally:
