@@ -9,8 +9,12 @@ it as the reply streams in. The settings box gives the core
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
+    QComboBox,
     QDoubleSpinBox,
     QFormLayout,
     QFrame,
@@ -25,8 +29,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from llmops_desktop.errors import InvalidInputError
 from llmops_desktop.qt.context import icon
-from llmops_desktop.serving.chat_session import DEFAULT_MAX_TOKENS, Sampling, Turn, stats_text
+from llmops_desktop.serving.chat_session import (
+    DEFAULT_MAX_TOKENS,
+    MODES,
+    Sampling,
+    Turn,
+    stats_text,
+)
 
 
 class MessageView(QFrame):
@@ -42,13 +53,15 @@ class MessageView(QFrame):
         mine = turn.role == "user"
         self.setStyleSheet("MessageView { background: %s; border-radius: 6px; }"
                            % ("palette(alternate-base)" if mine else "palette(base)"))
-        who = QLabel("<b>You</b>" if mine else "<b>Model</b>")
+        who = self.who = QLabel("<b>You</b>" if mine else "<b>Model</b>")
         self.text = QLabel()
         self.text.setTextFormat(Qt.TextFormat.PlainText)
         self.text.setWordWrap(True)
         self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.stats = QLabel()
         self.stats.setStyleSheet("color: palette(mid);")
+        self.stats.setWordWrap(True)  # a failure's message reads in full, without scrolling
+        self.stats.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.up = self._thumb("thumb-up", "Good reply: store it as positive feedback")
         self.down = self._thumb("thumb-down", "Bad reply: store it as negative feedback")
         self.up.clicked.connect(lambda on: self._rate(1 if on else 0))
@@ -61,12 +74,19 @@ class MessageView(QFrame):
         layout.setContentsMargins(8, 6, 8, 6)
         layout.addWidget(who)
         layout.addWidget(self.text)
+        self.calls = QLabel()  # the tools the model called, as calls rather than text
+        self.calls.setWordWrap(True)
+        self.calls.setTextFormat(Qt.TextFormat.PlainText)
+        self.calls.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.calls.setStyleSheet("font-family: monospace; color: #1565c0;")
+        self.calls.hide()
+        layout.addWidget(self.calls)
         if not mine:
             layout.addLayout(foot)
         self.refresh()
 
     def _thumb(self, name: str, tip: str) -> QToolButton:
-        b = QToolButton()
+        b = QToolButton(self)  # a question has none shown, yet they must not be windows
         b.setIcon(icon(name))
         b.setCheckable(True)
         b.setAutoRaise(True)
@@ -80,9 +100,15 @@ class MessageView(QFrame):
         t = self.turn
         self.text.setText(t.content or ("…" if t.state == "streaming" else ""))
         self.stats.setText(stats_text(t))
+        calls = t.tool_calls if t.role == "assistant" else []
+        self.calls.setText("\n".join(f"Tool call: {c['name']}({c['arguments']})" for c in calls))
+        self.calls.setVisible(bool(calls))
         if t.state == "failed":
             self.stats.setStyleSheet("color: #c62828;")
+        if t.role == "assistant" and t.request.get("mode") == "completion":
+            self.who.setText("<b>Model</b> <span style='color: gray'>(plain completion)</span>")
         for b, value in ((self.up, 1), (self.down, -1)):
+            b.setVisible(t.role == "assistant" and t.state != "failed")  # nor rate an error
             b.setEnabled(t.rateable)
             b.blockSignals(True)
             b.setChecked(t.rating == value)
@@ -119,6 +145,18 @@ class ChatSettingsBox(QGroupBox):
         self.seed_spin.setValue(-1)
         self.seed_spin.setSpecialValueText("random")
         self.seed_spin.setToolTip("The same seed, prompt and settings give the same reply")
+        self.schema_edit = QPlainTextEdit()
+        self.schema_edit.setPlaceholderText('JSON schema (optional), e.g. {"type": "object", '
+                                            '"properties": {"answer": {"type": "string"}}}')
+        self.schema_edit.setToolTip("Replies are constrained to this JSON schema "
+                                    "(response_format json_schema)")
+        self.schema_edit.setMaximumHeight(90)
+        self.tools_edit = QPlainTextEdit()
+        self.tools_edit.setPlaceholderText('Tools (optional): a JSON list of OpenAI tool '
+                                           'definitions, [{"type": "function", "function": '
+                                           '{"name": …, "parameters": {…}}}]')
+        self.tools_edit.setToolTip("Functions the model may call; its calls are shown as such")
+        self.tools_edit.setMaximumHeight(90)
         self.key_edit = QLineEdit()
         self.key_edit.setEchoMode(QLineEdit.EchoMode.Password)
         self.key_edit.setPlaceholderText("only if the deployment has one")
@@ -134,6 +172,10 @@ class ChatSettingsBox(QGroupBox):
         form.addRow("Seed", self.seed_spin)
         form.addRow("API key", self.key_edit)
         outer.addLayout(form)
+        outer.addWidget(QLabel("Structured output"))
+        outer.addWidget(self.schema_edit)
+        outer.addWidget(QLabel("Tools"))
+        outer.addWidget(self.tools_edit)
         outer.addStretch(1)
 
     def system(self) -> str:
@@ -142,4 +184,56 @@ class ChatSettingsBox(QGroupBox):
     def sampling(self) -> Sampling:
         seed = self.seed_spin.value()
         return Sampling(temperature=self.temperature_spin.value(), top_p=self.top_p_spin.value(),
-                        max_tokens=self.max_tokens_spin.value(), seed=seed if seed >= 0 else None)
+                        max_tokens=self.max_tokens_spin.value(), seed=seed if seed >= 0 else None,
+                        json_schema=_json(self.schema_edit, "The JSON schema", dict),
+                        tools=_json(self.tools_edit, "The tools", list))
+
+
+def _json(edit: QPlainTextEdit, what: str, kind: type) -> Any:
+    """The edit's JSON (None when empty); InvalidInputError saying what is wrong."""
+    text = edit.toPlainText().strip()
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise InvalidInputError(f"{what} is not valid JSON: {exc}.") from None
+    if not isinstance(value, kind):
+        raise InvalidInputError(f"{what} must be a JSON {'object' if kind is dict else 'list'}.")
+    return value
+
+
+def mode_combo() -> QComboBox:
+    """Chat or plain completion, each with its endpoint as the tooltip."""
+    combo = QComboBox()
+    for mode, (label, path) in MODES.items():
+        combo.addItem(label, mode)
+        combo.setItemData(combo.count() - 1, path, Qt.ItemDataRole.ToolTipRole)
+    combo.setToolTip("Chat sends the conversation as messages (the model's chat template "
+                     "makes the prompt); plain completion sends your text as the prompt to "
+                     "continue (/v1/completions), for a model without a chat template")
+    return combo
+
+
+def mode_label() -> QLabel:
+    label = QLabel()
+    label.setWordWrap(True)
+    label.setStyleSheet("color: palette(mid);")
+    return label
+
+
+def show_mode(combo: QComboBox, label: QLabel, session: Any, chat_ok: bool) -> None:
+    """Show a session's mode in the combo, and say it (and why, for a model that cannot
+    chat) in the label."""
+    if session is None:
+        label.setText("")
+        return
+    combo.blockSignals(True)
+    combo.setCurrentIndex(max(0, combo.findData(session.mode)))
+    combo.blockSignals(False)
+    text = f"Mode: {session.mode_text}."
+    if not chat_ok:
+        text += (" This model has no chat template, so chat requests fail; plain completion "
+                 "continues your text. Serve it with a chat template to chat.")
+    label.setText(text)
+

@@ -155,6 +155,8 @@ class MainWindow(QMainWindow):
         jobs.sig_jobs_changed.connect(self._update_jobs_status)
         self.models_page.sig_reloaded.connect(self._on_models_reloaded)
         self.models_page.sig_serve_requested.connect(self.serve_artifact)
+        self.models_page.sig_serve_now_requested.connect(self.serve_artifact_now)
+        self.models_page.sig_selection_changed.connect(self.deployments_page.note_model_selected)
         self.models_page.sig_chat_requested.connect(self.chat_with_artifact)
         self.playground_page.attach(self.deployments_page.deploy)
         self.deployments_page.sig_chat_requested.connect(self.chat_with)
@@ -304,6 +306,13 @@ class MainWindow(QMainWindow):
         self.show_page("deployments")
         if not self.deployments_page.select_artifact(artifact_id):
             self.banner.show_error(f"Artifact #{artifact_id} is not ready to serve.")
+
+    def serve_artifact_now(self, artifact_id: int) -> None:
+        """Serve this artifact with the suggested settings and show it on Deployments."""
+        self.show_page("deployments")
+        self.raise_()
+        self.activateWindow()  # from a dialog: the window is where it goes on
+        self.deployments_page.serve_now(artifact_id)
 
     def chat_with_artifact(self, artifact_id: int) -> None:
         """Open the Playground on a running deployment of this artifact."""

@@ -40,14 +40,12 @@ from llmops_desktop.qt.forms import SpecForm, path_override
 from llmops_desktop.qt.formatting import human_count, human_size
 from llmops_desktop.qt.job_model import ERROR_COLOR
 from llmops_desktop.qt.quantize_targets import (
-    CONTEXT,
     TargetList,
     needs_intermediate,
     probe,
 )
 from llmops_desktop.qt.variants_view import variant_item, variants_tree
 from llmops_desktop.qt.workers import run_in_thread
-from llmops_desktop.quantize.targets import estimate
 from llmops_desktop.quantize.task import QuantizeRequest
 from llmops_desktop.quantize.variants import variant_table
 
@@ -73,6 +71,8 @@ class QuantizeDialog(QDialog):
     """Free space, tensor count and bitsandbytes support are known."""
     sig_show_variants_requested = Signal(int)
     """The user asked to see the parent's Variants tab (artifact id)."""
+    sig_serve_requested = Signal(int)
+    """The user asked to serve a variant the job made, now (its artifact id)."""
 
     def __init__(self, ctx: AppContext, artifact: Artifact, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -247,9 +247,17 @@ class QuantizeDialog(QDialog):
         self.show_variants_button = QPushButton(icon("variants"), "Show in Variants tab")
         self.show_variants_button.clicked.connect(
             lambda: self.sig_show_variants_requested.emit(self.artifact.id))
+        self.serve_button = QPushButton(icon("deploy"), "Serve this")
+        self.serve_button.setToolTip("Serve the variant just made with the suggested settings; "
+                                     "the Deployments page shows it, and Chat opens the "
+                                     "Playground once it runs")
+        self.serve_button.clicked.connect(self._on_serve_clicked)
+        self.serve_button.hide()
+        self.serve_id: int | None = None
         row = QHBoxLayout()
         row.addWidget(self.results_note, 1)
         row.addWidget(self.show_variants_button)
+        row.addWidget(self.serve_button)
         layout = QVBoxLayout(box)
         layout.addWidget(self.results_tree)
         layout.addLayout(row)
@@ -298,6 +306,7 @@ class QuantizeDialog(QDialog):
         self.free_bytes = found.get("free")
         self.tensor_total = found.get("tensors")
         self.targets.apply_bnb_reasons(found.get("bnb", {}))
+        self.targets.apply_layout(found.get("layout"))
         self._update_totals()
         self.sig_probed.emit()
 
@@ -315,18 +324,22 @@ class QuantizeDialog(QDialog):
         targets = self.checked_targets()
         self._update_buttons()
         if not targets:
-            self.totals_label.setText("Tick one or more targets. Sizes and memory are estimates "
-                                      "from the parameter count and typical bits per weight.")
+            how = ("from the parent's tensors, as llama.cpp quantizes each"
+                   if self.targets.layout is not None
+                   else "from the parameter count and typical bits per weight")
+            self.totals_label.setText(f"Tick one or more targets. Sizes and memory are "
+                                      f"estimates {how}.")
             self.totals_label.setStyleSheet("")
             return
-        md = self.artifact.metadata
-        sizes = {t: estimate(md, t, CONTEXT) for t in targets}
+        tl = self.targets
+        sizes = {t: {"size_bytes": tl.size_of(t), "memory_bytes": tl.memory_of(t)}
+                 for t in targets}
         total = sum(e["size_bytes"] for e in sizes.values())
         extra = 0.0
         note = ""
         if needs_intermediate(self.artifact, targets):
             if "F16" not in targets:
-                extra = estimate(md, "F16")["size_bytes"]
+                extra = tl.size_of("F16")
                 kept = self.keep_check.isChecked()
                 note = (f" plus the F16 intermediate ({human_size(extra)}, "
                         + ("kept)" if kept else "removed afterwards)"))
@@ -524,7 +537,32 @@ class QuantizeDialog(QDialog):
         else:
             self.results_note.setText(f"The variants are in the catalog under "
                                       f"{self.artifact.ref}.")
+        self._offer_serving(made)
         self.results_box.show()
+
+    def _offer_serving(self, made: list[int]) -> None:
+        """'Serve this' for the smallest GGUF made (the quickest to a first reply)."""
+        ggufs = []
+        for artifact_id in made:
+            try:
+                a = self.ctx.catalog.artifact(artifact_id)
+            except Exception:  # noqa: BLE001 - removed meanwhile
+                continue
+            if a.kind == "gguf" and a.state == "ready" and a.metadata.get("format") != "lora-gguf":
+                ggufs.append(a)
+        best = min(ggufs, key=lambda a: a.size_bytes) if ggufs else None
+        self.serve_id = best.id if best is not None else None
+        self.serve_button.setVisible(best is not None)
+        if best is not None:
+            self.serve_button.setText(f"Serve this ({best.params.get('target') or best.ref})")
+            self.serve_button.setDefault(True)
+
+    def _on_serve_clicked(self) -> None:
+        """Serve the variant; the dialog's work is done, so it closes (the window, on the
+        Deployments page, comes forward)."""
+        if self.serve_id is not None:
+            self.sig_serve_requested.emit(self.serve_id)
+            self.close()
 
     def results_texts(self) -> list[list[str]]:
         out = []

@@ -2,8 +2,10 @@
 
 Rows come from the core's tables (``GGUF_TARGETS``, ``BNB_MODES``); whether a target
 is allowed for this parent is ``plan_targets``' decision, never re-implemented here.
-Estimates are ``estimate`` on the parent's metadata. :func:`probe` gathers what needs
-the disk (free space, the tensor count, bitsandbytes support); the dialog runs it in a
+Estimates are ``estimate`` on the parent's metadata until :func:`probe` has read the
+parent's tensor layout (:mod:`llmops_desktop.quantize.size_estimate`: per tensor, as
+llama.cpp quantizes). :func:`probe` gathers what needs the disk (free space, the tensor
+count and layout, bitsandbytes support); the dialog runs it in a
 thread and hands the answer to :meth:`TargetList.apply_probe`.
 """
 
@@ -38,7 +40,14 @@ def probe(parent: Artifact, folder: Path) -> dict[str, Any]:
     """What the dialog needs from the disk (run it in a thread): free space where the job
     writes, the parent's tensor count (for the converter's progress bar) and, for a
     Hugging Face parent, why each bitsandbytes mode cannot run here (None if it can)."""
-    out: dict[str, Any] = {"free": None, "tensors": None, "bnb": {}}
+    out: dict[str, Any] = {"free": None, "tensors": None, "bnb": {}, "layout": None}
+    if parent.kind in ("gguf", "hf"):
+        from llmops_desktop.quantize.size_estimate import read_layout
+
+        try:
+            out["layout"] = read_layout(parent.kind, parent.path)
+        except Exception:  # noqa: BLE001 - the estimate stays the rough one, and says so
+            pass
     where = folder
     while not where.exists() and where.parent != where:
         where = where.parent
@@ -86,6 +95,8 @@ class TargetList(QTreeWidget):
         super().__init__(parent)
         self.artifact = artifact
         self._items: dict[str, QTreeWidgetItem] = {}
+        self._sizes: dict[str, float] = {}  # per-tensor estimates, once the probe read them
+        self.layout: Any = None
         self.setHeaderLabels(["Target", "Bits/weight", "Est. size", "Memory to run", "Notes"])
         tokens = int(estimate(artifact.metadata, "Q8_0", CONTEXT)["context"])
         tips = ["Tick every variant to make", "Typical bits per weight of the type",
@@ -141,6 +152,34 @@ class TargetList(QTreeWidget):
     def estimates(self) -> dict[str, tuple[str, str]]:
         """Target -> (estimated size, memory to run) as shown."""
         return {n: (i.text(COL_SIZE), i.text(COL_MEMORY)) for n, i in self._items.items()}
+
+    def size_of(self, name: str) -> float:
+        """The estimated file size of a target (per tensor once the layout is known)."""
+        return self._sizes.get(name, estimate(self.artifact.metadata, name, CONTEXT)["size_bytes"])
+
+    def memory_of(self, name: str) -> float:
+        est = estimate(self.artifact.metadata, name, CONTEXT)
+        return est["memory_bytes"] - est["size_bytes"] + self.size_of(name)
+
+    def apply_layout(self, layout: Any) -> None:
+        """Sizes from the parent's tensors (which stay F32, which fall back to another type,
+        the metadata), instead of the parameter count times typical bits per weight."""
+        if layout is None:
+            return
+        from llmops_desktop.quantize.size_estimate import estimate_gguf_bytes
+
+        self.layout = layout
+        for name in GGUF_TARGETS:
+            size, types = estimate_gguf_bytes(layout, name)
+            self._sizes[name] = size
+            item = self._items[name]
+            item.setText(COL_SIZE, human_size(size))
+            item.setText(COL_MEMORY, human_size(self.memory_of(name)))
+            mix = ", ".join(f"{n} {k}" for k, n in sorted(types.items(), key=lambda kv: -kv[1]))
+            item.setToolTip(COL_SIZE, f"From the {len(layout.tensors)} tensors in the parent's "
+                                      f"{layout.source}: {mix} tensors, plus "
+                                      f"{human_size(layout.metadata_bytes)} of metadata "
+                                      "(vocabulary, settings)")
 
     def apply_bnb_reasons(self, reasons: dict[str, str | None]) -> None:
         """Enable the bitsandbytes modes this machine can do; show why for the others."""

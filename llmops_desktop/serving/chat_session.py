@@ -19,11 +19,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmops_desktop.errors import InvalidInputError, LLMOpsError
-from llmops_desktop.serving.client import Cancel, ReplyStats, stream_chat
+from llmops_desktop.serving.client import (
+    CHAT_PATH,
+    COMPLETIONS_PATH,
+    Cancel,
+    ReplyStats,
+    stream_chat,
+)
 from llmops_desktop.serving.feedback import Feedback, rate
 
 DEFAULT_MAX_TOKENS = 256
 REPLY_STATES = ("streaming", "done", "stopped", "failed")
+CHAT, COMPLETION = "chat", "completion"
+MODES = {CHAT: ("Chat", CHAT_PATH), COMPLETION: ("Plain completion", COMPLETIONS_PATH)}
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,8 @@ class Sampling:
     top_p: float = 0.95
     max_tokens: int = DEFAULT_MAX_TOKENS
     seed: int | None = None
+    json_schema: dict[str, Any] | None = None  # replies constrained to it (response_format)
+    tools: list[dict[str, Any]] | None = None  # OpenAI tool definitions the model may call
 
 
 @dataclass
@@ -61,6 +71,11 @@ class Turn:
     rating: int = 0
     request: dict[str, Any] = field(default_factory=dict)  # what was sent for this reply
     target: ChatTarget | None = None  # who answered
+
+    @property
+    def tool_calls(self) -> list[dict[str, Any]]:
+        """The tools the model called in this reply ({name, arguments} each)."""
+        return self.stats.tool_calls if self.stats is not None else []
 
     @property
     def rateable(self) -> bool:
@@ -113,8 +128,10 @@ class ChatSession:
     """One conversation with one deployment. ``catalog`` (optional) is where ratings go."""
 
     def __init__(self, target: ChatTarget, *, system: str = "",
-                 sampling: Sampling | None = None, catalog: Any = None) -> None:
+                 sampling: Sampling | None = None, catalog: Any = None,
+                 mode: str = CHAT) -> None:
         self.target = target
+        self.mode = mode  # CHAT: /v1/chat/completions; COMPLETION: /v1/completions
         self.system = system
         self.sampling = sampling or Sampling()
         self.catalog = catalog
@@ -143,18 +160,37 @@ class ChatSession:
                     out.append({"role": "user", "content": t.content})
         return out
 
+    @property
+    def mode_text(self) -> str:
+        """'Chat (/v1/chat/completions)' or 'Plain completion (/v1/completions)'."""
+        label, path = MODES.get(self.mode, MODES[CHAT])
+        return f"{label} ({path})"
+
     def request_body(self, history: list[dict[str, str]]) -> dict[str, Any]:
-        """The OpenAI chat-completions body for ``history`` with this session's settings."""
+        """The OpenAI body for ``history`` with this session's settings: chat messages, or
+        in plain-completion mode the last message as the prompt to continue (for a model
+        without a chat template; the system prompt, if any, goes before it)."""
         s = self.sampling
         system = self.system.strip()
+        if self.mode == COMPLETION:
+            prompt = history[-1]["content"] if history else ""
+            what: dict[str, Any] = {"prompt": f"{system}\n\n{prompt}" if system else prompt}
+        else:
+            what = {"messages": ([{"role": "system", "content": system}] if system else [])
+                    + history}
         body: dict[str, Any] = {
             "model": self.target.model,
-            "messages": ([{"role": "system", "content": system}] if system else []) + history,
+            **what,
             "temperature": round(float(s.temperature), 3),
             "top_p": round(float(s.top_p), 3),
             "max_tokens": int(s.max_tokens)}
         if s.seed is not None and s.seed >= 0:
             body["seed"] = int(s.seed)
+        if s.json_schema is not None:
+            body["response_format"] = {"type": "json_schema",
+                                       "json_schema": {"name": "reply", "schema": s.json_schema}}
+        if s.tools and self.mode == CHAT:
+            body["tools"] = s.tools
         return body
 
     def ask(self, text: str) -> Turn:
@@ -170,7 +206,8 @@ class ChatSession:
         turn = Turn("assistant", "", reply_id=uuid.uuid4().hex, state="streaming",
                     stats=ReplyStats(), target=self.target,
                     request={"body": body, "system": self.system.strip(), "history": history,
-                             "prompt": text})
+                             "prompt": text, "mode": self.mode,
+                             "path": MODES.get(self.mode, MODES[CHAT])[1]})
         self.turns.append(turn)
         self._streaming, self._cancel = turn, Cancel()
         return turn
@@ -185,7 +222,8 @@ class ChatSession:
         error = ""
         try:
             for piece in stream_chat(target.url, turn.request["body"], api_key=target.api_key,
-                                     cancel=cancel, stats=stats):
+                                     cancel=cancel, stats=stats,
+                                     path=turn.request.get("path", CHAT_PATH)):
                 turn.content += piece
                 yield Delta(turn.reply_id, piece)
         except (GeneratorExit, KeyboardInterrupt):  # the reader left or Ctrl-C: stopped

@@ -16,10 +16,15 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from llmops_desktop.errors import InvalidInputError, NetworkError
+
+MIN_RATE_TOKENS = 8  # a client-side tokens/s needs this many tokens after the first…
+MIN_RATE_WINDOW_S = 0.2  # …arriving over at least this long
+CHAT_PATH = "/v1/chat/completions"
+COMPLETIONS_PATH = "/v1/completions"
 
 
 @dataclass
@@ -33,15 +38,22 @@ class ReplyStats:
     completion_tokens: int | None = None
     finish_reason: str = ""
     chunks: int = 0
+    server_tokens_per_s: float | None = None  # the server's own decode timing, if it sent one
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # {name, arguments} each
 
     @property
     def tokens_per_s(self) -> float | None:
-        """Decoding speed after the first token (the prompt's processing is in TTFT)."""
+        """Decoding speed: the server's own timing when it sends one (``timings``, as
+        llama.cpp's server does), else measured here after the first token, but only over
+        a window long enough to mean something (pieces that arrive together would give
+        millions of tokens per second)."""
+        if self.server_tokens_per_s is not None:
+            return self.server_tokens_per_s
         tokens = self.completion_tokens if self.completion_tokens is not None else self.chunks
-        if self.ttft_ms is None or tokens < 2:
+        if self.ttft_ms is None or tokens - 1 < MIN_RATE_TOKENS or self.chunks < MIN_RATE_TOKENS:
             return None
         seconds = ((self.last_token_ms or self.total_ms) - self.ttft_ms) / 1000
-        return (tokens - 1) / seconds if seconds > 0 else None
+        return (tokens - 1) / seconds if seconds >= MIN_RATE_WINDOW_S else None
 
 
 class Cancel:
@@ -88,8 +100,9 @@ def _error_message(status: int, raw: bytes) -> str:
 
 def stream_chat(url: str, body: dict[str, Any], *, api_key: str = "",
                 cancel: Cancel | None = None, stats: ReplyStats | None = None,
-                timeout: float = 300.0) -> Iterator[str]:
-    """POST ``body`` to ``{url}/v1/chat/completions`` with streaming, yield content pieces.
+                timeout: float = 300.0, path: str = CHAT_PATH) -> Iterator[str]:
+    """POST ``body`` to ``{url}/v1/chat/completions`` (or ``path``: ``/v1/completions``
+    for plain completion) with streaming, yield content pieces.
 
     ``stats`` is filled in as the reply arrives (usage comes in the last chunk). Raises
     :class:`NetworkError` when the server cannot be reached or answers with an error.
@@ -107,7 +120,7 @@ def stream_chat(url: str, body: dict[str, Any], *, api_key: str = "",
         try:
             conn.connect()
             cancel._attach(conn)
-            conn.request("POST", base + "/v1/chat/completions", payload, headers)
+            conn.request("POST", base + path, payload, headers)
             resp = conn.getresponse()
         except OSError as exc:
             if cancel.is_set():
@@ -145,10 +158,21 @@ def stream_chat(url: str, body: dict[str, Any], *, api_key: str = "",
             if usage:
                 stats.prompt_tokens = usage.get("prompt_tokens")
                 stats.completion_tokens = usage.get("completion_tokens")
+            timings = chunk.get("timings")
+            if isinstance(timings, dict) and timings.get("predicted_per_second"):
+                stats.server_tokens_per_s = float(timings["predicted_per_second"])
             for choice in chunk.get("choices") or []:
                 if choice.get("finish_reason"):
                     stats.finish_reason = choice["finish_reason"]
-                text = (choice.get("delta") or {}).get("content")
+                delta = choice.get("delta") or {}
+                for call in delta.get("tool_calls") or []:  # streamed as OpenAI's deltas
+                    index = int(call.get("index", len(stats.tool_calls)))
+                    while len(stats.tool_calls) <= index:
+                        stats.tool_calls.append({"name": "", "arguments": ""})
+                    fn = call.get("function") or {}
+                    stats.tool_calls[index]["name"] += fn.get("name") or ""
+                    stats.tool_calls[index]["arguments"] += fn.get("arguments") or ""
+                text = delta.get("content") or choice.get("text")
                 if text:
                     if stats.ttft_ms is None:
                         stats.ttft_ms = (time.perf_counter() - started) * 1000

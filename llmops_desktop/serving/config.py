@@ -9,6 +9,7 @@ is deliberately not a field: it never lands in the catalog, a log or a command l
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,12 @@ def option(default: Any, description: str, *, label: str, choices: tuple[str, ..
     """A deployment setting: the shared field specification (``llmops_desktop.fields``)."""
     return spec(default, description, label=label, choices=choices, minimum=minimum,
                 maximum=maximum, metavar=metavar, group="Serving")
+
+
+def model_slug(ref: str) -> str:
+    """The API model id for a catalog name: 'Gemma 3 270M@1' -> 'gemma-3-270m@1' (no spaces,
+    lower case; clients may still send the catalog's own form, see ``aliases``)."""
+    return re.sub(r"[^a-z0-9._@:+/-]+", "-", ref.strip().lower()).strip("-") or ref
 
 
 @dataclass(frozen=True)
@@ -194,7 +201,7 @@ class DeploymentConfig:
             raise InvalidInputError(f"The {engine} engine serves {expected} artifacts and "
                                     f"{artifact.ref} is {artifact.kind}: {hint}.")
         resolve_chat_template(options.chat_template)  # a bad name or file fails here
-        name = (options.name or artifact.ref).strip()
+        name = (options.name or model_slug(artifact.ref)).strip()
         if not name:
             raise InvalidInputError("A deployment name cannot be empty.")
         return cls(name=name, artifact_id=artifact.id, artifact_ref=artifact.ref,

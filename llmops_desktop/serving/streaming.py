@@ -65,6 +65,7 @@ class Generation:
         self.stop = StopMatcher(stops)
         self.completion_tokens = 0
         self.first_token_at: float | None = None
+        self.last_token_at: float | None = None
         self.finish_reason: str | None = None
         self.finished = False
         self.logprobs: list[Any] = []  # one per token, from engines that report them
@@ -86,6 +87,9 @@ class Generation:
         end = _End()
         try:
             for piece in self.engine.generate(self.prompt, self.params, self.cancel_event):
+                if piece.tokens:  # timed as the engine makes them, not as the loop reads
+                    self.last_token_at = time.perf_counter()
+                    self.first_token_at = self.first_token_at or self.last_token_at
                 loop.call_soon_threadsafe(put, piece)
         except BaseException as exc:  # noqa: BLE001 - reported to the request, not the loop
             end = _End(exc)
@@ -146,3 +150,27 @@ class Generation:
     def _finish(self, reason: str) -> None:
         self.finish_reason = reason
         self.finished = True
+
+
+def decode_timings(t_start: float, gen: Generation) -> dict[str, Any]:
+    """llama.cpp server's ``timings`` for a finished generation: the prompt (from the slot
+    to the first token) and the rest of the reply. ``predicted_per_second`` is the reply's
+    tokens over the engine's whole time on it (the request log's figure): pieces a fast
+    engine hands over together would make the tokens after the first look instantaneous."""
+    first = gen.first_token_at or time.perf_counter()
+    last = max(gen.last_token_at or first, first)
+    n = gen.completion_tokens
+    busy = last - t_start
+    return {"prompt_n": len(gen.prompt), "prompt_ms": round((first - t_start) * 1000, 3),
+            "predicted_n": n, "predicted_ms": round((last - first) * 1000, 3),
+            "predicted_per_second": n / busy if n and busy > 0 else None}
+
+
+def with_timings(event: bytes, timings: dict[str, Any]) -> bytes:
+    """A server-sent ``data: {...}`` event with ``timings`` added to its object."""
+    import json
+
+    body = json.loads(event[len(b"data: "):])
+    body["timings"] = timings
+    return b"data: " + json.dumps(body, ensure_ascii=False).encode("utf-8") + b"\n\n"
+

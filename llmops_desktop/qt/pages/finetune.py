@@ -9,17 +9,14 @@ window started and for one found running when the window opens again (re-attach)
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
-    QGridLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -32,6 +29,7 @@ from PySide6.QtWidgets import (
 from llmops_desktop.catalog import JobState
 from llmops_desktop.finetune.config import FinetuneOptions
 from llmops_desktop.qt.context import AppContext, Page
+from llmops_desktop.qt.finetune_charts import TrainingCharts
 from llmops_desktop.qt.forms import Override, SpecForm
 
 POLL_MS = 500
@@ -42,19 +40,6 @@ FORM_FIELDS = ("method", "r", "alpha", "dropout", "target_modules", "epochs", "m
 OVERRIDES = {"max_steps": Override(none_text="by epochs"),
              "validation": Override(none_text="dataset's split"),
              "name": Override(none_text="default: BASE-lora-DATASET")}
-CHARTS = (("loss", "Loss", ("loss", "val_loss")), ("lr", "Learning rate", ("lr",)),
-          ("speed", "Tokens/s", ("tokens_per_s",)),
-          ("memory", "Memory (MB)", ("gpu_memory_mb", "ram_mb")))
-COLORS = {"loss": "#4f86e0", "val_loss": "#e0864f", "lr": "#2e9e5b", "tokens_per_s": "#8e6cc9",
-          "gpu_memory_mb": "#c0392b", "ram_mb": "#7f8c8d"}
-
-
-def _eta(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    s = int(seconds)
-    return f"{s // 3600}h {s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
-
 
 class FinetunePage(Page):
     page_id = "finetune"
@@ -68,9 +53,6 @@ class FinetunePage(Page):
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(ctx, parent)
         self.job_id: int | None = None
-        self.points: list[dict[str, Any]] = []
-        self._offset = 0
-        self._curves: dict[str, Any] = {}
         split = QSplitter()
         split.addWidget(self._build_form())
         split.addWidget(self._build_charts())
@@ -98,6 +80,12 @@ class FinetunePage(Page):
         self.base_combo.currentIndexChanged.connect(self._on_base_changed)
         self.dataset_combo = QComboBox()
         self.dataset_combo.setToolTip("A dataset version (Datasets page)")
+        for combo in (self.base_combo, self.dataset_combo):  # long names elide, not widen
+            combo.setSizeAdjustPolicy(
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(14)
+        self.base_combo.currentIndexChanged.connect(lambda _: self._update_buttons())
+        self.dataset_combo.currentIndexChanged.connect(lambda _: self._update_buttons())
         form.addRow("Base model", self.base_combo)
         form.addRow("Dataset", self.dataset_combo)
         v.addLayout(form)
@@ -121,6 +109,10 @@ class FinetunePage(Page):
         for b in (self.start_button, self.cancel_button, self.resume_button, self.merge_button):
             row.addWidget(b)
         v.addLayout(row)
+        self.start_reason = QLabel()  # why Start is disabled, with a way to fix it
+        self.start_reason.setWordWrap(True)
+        self.start_reason.linkActivated.connect(self._on_link)
+        v.addWidget(self.start_reason)
         self.status = QLabel()
         self.status.setWordWrap(True)
         v.addWidget(self.status)
@@ -128,51 +120,45 @@ class FinetunePage(Page):
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(box)
+        # The column fits the form: it scrolls down, never sideways.
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(box.minimumSizeHint().width()
+                               + scroll.verticalScrollBar().sizeHint().width() + 4)
+        self.form_scroll = scroll
         return scroll
 
-    def _build_charts(self) -> QWidget:
-        w = QWidget()
-        v = QVBoxLayout(w)
-        head = QHBoxLayout()
-        self.job_combo = QComboBox()
-        self.job_combo.setToolTip("The fine-tune job the charts follow")
-        self.job_combo.activated.connect(lambda _i: self.follow(self.job_combo.currentData()))
-        self.eta_label = QLabel()
-        head.addWidget(QLabel("Job"))
-        head.addWidget(self.job_combo, 1)
-        head.addWidget(self.eta_label)
-        v.addLayout(head)
-        self.chart_grid = QGridLayout()
-        self.plots: dict[str, Any] = {}
-        v.addLayout(self.chart_grid, 1)
-        self.result_label = QLabel()
-        self.result_label.setWordWrap(True)
-        v.addWidget(self.result_label)
-        group = QGroupBox("Progress")
-        gl = QVBoxLayout(group)
-        gl.addWidget(w)
-        return group
+    def _on_link(self, target: str) -> None:
+        show = getattr(self.window(), "show_page", None)
+        if show is not None:
+            show(target)
 
-    # ---- data -------------------------------------------------------------------------------
+    def start_blocked_reason(self) -> str:
+        """Why Start cannot run now (empty when it can)."""
+        if self.base_combo.currentData() is None:
+            return ("Import a Hugging Face model to fine-tune (a GGUF file cannot be trained; "
+                    "fine-tune its Hugging Face parent).")
+        if self.dataset_combo.currentData() is None:
+            return ("Choose a dataset first: import one on the "
+                    "<a href='datasets'>Datasets</a> page.")
+        return ""
+
+    def _build_charts(self) -> QWidget:
+        self.charts = TrainingCharts()
+        self.job_combo, self.eta_label = self.charts.job_combo, self.charts.eta_label
+        self.result_label, self.plots = self.charts.result_label, self.charts.plots
+        self.job_combo.activated.connect(lambda _i: self.follow(self.job_combo.currentData()))
+        return self.charts
+
+    @property
+    def points(self) -> list[dict[str, Any]]:
+        return self.charts.points
+
+    @property
+    def _curves(self) -> dict[str, Any]:
+        return self.charts.curves
 
     def _make_plots(self) -> None:
-        """The charts, made when the page is first shown (pyqtgraph stays out of the
-        window's start)."""
-        if self.plots:
-            return
-        import pyqtgraph as pg
-
-        for i, (key, title, series) in enumerate(CHARTS):
-            plot = pg.PlotWidget(background="w", title=title)
-            plot.addLegend(offset=(-5, 5))
-            plot.setLabel("bottom", "step")
-            for s in series:
-                self._curves[s] = plot.plot([], [], pen=pg.mkPen(COLORS[s], width=2),
-                                            symbol="o" if s == "val_loss" else None,
-                                            symbolSize=5, name=s.replace("_", " "))
-            self.plots[key] = plot
-            self.chart_grid.addWidget(plot, i // 2, i % 2)
-        self._redraw()
+        self.charts.make_plots()
 
     def showEvent(self, event: Any) -> None:
         self._make_plots()
@@ -292,11 +278,7 @@ class FinetunePage(Page):
         if job_id is None:
             return
         self.job_id = int(job_id)
-        self.points = []
-        self._offset = 0
-        for curve in self._curves.values():
-            curve.setData([], [])
-        self.result_label.clear()
+        self.charts.reset()
         self._reload_jobs()
         self.poll_metrics()
         self._show_result()
@@ -312,39 +294,11 @@ class FinetunePage(Page):
     def poll_metrics(self) -> None:
         """Read the lines the followed job added since the last look (a small read)."""
         path = self._metrics_path()
-        if path is None or not path.is_file():
-            return
-        try:
-            with open(path, encoding="utf-8") as fh:
-                if path.stat().st_size < self._offset:  # rewritten by a resume
-                    self._offset, self.points = 0, []
-                fh.seek(self._offset)
-                chunk = fh.read()
-        except OSError:
-            return
-        complete, _, _ = chunk.rpartition("\n")
-        if not complete:
-            return
-        self._offset += len(complete.encode("utf-8")) + 1
-        for line in complete.splitlines():
-            try:
-                self.points.append(json.loads(line))
-            except ValueError:
-                continue
-        self._redraw()
-        self.sig_points_added.emit(len(self.points))
-
-    def _redraw(self) -> None:
-        for series, curve in self._curves.items():
-            xs = [p["step"] for p in self.points if p.get(series) is not None]
-            ys = [p[series] for p in self.points if p.get(series) is not None]
-            curve.setData(xs, ys)
-        last = self.points[-1] if self.points else {}
-        if "eta_s" in last:
-            self.eta_label.setText(f"step {last['step']}, time left {_eta(last['eta_s'])}")
+        if path is not None and path.is_file() and self.charts.read(path):
+            self.sig_points_added.emit(len(self.points))
 
     def loss_points(self) -> list[tuple[int, float]]:
-        return [(p["step"], p["loss"]) for p in self.points if "loss" in p]
+        return self.charts.loss_points()
 
     def _selected_job(self) -> Any:
         if self.job_id is None:
@@ -355,6 +309,12 @@ class FinetunePage(Page):
             return None
 
     def _update_buttons(self) -> None:
+        reason = self.start_blocked_reason()
+        self.start_button.setEnabled(not reason)
+        plain = reason.replace("<a href='datasets'>", "").replace("</a>", "")
+        self.start_button.setToolTip(plain or "Start training")
+        self.start_reason.setText(reason)
+        self.start_reason.setVisible(bool(reason))
         job = self._selected_job()
         running = job is not None and not job.state.finished
         self.cancel_button.setEnabled(running)

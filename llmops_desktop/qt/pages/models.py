@@ -61,6 +61,8 @@ class ModelsPage(Page):
     """Serve this artifact: open the Deployments page with it chosen."""
     sig_chat_requested = Signal(int)
     """Chat with this artifact's running deployment in the Playground."""
+    sig_serve_now_requested = Signal(int)
+    """Serve this artifact at once (a Quantize dialog's 'Serve this')."""
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(ctx, parent)
@@ -387,6 +389,7 @@ class ModelsPage(Page):
         dialog.sig_started.connect(
             lambda job_id: self._quantize_jobs.__setitem__(job_id, dialog.artifact.ref))
         dialog.sig_show_variants_requested.connect(self.show_variants)
+        dialog.sig_serve_requested.connect(self.sig_serve_now_requested)
         dialog.show()
         return dialog
 

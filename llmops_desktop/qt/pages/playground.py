@@ -5,7 +5,9 @@ deployment (the conversation, the request, the figures, the ratings; ``llmops ch
 the same) and listens to it. A reply's events come from the session's generator on a
 worker thread through the pump (:mod:`llmops_desktop.qt.pump`) and are drawn at most 25
 times a second. Stop closes the connection, which stops the server's generation as well.
-Under each reply: time to first token and tokens per second as the client saw them.
+Under each reply: time to first token and tokens per second (the server's decode timing,
+the figure its request log keeps). A model without a chat template is used in plain
+completion (``/v1/completions``); the page says which mode it is in.
 Thumbs up or down store the reply, its conversation and the deployment's artifact in the
 catalog; Export writes every rating as JSONL. Each deployment keeps its own conversation
 while the app runs.
@@ -31,11 +33,20 @@ from PySide6.QtWidgets import (
 )
 
 from llmops_desktop.errors import LLMOpsError
-from llmops_desktop.qt.chat_widgets import ChatSettingsBox, MessageView
+from llmops_desktop.qt.chat_widgets import (
+    ChatSettingsBox,
+    MessageView,
+    mode_combo,
+    mode_label,
+    show_mode,
+)
 from llmops_desktop.qt.context import AppContext, Page, icon
 from llmops_desktop.qt.deploy_controller import DeployController, LiveDeployment
 from llmops_desktop.qt.pump import create_worker
+from llmops_desktop.qt.deploy_details import can_chat
 from llmops_desktop.serving.chat_session import (
+    CHAT,
+    COMPLETION,
     ChatSession,
     ChatTarget,
     Delta,
@@ -87,11 +98,15 @@ class PlaygroundPage(Page):
         self.export_button.setToolTip("Save every rated reply as JSONL (chat messages and a "
                                       "label), ready for evaluation or fine-tuning")
         self.export_button.clicked.connect(self._ask_export)
+        self.mode_combo, self.mode_label = mode_combo(), mode_label()
+        self.mode_combo.currentIndexChanged.connect(self._on_mode_changed)
         top.addWidget(QLabel("Deployment"))
         top.addWidget(self.deployment_combo, 1)
+        top.addWidget(self.mode_combo)
         top.addWidget(self.new_button)
         top.addWidget(self.export_button)
         layout.addLayout(top)
+        layout.addWidget(self.mode_label)
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
         self.settings_box = ChatSettingsBox()
@@ -200,8 +215,10 @@ class PlaygroundPage(Page):
         if d is None:
             return None
         session = self.sessions.get(d.key)
-        if session is None:
-            session = self.sessions[d.key] = ChatSession(self._target(d), catalog=self.ctx.catalog)
+        if session is None:  # a model that cannot chat starts in plain completion
+            mode = CHAT if can_chat(self.ctx, d) else COMPLETION
+            session = self.sessions[d.key] = ChatSession(self._target(d), catalog=self.ctx.catalog,
+                                                         mode=mode)
         return session
 
     def send(self, text: str | None = None) -> str:
@@ -210,9 +227,14 @@ class PlaygroundPage(Page):
         text = (text if isinstance(text, str) else self.input.toPlainText()).strip()
         if d is None or session is None or not text or self._stream is not None:
             return ""
+        try:
+            session.sampling = self.settings_box.sampling()
+        except LLMOpsError as exc:  # a schema or tools that are not JSON: the text stays
+            self.ctx.events.sig_error.emit(str(exc))
+            return ""
         self.input.clear()
         session.target = self._target(d)  # a restarted deployment has a new address
-        session.system, session.sampling = self.settings_box.system(), self.settings_box.sampling()
+        session.system = self.settings_box.system()
         turn = session.ask(text)
         self._add_view(session.turns[-2])
         self._add_view(turn)
@@ -294,7 +316,20 @@ class PlaygroundPage(Page):
         bar = self.scroll.verticalScrollBar()
         bar.setValue(bar.maximum())
 
+    def _on_mode_changed(self, _index: int) -> None:
+        session = self.conversation()
+        if session is not None:
+            session.mode = self.mode_combo.currentData() or CHAT
+        self._show_mode()
+
+    def _show_mode(self) -> None:
+        """Say which mode the next message goes in, and why completion for some models."""
+        session, d = self.conversation(), self.current()
+        show_mode(self.mode_combo, self.mode_label, session,
+                  d is None or can_chat(self.ctx, d))
+
     def _show_conversation(self) -> None:
+        self._show_mode()
         for view in self._views:
             view.setParent(None)
             view.deleteLater()
@@ -311,6 +346,7 @@ class PlaygroundPage(Page):
         self.stop_button.setEnabled(streaming)
         self.new_button.setEnabled(d is not None and not streaming)
         self.deployment_combo.setEnabled(not streaming)
+        self.mode_combo.setEnabled(d is not None and not streaming)
         if d is None:
             self.empty_label.setText("No deployment is running. Start one on the Deployments "
                                      "page (right-click a model → Serve…), then chat with it "
