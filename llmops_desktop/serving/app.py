@@ -57,7 +57,7 @@ from llmops_desktop.serving.protocol import (
     parse_body,
 )
 from llmops_desktop.serving.store import RequestRecord
-from llmops_desktop.serving.streaming import Generation
+from llmops_desktop.serving.streaming import Generation, decode_timings, with_timings
 from llmops_desktop.serving.tools import plan_output, stream_writer
 
 log = logging.getLogger("llmops_desktop.serving")
@@ -84,6 +84,7 @@ class _Measure:
         self.request: Any = None
         self.text = ""
         self.prompt_ref: str | None = None
+        self.timings: dict[str, Any] | None = None  # sent with the reply (decode_timings)
 
     def failed(self, exc: APIError) -> APIError:
         self.status, self.error = exc.status, exc.code or exc.type
@@ -207,6 +208,8 @@ class ServingState:
         ttft = gen.first_token_at - m.t0 if gen and gen.first_token_at else None
         busy = t_end - m.t_slot if m.t_slot is not None else None
         tps = completion / busy if completion and busy else None
+        if m.timings is not None:  # the figure the client was given, not another one
+            tps = m.timings["predicted_per_second"]
         self.metrics.observe(endpoint=m.endpoint, status=m.status, ttft_s=ttft,
                              latency_s=latency, prompt_tokens=m.prompt_tokens,
                              completion_tokens=completion)
@@ -451,8 +454,10 @@ async def _stream(st: ServingState, m: _Measure, gen: Generation, writer: ChunkW
                     offset += len(text)
                 yield writer.text(text, logprobs=logprobs)
             yield writer.text("", gen.finish_reason)
-            if include_usage:
-                yield writer.usage(m.prompt_tokens, gen.completion_tokens)
+            if include_usage:  # with llama.cpp's 'timings' (the Playground's tokens/s)
+                m.timings = decode_timings(m.t_slot or m.t0, gen)
+                yield with_timings(writer.usage(m.prompt_tokens, gen.completion_tokens),
+                                   m.timings)
         except Exception as exc:  # noqa: BLE001 - the engine failed mid-stream
             log.exception("generation failed")
             yield writer.error(m.failed(APIError(500, f"Generation failed: {exc}",
