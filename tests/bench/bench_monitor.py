@@ -21,6 +21,10 @@ side:
 
 "Off" has no window at all, so "on" also pays for the rest of the window being open: an
 upper bound on what the monitor costs.
+
+``--charts`` measures the charts alone instead (no server): six two-series charts fed at
+2 Hz in an active window, CPU milliseconds and paints per redraw; with ``--compare
+CHECKOUT`` the charts module of that checkout too, alternating rounds, medians side by side.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_serve import gemma_gguf, start_server, stop_server  # noqa: E402
@@ -70,6 +76,88 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
 
 
+def _charts_module(path: Path) -> object:
+    """``llmops_desktop/qt/charts.py`` of a checkout, loaded as its own module."""
+    import importlib.util
+
+    name = f"charts_{abs(hash(str(path)))}"
+    spec = importlib.util.spec_from_file_location(name, path / "llmops_desktop/qt/charts.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def bench_charts(seconds: float, rounds: int, compare: Path | None) -> None:
+    """CPU per chart redraw, this checkout's charts against ``compare``'s."""
+    from PySide6.QtCore import QEvent, QEventLoop, QObject, QTimer
+    from PySide6.QtWidgets import QApplication, QGridLayout, QWidget
+
+    from llmops_desktop.monitor.series import SeriesStore
+
+    app = QApplication.instance() or QApplication([])  # noqa: F841 - kept alive
+    here = Path(__file__).resolve().parents[2]
+    modules = {"this checkout": _charts_module(here)}
+    if compare is not None:
+        modules[f"@ {compare}"] = _charts_module(compare.resolve())
+
+    class Paints(QObject):
+        count = 0
+
+        def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802
+            if event.type() == QEvent.Type.Paint:
+                Paints.count += 1
+            return False
+
+    def run_for(s: float) -> None:
+        loop = QEventLoop()
+        QTimer.singleShot(int(s * 1000), loop.quit)
+        loop.exec()
+
+    results: dict[str, list[tuple[float, float]]] = {k: [] for k in modules}
+    rng = np.random.default_rng(0)
+    for r in range(rounds):
+        for label in (list(modules) if r % 2 == 0 else list(modules)[::-1]):
+            m = modules[label]
+            store = SeriesStore(7200)
+            keys = [f"k{i}" for i in range(12)]
+            now = time.time()
+            for j in range(240):
+                store.add(now - 120 + j * 0.5, {k: float(rng.random() * 10) for k in keys})
+            holder = QWidget()
+            grid = QGridLayout(holder)
+            charts = [m.LiveChart(f"chart {i}", "/s", [m.SeriesSpec(keys[2 * i], "a"),
+                                                       m.SeriesSpec(keys[2 * i + 1], "b")],
+                                  store) for i in range(6)]
+            filt = Paints()
+            for i, c in enumerate(charts):
+                grid.addWidget(c, i // 3, i % 3)
+                c.plot.viewport().installEventFilter(filt)
+            holder.resize(1400, 700)
+            holder.show()
+            holder.activateWindow()
+            run_for(1.0)
+            feed = QTimer()
+            feed.timeout.connect(lambda s=store, k=keys: s.add(
+                time.time(), {x: float(rng.random() * 10) for x in k}))
+            feed.start(500)
+            c0, r0, p0 = time.process_time(), sum(c.redraws for c in charts), Paints.count
+            run_for(seconds)
+            cpu = time.process_time() - c0
+            redraws = max(1, sum(c.redraws for c in charts) - r0)
+            results[label].append((1000 * cpu / redraws, (Paints.count - p0) / redraws))
+            feed.stop()
+            holder.close()
+            holder.deleteLater()
+            run_for(0.2)
+        print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1][0]:.2f} ms" for k, v in
+                                             results.items()), flush=True)
+    print(f"\n{'six live charts, 2 Hz':34}{'CPU ms/redraw':>14}{'paints/redraw':>15}")
+    for label, values in results.items():
+        print(f"{label:34}{statistics.median(v[0] for v in values):14.2f}"
+              f"{statistics.median(v[1] for v in values):15.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, help="a .gguf (default: Gemma 3 270M Q4_K_M)")
@@ -78,8 +166,14 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=2, help="monitor samples a second (1-10)")
     ap.add_argument("--threads", type=int, default=1, help="the server's llama.cpp threads")
     ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--charts", action="store_true", help="the charts alone (no server)")
+    ap.add_argument("--compare", type=Path, metavar="CHECKOUT",
+                    help="with --charts: also that checkout's charts module")
     args = ap.parse_args()
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    if args.charts:
+        bench_charts(10.0, max(2, args.segments), args.compare)
+        return
 
     from PySide6.QtCore import QEventLoop, Qt, QTimer
     from PySide6.QtWidgets import QApplication
