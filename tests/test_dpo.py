@@ -12,7 +12,7 @@ import pytest
 
 from llmops_desktop.catalog import Catalog, JobState
 from llmops_desktop.datasets.store import import_dataset
-from llmops_desktop.errors import InvalidInputError
+from llmops_desktop.errors import InvalidInputError, NotFoundError
 from llmops_desktop.finetune.config import FinetuneOptions
 from llmops_desktop.finetune.task import FinetuneRequest, run_dir_of
 from llmops_desktop.finetune.train import METRICS_FILE, latest_checkpoint
@@ -125,3 +125,30 @@ def test_dpo_needs_preference_data(dpo_setup, tmp_path: Path) -> None:
                         options=FinetuneOptions(**OPTIONS)).check(catalog)
     with pytest.raises(InvalidInputError, match="--four-bit"):
         FinetuneOptions(method="lora", four_bit=True).check()
+
+
+def test_a_finetune_naming_suites_attaches_the_comparison(dpo_setup, tmp_path: Path) -> None:
+    from llmops_desktop.evaluate.runs import runs_of
+    from llmops_desktop.evaluate.suites import import_suite
+    from tests.test_eval import MC_ROWS, _write_jsonl
+
+    catalog, base = dpo_setup["catalog"], dpo_setup["base"]
+    suite = import_suite(catalog, _write_jsonl(tmp_path / "arc.jsonl", MC_ROWS), name="arc-mini")
+    with pytest.raises(NotFoundError):
+        FinetuneRequest(base_id=base.id, dataset_id=dpo_setup["version"].id,
+                        options=FinetuneOptions(**{**OPTIONS, "suites": "nope"})).check(catalog)
+    options = FinetuneOptions(**{**OPTIONS, "max_steps": 2, "seed": 9, "suites": "arc-mini"})
+    params = FinetuneRequest(base_id=base.id, dataset_id=dpo_setup["version"].id,
+                             options=options).check(catalog).to_params()
+    job, events = run_job(catalog, "finetune", params)
+    assert job.state is JobState.SUCCEEDED, job.error
+    adapter = catalog.artifact(result_of(events)["artifact_id"])
+    rows = [e for e in catalog.evaluations(adapter.id) if e.dataset == suite.ref]
+    assert {e.metric for e in rows} >= {"acc", "acc_norm"}
+    acc = next(e for e in rows if e.metric == "acc")
+    assert acc.params["base"] == base.ref and acc.params["base_value"] is not None
+    assert acc.params["difference"] == pytest.approx(acc.value - acc.params["base_value"])
+    assert {r.artifact_id for r in runs_of(catalog)} >= {base.id, adapter.id}
+    saved = json.loads((run_dir_of(dpo_setup["home"], job.id) / "eval-arc-mini.json")
+                       .read_text())
+    assert [row["artifact"] for row in saved["matrix"]] == [base.ref, adapter.ref]

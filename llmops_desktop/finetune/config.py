@@ -115,6 +115,10 @@ class FinetuneOptions:
                                label="Threads", group="Devices", minimum=1, maximum=1024)
     name: str = spec("", "Name of the adapter in the catalog (default: BASE-lora-DATASET).",
                      label="Adapter name", group="Output")
+    suites: str = spec("", "Evaluation suites (comma-separated NAME or NAME@VERSION): when "
+                       "the run ends, the adapter and its base are evaluated on each and the "
+                       "comparison is attached to the adapter.",
+                       label="Evaluate on suites", group="Output", metavar="SUITES")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -217,6 +217,10 @@ class FinetuneRequest(JobRequest):
                                     "processes use --strategy ddp.")
         if self.resume_from_job is not None:
             resume_checkpoint(catalog, int(self.resume_from_job))
+        if opts.suites:
+            from llmops_desktop.finetune.after_eval import check_suites
+
+            check_suites(catalog, opts.suites)
         return self
 
 
@@ -262,7 +266,21 @@ def finetune_task(ctx: JobContext, request: FinetuneRequest) -> Iterator[Event]:
             yield event
     if result is None:
         raise JobError("Training ended without a result; see the job's log.")
-    yield from _register(ctx, base, version, opts, run_dir, result, resume_from_job)
+    final: Result | None = None
+    for event in _register(ctx, base, version, opts, run_dir, result, resume_from_job):
+        if isinstance(event, Result):
+            final = event
+            continue
+        yield event
+    assert final is not None
+    if opts.suites:
+        from llmops_desktop.finetune.after_eval import evaluate_after
+
+        adapter = catalog.artifact(final.data["artifact_id"])
+        yield from evaluate_after(ctx, base, adapter, opts.suites, run_dir=run_dir,
+                                  threads=opts.threads, device=opts.device)
+        final = Result({**final.data, "suites": opts.suites})
+    yield final
 
 
 def _register(ctx: JobContext, base: Artifact, version: DatasetVersion, opts: FinetuneOptions,
