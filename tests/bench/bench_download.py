@@ -7,7 +7,10 @@ Imports a model whose weights are one file of random bytes into a source home (b
 reference, nothing copied), serves it with ``python -m llmops_desktop.mirror`` on
 127.0.0.1, then per round fetches the weights with ``curl -o FILE`` and downloads the
 repo with ``llmops download`` into a fresh home (which also verifies the sha256 and
-registers the artifact). Prints MB/s and the ratio against curl (goal: at least 0.9x).
+registers the artifact). Prints MB/s and the ratio against curl (goal: at least 0.9x),
+and the CPU seconds of the clients and of the mirror. ``--compare CHECKOUT`` runs that
+checkout's mirror beside ours (curl fetches from both) and downloads with its client too,
+in alternating order every round.
 """
 
 from __future__ import annotations
@@ -61,6 +64,13 @@ def main() -> None:
         server = subprocess.Popen([sys.executable, "-m", "llmops_desktop.mirror", "--home",
                                    str(tmp / "src"), "--port", str(args.port)],
                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        other = None  # the compared checkout's mirror, beside ours
+        if args.compare:
+            other = subprocess.Popen(
+                [sys.executable, "-m", "llmops_desktop.mirror", "--home", str(tmp / "src"),
+                 "--port", str(args.port + 1)], stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL, text=True, cwd=args.compare,
+                env=dict(os.environ, PYTHONPATH=str(args.compare)))
         try:
             assert server.stdout is not None
             ready = server.stdout.readline()
@@ -76,6 +86,9 @@ def main() -> None:
 
             mirror = psutil.Process(server.pid)
             mirror_cpu: list[float] = []  # CPU seconds the mirror spent serving curl's GET
+            other_cpu: list[float] = []  # the same, the compared checkout's mirror
+            if other is not None:
+                assert other.stdout is not None and "listening" in other.stdout.readline()
             cpu: dict[str, list[float]] = {"curl -o FILE": []}  # the client's CPU seconds
 
             def cpu_s() -> float:
@@ -91,6 +104,15 @@ def main() -> None:
                 cpu["curl -o FILE"].append(_children_cpu() - c)
                 mirror_cpu.append(cpu_s() - c0)
                 out.unlink()
+                if other is not None:  # the same GET from the compared checkout's mirror
+                    o0 = sum(psutil.Process(other.pid).cpu_times()[:2])
+                    t = time.perf_counter()
+                    subprocess.run(["curl", "-sf", "-o", str(out), file_url.replace(
+                        url, f"http://127.0.0.1:{args.port + 1}")], check=True)
+                    rows.setdefault("curl -o FILE @compare mirror", []).append(
+                        time.perf_counter() - t)
+                    other_cpu.append(sum(psutil.Process(other.pid).cpu_times()[:2]) - o0)
+                    out.unlink()
                 clients = [("", None)] + ([(" @compare", args.compare)] if args.compare else [])
                 for label, src in clients if r % 2 == 0 else clients[::-1]:
                     dest = tmp / "dest"
@@ -108,8 +130,10 @@ def main() -> None:
                 print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in rows.items()),
                       flush=True)
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            for proc in (server, other):
+                if proc is not None:
+                    proc.terminate()
+                    proc.wait(timeout=30)
     import statistics
 
     base, base_med = min(rows["curl -o FILE"]), statistics.median(rows["curl -o FILE"])
@@ -125,6 +149,8 @@ def main() -> None:
     print(f"mirror CPU serving one GET of the file: median {statistics.median(mirror_cpu):.2f} s "
           f"({statistics.median(mirror_cpu) / statistics.median(rows['curl -o FILE']) * 100:.0f}% "
           "of a core over curl's time; sendfile: the kernel copies)")
+    if other_cpu:
+        print(f"  the compared checkout's mirror: median {statistics.median(other_cpu):.2f} s")
 
 
 if __name__ == "__main__":
