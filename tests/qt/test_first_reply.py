@@ -227,9 +227,15 @@ def test_finetune_start_waits_for_a_dataset_and_fits_its_column(qtbot, home, cat
                                                                  demo_model_session):
     from llmops_desktop.importer import import_model, inspect_source
 
+    from llmops_desktop.catalog import ArtifactFile
+
     for _ in import_model(catalog, inspect_source(demo_model_session, name="tiny"),
                           staging=home.staging_dir / "test-import"):
         pass
+    tiny = catalog.resolve("tiny")
+    gguf = catalog.add_artifact(model_name="tiny-q4", kind="gguf", storage="reference",
+                                path=home.root / "tiny-q4.gguf", parent_id=tiny.id,
+                                files=[ArtifactFile("tiny-q4.gguf", 1000, "2" * 64)])
     win = open_window(qtbot, home)
     win.resize(1280, 800)
     mouse = Mouse()
@@ -276,3 +282,12 @@ def test_deployments_opens_on_the_models_selection_else_the_newest_gguf(qtbot, h
     assert models.selected_artifact().id == older
     _sidebar_click(win, "deployments", mouse)
     assert page.artifact_combo.currentData() == older
+
+    # Fine-tune… on a GGUF goes to the Hugging Face model it was made from, and says so.
+    _sidebar_click(win, "models", mouse)
+    qtbot.waitUntil(lambda: win.models_page.select_artifact(gguf.id), timeout=10_000)
+    win.models_page.act_finetune.trigger()
+    assert win.current_page_id() == "finetune"
+    assert page.base_combo.currentData() == tiny.id
+    assert "GGUF" in page.status.text() and "tiny@1" in page.status.text()
+

@@ -405,6 +405,14 @@ def open_finetune(widget: QWidget, artifact: Any) -> FinetunePage | None:
     ctx: AppContext | None = getattr(widget, "ctx", None)
     if artifact is None:
         return None
+    source = hf_source(ctx, artifact) if ctx is not None and artifact.kind == "gguf" else None
+    if source is not None:  # a GGUF cannot be trained: its Hugging Face weights can
+        page = open_finetune(widget, source)
+        if page is not None:
+            page.status.setText(f"{artifact.ref} is a GGUF file, which cannot be trained; the "
+                                f"base is the Hugging Face model it was made from, "
+                                f"{source.ref}.")
+        return page
     if artifact.kind != "hf":
         if ctx is not None:
             ctx.events.sig_error.emit(
@@ -419,3 +427,18 @@ def open_finetune(widget: QWidget, artifact: Any) -> FinetunePage | None:
         page.set_base(artifact.id)
         return page
     return None
+
+
+def hf_source(ctx: AppContext, artifact: Any) -> Any:
+    """The Hugging Face model a GGUF was made from (its nearest HF ancestor), or None."""
+    seen: set[int] = set()
+    while artifact is not None and artifact.parent_id is not None and artifact.id not in seen:
+        seen.add(artifact.id)
+        try:
+            artifact = ctx.catalog.artifact(artifact.parent_id)
+        except Exception:  # noqa: BLE001 - the parent was removed
+            return None
+        if artifact.kind == "hf":
+            return artifact
+    return None
+
