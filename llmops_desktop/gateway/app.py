@@ -58,13 +58,13 @@ class Gateway:
         self.open_without_keys = open_without_keys  # loopback and no key was ever made
         self._tasks: list[asyncio.Task[Any]] = []
 
-    def authenticate(self, request: Request) -> ApiKey | None:
+    async def authenticate(self, request: Request) -> ApiKey | None:
         """The caller's key; None when this gateway needs none. Raises KeyRefused."""
         if self.open_without_keys and not keys_required(self.catalog):
             return None  # whatever a client sends (the openai client always sends one)
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         token = token.strip() if scheme.lower() == "bearer" else ""
-        return self.keys.check(token)
+        return await self.keys.check(token)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -99,7 +99,7 @@ class Gateway:
 
     async def metrics_text(self, request: Request) -> Response:
         try:
-            self.authenticate(request)
+            await self.authenticate(request)
         except KeyRefused as exc:
             return error(401, str(exc), code="invalid_api_key")
         body, content_type = self.metrics.render()
@@ -107,7 +107,7 @@ class Gateway:
 
     async def models(self, request: Request) -> Response:
         try:
-            key = self.authenticate(request)
+            key = await self.authenticate(request)
         except KeyRefused as exc:
             return error(401, str(exc), code="invalid_api_key")
         slots = [s for s in self.pool.refresh() if key is None or key.allows(*s.names)]
@@ -121,7 +121,7 @@ class Gateway:
         started = time.perf_counter()
         endpoint = request.url.path
         try:
-            key = self.authenticate(request)
+            key = await self.authenticate(request)
         except KeyRefused as exc:
             self.book.record(key_name=None, model="", endpoint=endpoint, stream=False,
                              status=401, latency_ms=_ms(started), error=str(exc))

@@ -171,7 +171,9 @@ class KeyRing:
         self.catalog = catalog
         self._matched: dict[tuple[str, bytes], bytes] = {}  # (key id, key hash) -> sha256
 
-    def check(self, token: str) -> ApiKey:
+    async def check(self, token: str) -> ApiKey:
+        """The key ``token`` is, if it may be used now; raises KeyRefused. The first check
+        of a key runs scrypt in a worker thread, so other requests go on meanwhile."""
         match = _KEY.match(token)
         if not match:
             raise KeyRefused("Incorrect API key." if token else
@@ -189,7 +191,9 @@ class KeyRing:
         if seen is not None:
             ok = hmac.compare_digest(seen, digest)
         else:
-            ok = hmac.compare_digest(hash_secret(secret, salt), stored)
+            import asyncio
+
+            ok = hmac.compare_digest(await asyncio.to_thread(hash_secret, secret, salt), stored)
             if ok:
                 self._matched[(key_id, stored)] = digest
         if not ok:
