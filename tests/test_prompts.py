@@ -150,6 +150,17 @@ def test_a_prompt_is_served_by_name(live, prompt_home: Home) -> None:
     assert rated.prompt_ref == "support-bot@1"
     assert rated.messages == [{"role": "user", "content": "Question: how do I serve?"}]
 
+    # A response schema constrains the reply (a grammar on the llama.cpp engine).
+    schema = {"type": "object", "properties": {"answer": {"type": "string", "maxLength": 12}},
+              "required": ["answer"], "additionalProperties": False}
+    with Catalog.open(prompt_home) as cat:
+        create_prompt(cat, "json-bot", TEMPLATE, params={"max_tokens": 60, "temperature": 0},
+                      response_schema=schema)
+    shaped = client.chat.completions.create(model="prompt:json-bot", messages=[],
+                                            extra_body={"variables": {"question": "x?"}})
+    assert shaped.choices[0].finish_reason == "stop"
+    assert set(json.loads(shaped.choices[0].message.content)) == {"answer"}
+
     with pytest.raises(openai.BadRequestError, match="question"):
         client.chat.completions.create(model="prompt:support-bot@prod", messages=[],
                                        extra_body={"variables": {"product": "x"}})

@@ -6,7 +6,7 @@ the prompt in the catalog (a bare NAME follows the prompt's split, see
 :func:`llmops_desktop.prompts.store.choose`; the request's ``user``, when given, keeps one
 user on one version), fills the system prompt and the template, appends the filled template
 as the user's message and applies the prompt's sampling settings where the request sets
-none. The version served (NAME@N) goes to the request log (``prompt_ref``), to ``/metrics``
+none (and its response schema as ``response_format``). The version served (NAME@N) goes to the request log (``prompt_ref``), to ``/metrics``
 (``llmops_prompt_requests_total{prompt, version, status}``) and to any rating of the reply.
 """
 
@@ -76,6 +76,9 @@ class PromptResolver:
             *messages, {"role": "user", "content": user}]
         for name, value in version.params.items():
             data.setdefault(name, value)
+        if version.response_schema is not None:  # the reply constrained to it (a grammar)
+            data.setdefault("response_format", {"type": "json_schema", "json_schema": {
+                "name": version.name, "schema": version.response_schema}})
         data["model"] = self.state.deployment.name
         return json.dumps(data).encode("utf-8"), version.ref
 
