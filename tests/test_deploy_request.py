@@ -20,7 +20,8 @@ from tests.mirror_fixtures import import_artifact
 
 EVERY_OPTION = dict(engine="torch", host="127.0.0.1", port=0, name="team-bot", ctx=2048,
                     threads=3, gpu_layers=-1, parallel=4, max_queue=7, batch=128,
-                    device="cuda:1", quantization="bnb-nf4", lora="adapter@2")
+                    device="cuda:1", quantization="bnb-nf4", lora="adapter@2",
+                    chat_template="gemma")
 
 
 def _child_parse(argv: list[str]) -> tuple[argparse.Namespace, ServeOptions]:
