@@ -157,6 +157,10 @@ class ChatSettingsBox(QGroupBox):
                                            '{"name": …, "parameters": {…}}}]')
         self.tools_edit.setToolTip("Functions the model may call; its calls are shown as such")
         self.tools_edit.setMaximumHeight(90)
+        self.tool_choice_combo = QComboBox()
+        self.tool_choice_combo.addItems(["auto", "required", "none"])
+        self.tool_choice_combo.setToolTip("auto: the model decides; required: it must call one "
+                                          "of the tools; none: it answers in text")
         self.key_edit = QLineEdit()
         self.key_edit.setEchoMode(QLineEdit.EchoMode.Password)
         self.key_edit.setPlaceholderText("only if the deployment has one")
@@ -176,6 +180,9 @@ class ChatSettingsBox(QGroupBox):
         outer.addWidget(self.schema_edit)
         outer.addWidget(QLabel("Tools"))
         outer.addWidget(self.tools_edit)
+        choice = QFormLayout()
+        choice.addRow("Tool choice", self.tool_choice_combo)
+        outer.addLayout(choice)
         outer.addStretch(1)
 
     def system(self) -> str:
@@ -186,7 +193,8 @@ class ChatSettingsBox(QGroupBox):
         return Sampling(temperature=self.temperature_spin.value(), top_p=self.top_p_spin.value(),
                         max_tokens=self.max_tokens_spin.value(), seed=seed if seed >= 0 else None,
                         json_schema=_json(self.schema_edit, "The JSON schema", dict),
-                        tools=_json(self.tools_edit, "The tools", list))
+                        tools=_json(self.tools_edit, "The tools", list),
+                        tool_choice=self.tool_choice_combo.currentText())
 
 
 def _json(edit: QPlainTextEdit, what: str, kind: type) -> Any:

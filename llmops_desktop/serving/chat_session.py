@@ -26,7 +26,7 @@ from llmops_desktop.serving.client import (
     ReplyStats,
     stream_chat,
 )
-from llmops_desktop.serving.feedback import Feedback, rate
+from llmops_desktop.serving.feedback import Feedback, link_request, rate
 
 DEFAULT_MAX_TOKENS = 256
 REPLY_STATES = ("streaming", "done", "stopped", "failed")
@@ -56,6 +56,7 @@ class Sampling:
     seed: int | None = None
     json_schema: dict[str, Any] | None = None  # replies constrained to it (response_format)
     tools: list[dict[str, Any]] | None = None  # OpenAI tool definitions the model may call
+    tool_choice: str = "auto"  # auto, required or none (with tools)
 
 
 @dataclass
@@ -190,7 +191,7 @@ class ChatSession:
             body["response_format"] = {"type": "json_schema",
                                        "json_schema": {"name": "reply", "schema": s.json_schema}}
         if s.tools and self.mode == CHAT:
-            body["tools"] = s.tools
+            body["tools"], body["tool_choice"] = s.tools, s.tool_choice
         return body
 
     def ask(self, text: str) -> Turn:
@@ -288,7 +289,8 @@ class ChatSession:
             raise InvalidInputError("This chat has no catalog to store ratings in.")
         req, stats = turn.request, turn.stats
         body, target = req.get("body", {}), turn.target or self.target
-        rate(self.catalog, Feedback(
+        response_id = stats.response_id if stats else ""  # the server's: its request row
+        rate(self.catalog, link_request(self.catalog, response_id, Feedback(
             reply_id=turn.reply_id, rating=rating, reply=turn.content,
             prompt=req.get("prompt", ""), messages=req.get("history", []),
             system_prompt=req.get("system", ""), deployment_id=target.deployment_id,
@@ -296,6 +298,6 @@ class ChatSession:
             params={k: body[k] for k in ("model", "temperature", "top_p", "max_tokens", "seed")
                     if k in body},
             ttft_ms=stats.ttft_ms if stats else None,
-            tokens_per_s=stats.tokens_per_s if stats else None))
+            tokens_per_s=stats.tokens_per_s if stats else None, source="chat")))
         turn.rating = rating
         return turn

@@ -4,6 +4,7 @@ click. The wall time is printed (the goal is under 60 s; not asserted)."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -202,8 +203,23 @@ def test_a_model_without_a_chat_template_is_still_usable(qtbot, home, no_templat
     qtbot.waitUntil(lambda: page.requests.topLevelItemCount() == 1, timeout=10_000)
     assert page.requests.topLevelItem(0).text(6) == f"{rate:.1f}"
 
-    # Chat mode fails for it: the error wraps, reads in full, and has no thumbs.
+    # A JSON schema constrains the reply (response_format).
     win.show_page("playground")
+    play.settings_box.schema_edit.setPlainText(
+        '{"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}')
+    play.max_tokens_spin.setValue(64)
+    play.input.setFocus()
+    QTest.keyClicks(play.input, "Answer:")
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is win, timeout=5000)
+    with qtbot.waitSignal(play.sig_reply_finished, timeout=60_000):
+        QTest.keyClick(play.input, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    shaped = play.conversation().turns[-1]
+    assert shaped.state == "done", shaped.error
+    assert shaped.request["body"]["response_format"]["type"] == "json_schema"
+    assert json.loads(shaped.content)["ok"] in (True, False), shaped.content
+    play.settings_box.schema_edit.clear()
+
+    # Chat mode fails for it: the error wraps, reads in full, and has no thumbs.
     play.mode_combo.setCurrentIndex(play.mode_combo.findData("chat"))
     assert "Chat (/v1/chat/completions)" in play.mode_label.text()
     play.input.setFocus()
@@ -291,3 +307,40 @@ def test_deployments_opens_on_the_models_selection_else_the_newest_gguf(qtbot, h
     assert page.base_combo.currentData() == tiny.id
     assert "GGUF" in page.status.text() and "tiny@1" in page.status.text()
 
+
+
+def test_playground_shows_tool_calls_as_calls(qtbot, window, gguf_artifact):
+    window.activateWindow()
+    mouse = Mouse()
+    _sidebar_click(window, "deployments", mouse)
+    page = window.deployments_page
+    assert page.artifact_combo.currentData() == gguf_artifact
+    page.ctx_spin.setValue(512)
+    page.threads_spin.setValue(1)
+    with qtbot.waitSignal(page.deploy.sig_started, timeout=60_000):
+        mouse.click(page.start_button, "Start")
+    qtbot.waitUntil(lambda: page.chat_button.isEnabled(), timeout=10_000)
+    mouse.click(page.chat_button, "Chat")
+    play = window.playground_page
+    assert play.mode_combo.currentData() == "chat"  # the demo model has a template
+    tools = [{"type": "function", "function": {
+        "name": "get_time", "description": "The time in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string",
+                                                                  "maxLength": 8}},
+                       "required": ["city"]}}}]
+    play.settings_box.tools_edit.setPlainText(json.dumps(tools))
+    play.settings_box.tool_choice_combo.setCurrentText("required")
+    play.max_tokens_spin.setValue(64)
+    play.temperature_spin.setValue(0.0)
+    play.input.setFocus()
+    QTest.keyClicks(play.input, "What time is it in Oslo?")
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window, timeout=5000)
+    with qtbot.waitSignal(play.sig_reply_finished, timeout=60_000):
+        QTest.keyClick(play.input, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    turn = play.conversation().turns[-1]
+    assert turn.state == "done", turn.error
+    assert turn.request["body"]["tool_choice"] == "required"
+    (call,) = turn.tool_calls
+    assert call["name"] == "get_time" and "city" in json.loads(call["arguments"])
+    view = play._views[-1]
+    assert view.calls.isVisible() and view.calls.text().startswith("Tool call: get_time(")
