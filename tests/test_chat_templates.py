@@ -193,3 +193,18 @@ def test_a_template_file_is_served(stripped, tmp_path: Path) -> None:
         DeploymentConfig.for_artifact(cat.resolve("demo-notemplate"),
                                       ServeOptions(chat_template=str(tmp_path / "none.jinja")))
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_the_torch_engine_takes_the_template_too(demo_model_session: Path) -> None:
+    gemma = BUILTIN_TEMPLATES["gemma"]
+    engine = get_engine("torch").load(demo_model_session,
+                                      EngineSettings(threads=1, device="cpu",
+                                                     chat_template=gemma))
+    try:
+        ids = engine.tokenize_chat(CHAT).ids
+        bos = engine._tok.bos_token or ""
+        text = _render(gemma, CHAT, bos=bos, eos=engine._tok.eos_token or "")
+        assert ids == engine._tok(text, add_special_tokens=False)["input_ids"]
+        assert "<start_of_turn>" in text
+    finally:
+        engine.close()

@@ -120,6 +120,8 @@ class TorchEngine(Engine):
             tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
         except (OSError, ValueError) as exc:
             raise InvalidInputError(f"transformers could not load {model_path}: {exc}") from exc
+        if settings.chat_template:  # --chat-template replaces the model's own (or lack)
+            tokenizer.chat_template = settings.chat_template
         trained = int(getattr(model.config, "max_position_embeddings", 0) or DEFAULT_MAX_CTX)
         if settings.ctx and settings.ctx > trained:
             raise InvalidInputError(
