@@ -203,3 +203,23 @@ def test_feedback_through_the_gateway(home: Home, catalog: Catalog, demo_gguf) -
     assert (rated.request_id, rated.artifact_id) == (row[0], alpha.id)
     assert rated.reply == resp.choices[0].message.content and rated.correction == "Hello!"
     assert rated.messages == [{"role": "user", "content": "Hi"}]
+
+
+def test_a_chat_session_rating_links_to_the_request_row(server, loop_home: Home) -> None:
+    from llmops_desktop.serving.chat_session import ChatSession, ChatTarget, Sampling
+
+    dep = server.state.deployment
+    with Catalog.open(loop_home) as cat:
+        session = ChatSession(ChatTarget(url=server.url, model="support", api_key=KEY,
+                                         deployment_id=dep.id, artifact_id=dep.artifact_id,
+                                         artifact_ref=dep.artifact_ref),
+                              catalog=cat, sampling=Sampling(max_tokens=6, seed=1))
+        events = list(session.send("Name a colour"))
+        turn = session.last_reply()
+        assert turn.state == "done" and turn.stats.response_id.startswith("chatcmpl-"), events
+        assert server.state.recorder.flush()
+        session.rate(turn.reply_id, 1)
+        rated = {f.reply_id: f for f in feedback_rows(cat)}[turn.reply_id]
+        row = cat.conn.execute("SELECT id FROM request_log WHERE response_id = ?",
+                               (turn.stats.response_id,)).fetchone()
+    assert rated.request_id == row[0] and rated.source == "chat"

@@ -40,6 +40,7 @@ class ReplyStats:
     chunks: int = 0
     server_tokens_per_s: float | None = None  # the server's own decode timing, if it sent one
     tool_calls: list[dict[str, Any]] = field(default_factory=list)  # {name, arguments} each
+    response_id: str = ""  # the server's id of the reply (a rating links to its request row)
 
     @property
     def tokens_per_s(self) -> float | None:
@@ -154,6 +155,8 @@ def stream_chat(url: str, body: dict[str, Any], *, api_key: str = "",
             if "error" in chunk:
                 raise NetworkError(f"The server failed mid-reply: "
                                    f"{chunk['error'].get('message', chunk['error'])}")
+            if not stats.response_id and isinstance(chunk.get("id"), str):
+                stats.response_id = chunk["id"]
             usage = chunk.get("usage")
             if usage:
                 stats.prompt_tokens = usage.get("prompt_tokens")

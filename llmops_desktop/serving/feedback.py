@@ -9,7 +9,8 @@ correction: a corrected reply was not right, and is kept as a -1 with its correc
 
 Step 10 links a rating to its request row (``request_id``, found by the response id the
 client got), the prompt version served (``prompt_ref``, NAME@VERSION) and where it came from
-(``source``: playground, chat, api).
+(``source``: chat for a ChatSession's, the Playground's or ``llmops chat``'s; api for
+``POST /v1/feedback``; playground for rows from before step 10).
 """
 
 from __future__ import annotations
@@ -113,6 +114,16 @@ def feedback_records(catalog: Catalog, *, artifact_id: int | None = None,
         data["params"] = json.loads(data["params"] or "{}")
         out.append((int(row_id), Feedback(**data)))
     return out
+
+
+def link_request(catalog: Catalog, response_id: str, feedback: Feedback) -> Feedback:
+    """``feedback`` linked to the request row of the reply the server sent as
+    ``response_id`` (and to the prompt version it served), when the log holds it."""
+    row = find_request(catalog, response_id) if response_id else None
+    if row is None:
+        return feedback
+    return replace(feedback, request_id=row["id"],
+                   prompt_ref=feedback.prompt_ref or row["prompt_ref"] or "")
 
 
 def find_request(catalog: Catalog, response_id: str) -> dict[str, Any] | None:
