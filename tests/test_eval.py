@@ -292,3 +292,28 @@ def test_shared_context_packing_gives_the_one_sequence_figures(ev, demo_model_se
     plain = TorchBackend(demo_model_session, batch_size=8, pack=False).loglikelihood(pairs)
     assert [p[0] for p in packed] == pytest.approx([p[0] for p in plain], abs=1e-4)
     assert [p[1] for p in packed] == [p[1] for p in plain]
+
+
+def test_a_cancelled_run_keeps_its_items_and_the_next_job_finishes_it(ev) -> None:
+    from llmops_desktop.jobs.events import Progress
+
+    cat, hf = ev["catalog"], ev["hf"]
+    rows = [{**MC_ROWS[i % len(MC_ROWS)], "id": f"r{i}"} for i in range(60)]
+    suite = import_suite(cat, _write_jsonl(ev["root"] / "long.jsonl", rows), name="long")
+    params = {"artifacts": [hf.ref], "suite": suite.ref, "shots": 1, "batch_size": 4}
+    run = runner.start(cat, "eval", params)
+    for event in run.events():
+        if isinstance(event, Progress) and event.done >= 2:
+            run.cancel()  # one item per batch: two are stored, the rest are not
+    assert cat.job(run.job_id).state.value == "cancelled"
+    (stopped,) = run_store.runs_of(cat, artifact_id=hf.id, suite_version_id=suite.id)
+    assert stopped.state == "cancelled"
+    kept = {r.item_index: r for r in run_store.results(cat, stopped.id)}
+    assert 2 <= len(kept) < len(rows)
+    result, events = run_eval(cat, **params)
+    assert result["run_ids"] == [stopped.id]
+    assert any(isinstance(e, Log) and f"resuming, {len(kept)} of {len(rows)}" in e.message
+               for e in events)
+    done = run_store.results(cat, stopped.id)
+    assert [r.item_index for r in done] == list(range(len(rows)))
+    assert all(done[i].seconds == kept[i].seconds for i in kept)  # not scored again

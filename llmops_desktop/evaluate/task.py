@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from llmops_desktop.catalog import Artifact, Catalog
-from llmops_desktop.errors import InvalidInputError
+from llmops_desktop.errors import CancelledError, InvalidInputError
 from llmops_desktop.evaluate import runs as run_store
 from llmops_desktop.evaluate.runs import ItemResult
 from llmops_desktop.evaluate.suites import SuiteVersion, iter_items, resolve_suite, verify_suite
@@ -151,8 +151,10 @@ def evaluate_artifact(ctx: JobContext, request: EvalRequest, artifact: Artifact,
             run_store.add_results(ctx.catalog, run.id, out)
             count += 1
             yield Progress(count, total, "items", f"{artifact.ref} on {suite.ref}")
-    except BaseException:
-        run_store.finish_run(ctx.catalog, run.id, "interrupted",
+    except BaseException as exc:  # cancelled (SIGTERM) or failed: the next job resumes it
+        cancelled = isinstance(exc, (KeyboardInterrupt, CancelledError)) or \
+            type(exc).__name__ == "_Cancelled"
+        run_store.finish_run(ctx.catalog, run.id, "cancelled" if cancelled else "failed",
                              run_store.summarize_run(run_store.results(ctx.catalog, run.id)))
         raise
     finally:

@@ -8,7 +8,8 @@ Makes a random-weight Llama (``demo.make_demo_model``; ``--hidden``/``--layers``
 size) and ``--items`` four-choice items in the ARC prompt, optionally with ``--shots``
 seeded examples before each (longer shared contexts). Then, in this process, each side
 scores every (context, " " + choice) pair after its model is loaded (loading is outside
-the timing):
+the timing), the sides alternating for ``--rounds`` rounds, each side's best round kept
+(the machine's other load weighs on both alike):
 
 - the app: ``evaluate.backends.TorchBackend.loglikelihood`` over the items in the chunks
   the eval job uses, then ``scoring.mc_scores`` (each context is evaluated once, its
@@ -50,6 +51,7 @@ def make_items(n: int, seed: int = 0) -> list[dict]:
 
 def ours(model_dir: Path, items: list[dict], shots: int, batch_size: int, device: str,
          pack: bool = True):
+    """(a function that scores every item and returns (seconds, scores), the contexts)."""
     from llmops_desktop.evaluate.backends import TorchBackend
     from llmops_desktop.evaluate.scoring import fewshot_examples, mc_context, mc_pairs, mc_scores
 
@@ -57,16 +59,19 @@ def ours(model_dir: Path, items: list[dict], shots: int, batch_size: int, device
     pool = list(enumerate(items))
     contexts = [mc_context(it, fewshot_examples(it, i, pool, shots, 1234))
                 for i, it in enumerate(items)]
-    per_chunk = max(1, batch_size // 4)
-    t0 = time.perf_counter()
-    scores = []
-    for start in range(0, len(items), per_chunk):
-        chunk = list(range(start, min(len(items), start + per_chunk)))
-        pairs = [p for i in chunk for p in mc_pairs(contexts[i], items[i])]
-        lls = backend.loglikelihood(pairs)
-        for k, i in enumerate(chunk):
-            scores.append(mc_scores(items[i], lls[4 * k:4 * k + 4])[0])
-    return time.perf_counter() - t0, scores, contexts
+    per_chunk = max(1, batch_size // 4)  # as the eval job chunks items
+
+    def run():
+        t0 = time.perf_counter()
+        scores = []
+        for start in range(0, len(items), per_chunk):
+            chunk = list(range(start, min(len(items), start + per_chunk)))
+            pairs = [p for i in chunk for p in mc_pairs(contexts[i], items[i])]
+            lls = backend.loglikelihood(pairs)
+            for k, i in enumerate(chunk):
+                scores.append(mc_scores(items[i], lls[4 * k:4 * k + 4])[0])
+        return time.perf_counter() - t0, scores
+    return run, contexts
 
 
 def lm_eval_side(model_dir: Path, items: list[dict], contexts: list[str], batch_size: int,
@@ -78,16 +83,19 @@ def lm_eval_side(model_dir: Path, items: list[dict], contexts: list[str], batch_
     lm = HFLM(pretrained=str(model_dir), batch_size=batch_size, device=device)
     reqs = [Instance(request_type="loglikelihood", doc={}, arguments=(ctx, " " + c), idx=j)
             for ctx, it in zip(contexts, items) for j, c in enumerate(it["choices"])]
-    t0 = time.perf_counter()
-    out = lm.loglikelihood(reqs, disable_tqdm=True)
-    elapsed = time.perf_counter() - t0
-    scores = []
-    for k, it in enumerate(items):
-        lls = np.array([o[0] for o in out[4 * k:4 * k + 4]])
-        lens = np.array([float(len(c)) for c in it["choices"]])
-        scores.append({"acc": float(np.argmax(lls) == it["answer"]),
-                       "acc_norm": float(np.argmax(lls / lens) == it["answer"])})
-    return elapsed, scores
+
+    def run():
+        t0 = time.perf_counter()
+        out = lm.loglikelihood(reqs, disable_tqdm=True)
+        elapsed = time.perf_counter() - t0
+        scores = []
+        for k, it in enumerate(items):
+            lls = np.array([o[0] for o in out[4 * k:4 * k + 4]])
+            lens = np.array([float(len(c)) for c in it["choices"]])
+            scores.append({"acc": float(np.argmax(lls) == it["answer"]),
+                           "acc_norm": float(np.argmax(lls / lens) == it["answer"])})
+        return elapsed, scores
+    return run
 
 
 def main() -> None:
@@ -98,6 +106,7 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (best kept)")
     ap.add_argument("--no-pack", action="store_true", help="one sequence per choice (no reuse)")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -108,13 +117,22 @@ def main() -> None:
         model_dir = make_demo_model(Path(tmp) / "bench-llama", hidden_size=args.hidden,
                                     num_layers=args.layers, intermediate_size=4 * args.hidden)
         items = make_items(args.items)
-        t_ours, s_ours, contexts = ours(model_dir, items, args.shots, args.batch_size, args.device,
-                                        not args.no_pack)
-        rows = [("app (torch, " + ("one per choice" if args.no_pack else "packed") + ")",
-                 t_ours, s_ours)]
+        run_ours, contexts = ours(model_dir, items, args.shots, args.batch_size, args.device,
+                                  not args.no_pack)
+        sides = {("app (torch, " + ("one per choice" if args.no_pack else "packed") + ")"): run_ours}
         for bs in dict.fromkeys((1, args.batch_size)):
-            t, s = lm_eval_side(model_dir, items, contexts, bs, args.device)
-            rows.append((f"lm-eval hf, batch_size={bs}", t, s))
+            sides[f"lm-eval hf, batch_size={bs}"] = lm_eval_side(model_dir, items, contexts, bs,
+                                                                 args.device)
+        best: dict[str, tuple[float, list]] = {}
+        for r in range(args.rounds):  # alternate the sides; keep each one's best round
+            for name, fn in sides.items():
+                if r and "batch_size=1" in name and args.batch_size != 1:
+                    continue  # the slow default is timed once
+                t, s = fn()
+                if name not in best or t < best[name][0]:
+                    best[name] = (t, s)
+        rows = [(name, t, s) for name, (t, s) in best.items()]
+        t_ours, s_ours = rows[0][1], rows[0][2]
     n = len(items)
     print(f"{n} items x 4 choices, {args.shots}-shot, hidden {args.hidden}, {args.layers} layers, "
           f"device {args.device}")
