@@ -269,6 +269,14 @@ def test_finetune_start_waits_for_a_dataset_and_fits_its_column(qtbot, home, cat
     page.start_reason.linkActivated.emit("datasets")
     assert win.current_page_id() == "datasets"
 
+    # Fine-tune… on a GGUF goes to the Hugging Face model it was made from, and says so.
+    _sidebar_click(win, "models", mouse)
+    qtbot.waitUntil(lambda: win.models_page.select_artifact(gguf.id), timeout=10_000)
+    win.models_page.act_finetune.trigger()
+    assert win.current_page_id() == "finetune"
+    assert page.base_combo.currentData() == tiny.id
+    assert "GGUF" in page.status.text() and "tiny@1" in page.status.text()
+
 
 def test_deployments_opens_on_the_models_selection_else_the_newest_gguf(qtbot, home, catalog,
                                                                         demo_gguf,
@@ -298,14 +306,6 @@ def test_deployments_opens_on_the_models_selection_else_the_newest_gguf(qtbot, h
     assert models.selected_artifact().id == older
     _sidebar_click(win, "deployments", mouse)
     assert page.artifact_combo.currentData() == older
-
-    # Fine-tune… on a GGUF goes to the Hugging Face model it was made from, and says so.
-    _sidebar_click(win, "models", mouse)
-    qtbot.waitUntil(lambda: win.models_page.select_artifact(gguf.id), timeout=10_000)
-    win.models_page.act_finetune.trigger()
-    assert win.current_page_id() == "finetune"
-    assert page.base_combo.currentData() == tiny.id
-    assert "GGUF" in page.status.text() and "tiny@1" in page.status.text()
 
 
 
