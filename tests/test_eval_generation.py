@@ -133,7 +133,7 @@ def test_generation_metrics_equal_rouge_score_and_sacrebleu_on_stored_outputs(ge
 def test_a_live_deployment_judges_pointwise_and_pairwise_in_both_orders(gen) -> None:
     from llmops_desktop.serving.engines.base import EngineSettings, get_engine
     from llmops_desktop.serving.recorder import RequestRecorder
-    from llmops_desktop.serving.store import request_log
+    from llmops_desktop.serving.store import request_log, update_deployment
     from tests.serving_fixtures import make_deployment, server_thread
 
     cat, gguf = gen["catalog"], gen["gguf"]
@@ -144,7 +144,10 @@ def test_a_live_deployment_judges_pointwise_and_pairwise_in_both_orders(gen) -> 
     try:
         with RequestRecorder(gen["home"], interval=0.2) as recorder, \
                 server_thread(config, engine, recorder) as server:
-            result = run_eval(cat, artifacts=[gen["hf"].ref], suite=suite.ref, judge=server.url,
+            # The judge is named as a deployment; its address comes from the catalog.
+            update_deployment(cat, config.id, state="running", url=server.url,
+                              port=int(server.url.rsplit(":", 1)[1]), pid=os.getpid())
+            result = run_eval(cat, artifacts=[gen["hf"].ref], suite=suite.ref, judge="judge",
                               max_tokens=8)
             assert recorder.flush()
     finally:
