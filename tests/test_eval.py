@@ -317,3 +317,33 @@ def test_a_cancelled_run_keeps_its_items_and_the_next_job_finishes_it(ev) -> Non
     done = run_store.results(cat, stopped.id)
     assert [r.item_index for r in done] == list(range(len(rows)))
     assert all(done[i].seconds == kept[i].seconds for i in kept)  # not scored again
+
+
+def test_a_threshold_relative_to_the_parent_needs_the_parents_run(ev, demo_model_dir) -> None:
+    from dataclasses import replace
+
+    from llmops_desktop.importer import import_model, inspect_source
+    from llmops_desktop.settings import load_settings, save_settings
+    from llmops_desktop.share.errors import GovernanceError
+    from llmops_desktop.share.governance import get_status, set_status
+
+    cat, parent = ev["catalog"], ev["hf"]
+    (demo_model_dir / "README.md").write_text("the demo model, as a child of demo-hf\n")
+    made = [e for e in import_model(cat, inspect_source(demo_model_dir, name="demo-child"),
+                                    staging=cat.home.job_staging_dir(2), parent_id=parent.id)
+            if e.type == "result"]
+    child = cat.artifact(made[0].data["artifact_id"])
+    rel = import_suite(cat, ev["root"] / "arc.jsonl", name="arc-rel",
+                       thresholds=["acc>=parent-0.0"])
+    path = cat.home.settings_path
+    save_settings(path, replace(load_settings(path), approval_needs_evaluation=True))
+    try:
+        run_eval(cat, artifacts=[child.ref], suite=rel.ref)
+        with pytest.raises(GovernanceError, match=f"the parent {parent.ref} has no finished run "
+                                                  "on arc-rel@1"):
+            set_status(cat, child.id, "approved", "as good as its parent")
+        run_eval(cat, artifacts=[parent.ref], suite=rel.ref)
+        set_status(cat, child.id, "approved", "as good as its parent")  # same weights, same acc
+        assert get_status(cat, child.id) == "approved"
+    finally:
+        save_settings(path, replace(load_settings(path), approval_needs_evaluation=False))
