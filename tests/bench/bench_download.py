@@ -84,40 +84,33 @@ def main() -> None:
                                             "llmops download (whole cmd)": []}
             import psutil
 
-            mirror = psutil.Process(server.pid)
             mirror_cpu: list[float] = []  # CPU seconds the mirror spent serving curl's GET
             other_cpu: list[float] = []  # the same, the compared checkout's mirror
             if other is not None:
                 assert other.stdout is not None and "listening" in other.stdout.readline()
             cpu: dict[str, list[float]] = {"curl -o FILE": []}  # the client's CPU seconds
 
-            def cpu_s() -> float:
-                times = mirror.cpu_times()
-                return times.user + times.system
-
             for r in range(args.rounds):
                 out = tmp / "curl.out"
-                c0, c = cpu_s(), _children_cpu()
-                t = time.perf_counter()
-                subprocess.run(["curl", "-sf", "-o", str(out), file_url], check=True)
-                rows["curl -o FILE"].append(time.perf_counter() - t)
-                cpu["curl -o FILE"].append(_children_cpu() - c)
-                mirror_cpu.append(cpu_s() - c0)
-                out.unlink()
-                if other is not None:  # the same GET from the compared checkout's mirror
-                    o0 = sum(psutil.Process(other.pid).cpu_times()[:2])
+                mirrors = [("", url, server)] + ([(" @compare mirror", f"http://127.0.0.1:"
+                                                  f"{args.port + 1}", other)] if other else [])
+                for label, base, proc in mirrors if r % 2 == 0 else mirrors[::-1]:
+                    os.sync()  # the last round's writing is not this one's
+                    m0, c = sum(psutil.Process(proc.pid).cpu_times()[:2]), _children_cpu()
                     t = time.perf_counter()
-                    subprocess.run(["curl", "-sf", "-o", str(out), file_url.replace(
-                        url, f"http://127.0.0.1:{args.port + 1}")], check=True)
-                    rows.setdefault("curl -o FILE @compare mirror", []).append(
-                        time.perf_counter() - t)
-                    other_cpu.append(sum(psutil.Process(other.pid).cpu_times()[:2]) - o0)
+                    subprocess.run(["curl", "-sf", "-o", str(out), file_url.replace(url, base)],
+                                   check=True)
+                    rows.setdefault(f"curl -o FILE{label}", []).append(time.perf_counter() - t)
+                    cpu.setdefault(f"curl -o FILE{label}", []).append(_children_cpu() - c)
+                    (mirror_cpu if proc is server else other_cpu).append(
+                        sum(psutil.Process(proc.pid).cpu_times()[:2]) - m0)
                     out.unlink()
                 clients = [("", None)] + ([(" @compare", args.compare)] if args.compare else [])
                 for label, src in clients if r % 2 == 0 else clients[::-1]:
                     dest = tmp / "dest"
                     shutil.rmtree(dest, ignore_errors=True)
                     llmops(dest, "settings", "offline", "off", src=src)
+                    os.sync()
                     t, c = time.perf_counter(), _children_cpu()
                     result = llmops(dest, "download", "bench/big", "--endpoint", url, "--json",
                                     src=src)
