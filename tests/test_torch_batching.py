@@ -7,6 +7,7 @@ numbers. The CUDA and bitsandbytes-4-bit variants run where torch sees a GPU."""
 from __future__ import annotations
 
 import base64
+import json
 import math
 import struct
 import threading
@@ -14,6 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import jsonschema
 import openai
 import pytest
 
@@ -289,6 +291,53 @@ def test_chat_logprobs_and_top_logprobs(server) -> None:
     assert [e.logprob for e in plain.choices[0].logprobs.content] == \
         pytest.approx([e.logprob for e in content])
     assert all(e.top_logprobs == [] for e in plain.choices[0].logprobs.content)
+
+
+# ---- structured output (llguidance) --------------------------------------------------------
+
+THING = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 12},
+                                          "count": {"type": "integer"}},
+         "required": ["name", "count"], "additionalProperties": False}
+COLOR = {"type": "object", "properties": {"color": {"enum": ["red", "green", "blue"]},
+                                          "loud": {"type": "boolean"}},
+         "required": ["color", "loud"], "additionalProperties": False}
+
+
+def test_json_schema_output_validates_beside_free_streams(server) -> None:
+    """Sampled replies constrained by a schema parse and validate, while unconstrained
+    streams in the same batch are left as they are alone."""
+    client = _client(server)
+    fmt = {"type": "json_schema", "json_schema": {"name": "thing", "schema": THING,
+                                                  "strict": True}}
+    free = [_stream_text(client, p, 40) for p in PROMPTS[:2]]
+
+    def constrained(seed: int) -> str:
+        return client.chat.completions.create(
+            model="tb", messages=[{"role": "user", "content": "A thing, please."}],
+            max_tokens=80, temperature=1.0, seed=seed, response_format=fmt
+        ).choices[0].message.content
+
+    with ThreadPoolExecutor(4) as pool:
+        streams = [pool.submit(_stream_text, client, p, 40) for p in PROMPTS[:2]]
+        texts = list(pool.map(constrained, range(6)))
+        assert [f.result() for f in streams] == free
+    for text in texts:
+        jsonschema.validate(json.loads(text), THING)
+    assert len(set(texts)) > 1  # sampled, not one fixed answer
+    assert constrained(3) == texts[3]  # the seed decides, batched or alone
+
+
+def test_forced_tool_call_arguments_validate(server) -> None:
+    tools = [{"type": "function", "function": {"name": "set_color", "parameters": COLOR}}]
+    reply = _client(server).chat.completions.create(
+        model="tb", messages=[{"role": "user", "content": "Make it red."}], tools=tools,
+        tool_choice={"type": "function", "function": {"name": "set_color"}}, max_tokens=120,
+        temperature=0.9, seed=5)
+    choice = reply.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    call = choice.message.tool_calls[0]
+    assert call.function.name == "set_color"
+    jsonschema.validate(json.loads(call.function.arguments), COLOR)
 
 
 # ---- bitsandbytes and CUDA -----------------------------------------------------------------

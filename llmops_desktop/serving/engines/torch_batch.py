@@ -9,8 +9,10 @@ padding every remaining row shares is trimmed) and new requests join: a new prom
 read alone, in chunks of ``prefill_chunk`` tokens, one chunk between two decode steps,
 then its cache is left-padded to the batch's length and stacked onto it.
 
-Each request keeps its own sampling (temperature, top-p, its own seeded generator) and,
-when asked, the log-softmax of its raw logits row. Embedding requests run on the same
+Each request keeps its own sampling (temperature, top-p, its own seeded generator), its
+own grammar (an llguidance matcher whose token mask is applied to its logits row before
+sampling; the row ends when the grammar is complete) and, when asked, the log-softmax of
+its raw logits row. Embedding requests run on the same
 thread between steps. The same code runs on CPU, CUDA and bitsandbytes models.
 """
 
@@ -22,6 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmops_desktop.errors import InvalidInputError
 from llmops_desktop.serving.engines.base import Piece
 from llmops_desktop.serving.engines.llama_batch import LogprobPiece, TokenLogprob, TopLogprob
 
@@ -40,6 +43,7 @@ class TorchRequest:
     top_p: float = 1.0
     seed: int = 0
     logprobs: int | None = None  # None: none; 0: the chosen token's only; N: and the top N
+    matcher: Any = None  # an llguidance LLMatcher the output must satisfy
     cancel: threading.Event = field(default_factory=threading.Event)
     out: queue.SimpleQueue[Any] = field(default_factory=queue.SimpleQueue)
 
@@ -66,6 +70,7 @@ class _Row:
     cache: Any = None  # its own cache while the prompt is read
     produced: int = 0
     next_token: int | None = None
+    bitmask: Any = None  # the grammar's allowed tokens, refilled before every sample
 
 
 @dataclass
@@ -234,10 +239,15 @@ class TorchScheduler:
         if req.cancel.is_set():
             req.out.put(_END)
             return False
-        token = sample(logits.float(), req.temperature, req.top_p, row.rng)
+        scores = logits.float()
+        if req.matcher is not None:
+            scores = self._constrain(row, scores)
+        token = sample(scores, req.temperature, req.top_p, row.rng)
         if token in self._eos:
             self._finish(row)
             return False
+        if req.matcher is not None:
+            req.matcher.consume_token(token)
         row.produced += 1
         row.ids.append(token)
         text = self._new_text(row)
@@ -246,11 +256,23 @@ class TorchScheduler:
                                                             req.logprobs)))
         else:
             req.out.put(Piece(text))
-        if row.produced >= req.max_tokens:
+        if row.produced >= req.max_tokens or (req.matcher is not None
+                                               and req.matcher.is_stopped()):
             self._finish(row)
             return False
         row.next_token = token
         return True
+
+    def _constrain(self, row: _Row, scores: Any) -> Any:
+        """The logits row with every token the grammar forbids next at -inf."""
+        import llguidance.torch as llg
+
+        if row.bitmask is None:
+            row.bitmask = llg.allocate_token_bitmask(1, scores.shape[-1])
+        llg.fill_next_token_bitmask(row.req.matcher, row.bitmask, 0)
+        scores = scores.clone()
+        llg.apply_token_bitmask_inplace(scores, row.bitmask.to(scores.device))
+        return scores
 
     def _finish(self, row: _Row) -> None:
         if row.read < len(row.ids):  # an unfinished multi-byte character at the very end
@@ -367,6 +389,24 @@ class TorchScheduler:
             unit = torch.nn.functional.normalize(summed, dim=-1)
             vectors.extend(unit.cpu().tolist())
         return vectors
+
+
+def grammar_matcher(tokenizer: Any, gbnf: str) -> Any:
+    """An llguidance matcher for a GBNF grammar (as :mod:`..structured` writes them)."""
+    import llguidance
+    from llguidance.gbnf_to_lark import any_to_lark
+
+    # code points no tokenizer produces; llguidance's regexes take Unicode scalars only
+    for dead in ("\\uD800-\\uDFFF", "\\U00110000-\\U001FFFFF"):
+        gbnf = gbnf.replace(dead, "")
+    try:
+        lark = any_to_lark(gbnf)
+        matcher = llguidance.LLMatcher(tokenizer, llguidance.LLMatcher.grammar_from_lark(lark))
+    except Exception as exc:  # noqa: BLE001 - the converter raises its own error types
+        raise InvalidInputError(f"The output grammar cannot be used: {exc}") from None
+    if matcher.is_error():
+        raise InvalidInputError(f"The output grammar cannot be used: {matcher.get_error()}")
+    return matcher
 
 
 def _cache_argument(model: Any) -> str:

@@ -7,7 +7,8 @@ loads through :func:`llmops_desktop.quantize.bnb.load_bnb`.
 Generation is continuous batching (:mod:`.torch_batch`): ``--parallel N`` sequences
 decode together, one forward pass per step over a left-padded batch; requests join and
 leave between steps, each with its own sampling (greedy, or temperature + top-p with a
-per-request seed) and, when asked, log-probabilities. ``/v1/embeddings`` is the mean of
+per-request seed), its own grammar (llguidance, for JSON schemas and tool calls) and,
+when asked, log-probabilities. ``/v1/embeddings`` is the mean of
 the last hidden state over the input's tokens, L2-normalised.
 """
 
@@ -51,6 +52,7 @@ class TorchEngine(Engine):
     """One transformers model; up to ``parallel`` generations decode in one batch."""
 
     supports_logprobs = True
+    supports_grammar = True
 
     def __init__(self, model: Any, tokenizer: Any, *, device: str, n_ctx: int, parallel: int,
                  model_path: Path, quantization: str | None) -> None:
@@ -71,6 +73,7 @@ class TorchEngine(Engine):
         from llmops_desktop.serving.engines.torch_batch import TorchScheduler
 
         self._scheduler = TorchScheduler(model, self._decode, self._eos_ids, device, parallel)
+        self._grammar_tokenizer: Any = None
 
     @classmethod
     def load(cls, model_path: Path, settings: EngineSettings) -> TorchEngine:
@@ -170,14 +173,16 @@ class TorchEngine(Engine):
 
     def generate(self, prompt: PromptTokens, params: SamplingParams,
                  cancel: threading.Event) -> Iterator[Piece]:
-        from llmops_desktop.serving.engines.torch_batch import TorchRequest
+        from llmops_desktop.serving.engines.torch_batch import TorchRequest, grammar_matcher
 
         if cancel.is_set():
             return
         seed = params.seed if params.seed is not None else random.getrandbits(31)
+        matcher = (grammar_matcher(self._llg_tokenizer(), params.grammar)
+                   if params.grammar else None)
         req = TorchRequest(list(prompt.ids), params.max_tokens, temperature=params.temperature,
                            top_p=params.top_p, seed=seed, logprobs=params.logprobs,
-                           cancel=cancel)
+                           matcher=matcher, cancel=cancel)
         self._scheduler.submit(req)
         done = False
         try:
@@ -201,6 +206,22 @@ class TorchEngine(Engine):
         return {"slots": s.slots, "slots_in_use": s.slots_in_use, "queued": s.queued,
                 "batch_size": s.batch_size, "reused_prompt_tokens": 0,
                 "prefilled_prompt_tokens": s.prefilled_prompt_tokens, "decode_steps": s.steps}
+
+    def _llg_tokenizer(self) -> Any:
+        """llguidance's view of the tokenizer (made once, on the first grammar)."""
+        with self._tok_lock:
+            if self._grammar_tokenizer is None:
+                import llguidance.hf
+
+                try:
+                    self._grammar_tokenizer = llguidance.hf.from_tokenizer(
+                        self._tok, n_vocab=self._n_vocab, eos_token=sorted(self._eos_ids))
+                except Exception as exc:  # noqa: BLE001 - a slow or unusual tokenizer
+                    raise InvalidInputError(
+                        f"{self.model_path.name}'s tokenizer cannot drive a grammar ({exc}); "
+                        "serve it without response_format / forced tool calls, or as a GGUF "
+                        "with the llama.cpp engine.") from None
+            return self._grammar_tokenizer
 
     def _decode(self, ids: list[int]) -> str:
         with self._tok_lock:
