@@ -12,6 +12,7 @@ restarted) is kept with its links but no text, unless the body brings ``messages
 
 from __future__ import annotations
 
+import inspect
 import json
 import threading
 from collections import OrderedDict
@@ -170,6 +171,8 @@ async def gateway_feedback(gateway: Any, request: Request) -> Response:
 
     try:
         key = gateway.authenticate(request)
+        if inspect.isawaitable(key):  # the key check runs off the event loop
+            key = await key
     except KeyRefused as exc:
         return APIError(401, str(exc), code="invalid_api_key",
                         headers={"WWW-Authenticate": "Bearer"}).response()
