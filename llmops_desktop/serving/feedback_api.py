@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from llmops_desktop.httpserve import BodyTooLarge, read_body
-from llmops_desktop.serving.protocol import APIError
+from llmops_desktop.serving.protocol import APIError, ChatRequest
 
 FEEDBACK_PATH = "/v1/feedback"
 MAX_FEEDBACK_BODY = 1 << 20
@@ -43,7 +43,7 @@ class ReplyBook:
                  prompt_ref: str | None = None) -> None:
         """Keep what a rating of ``response_id`` needs: the conversation, reply, settings."""
         system, messages, prompt = "", [], ""
-        if hasattr(request, "messages"):
+        if isinstance(request, ChatRequest):
             turns = [m.as_template_input(i) for i, m in enumerate(request.messages)]
             system = "\n".join(t["content"] for t in turns if t["role"] in ("system", "developer"))
             messages = [{"role": t["role"], "content": t["content"]} for t in turns
