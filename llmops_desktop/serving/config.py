@@ -65,8 +65,8 @@ class ServeOptions:
         0, "llama.cpp: layers to offload to the GPU (-1: all; 0: CPU only).",
         label="GPU layers", minimum=-1, metavar="N")
     parallel: int = option(
-        1, "Requests the engine runs at the same time (llama.cpp: one context each, "
-        "sharing the weights; torch: threads sharing the model).", label="Parallel requests",
+        1, "Requests the engine decodes together, batched at every step (llama.cpp: "
+        "sequences of one context; torch: rows of one KV cache).", label="Parallel requests",
         minimum=1, maximum=64, metavar="N")
     max_queue: int = option(
         16, "Requests that may wait for a free slot; beyond that the server answers 503 "
