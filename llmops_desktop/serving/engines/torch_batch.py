@@ -2,9 +2,8 @@
 
 Every running sequence is a row of one left-padded KV cache (a transformers
 ``DynamicCache`` whose layers hold ``[rows, heads, length, dim]`` tensors). A decode step
-feeds each row its last sampled token with an attention mask that hides the row's
-padding and the row's own positions, so one forward pass computes a token for every
-sequence. Between steps, finished and cancelled rows leave (their rows are dropped and
+feeds each row its last sampled token at the row's own position, with an attention mask
+that hides the row's padding, so one forward pass computes a token for every sequence. Between steps, finished and cancelled rows leave (their rows are dropped and
 padding every remaining row shares is trimmed) and new requests join: a new prompt is
 read alone, in chunks of ``prefill_chunk`` tokens, one chunk between two decode steps,
 then its cache is left-padded to the batch's length and stacked onto it.
@@ -217,32 +216,37 @@ class TorchScheduler:
 
         rows = self._rows
         width = self._cache.get_seq_length() + 1
-        mask = torch.ones((len(rows), width), dtype=torch.long, device=self.device)
-        for i, pad in enumerate(self._pads):
-            mask[i, :pad] = 0
+        pads = torch.tensor(self._pads).unsqueeze(1)
+        mask = (torch.arange(width).unsqueeze(0) >= pads).long().to(self.device)
         tokens = torch.tensor([[r.next_token] for r in rows], device=self.device)
         positions = torch.tensor([[r.length] for r in rows], device=self.device)
         out = self.model(input_ids=tokens, attention_mask=mask, position_ids=positions,
                          use_cache=True, **{self._cache_arg: self._cache})  # grows in place
         self.stats.batch_size = len(rows)
         self.stats.steps += 1
+        logits = out.logits[:, -1]
+        greedy = logits.argmax(dim=-1).tolist()  # one device sync for every greedy row
         leaving = []
         for i, row in enumerate(rows):
             row.length += 1
-            if not self._emit(row, out.logits[i, -1]):
+            if not self._emit(row, logits[i], greedy[i]):
                 leaving.append(i)
         self._leave(leaving)
 
-    def _emit(self, row: _Row, logits: Any) -> bool:
-        """Sample the row's next token and hand its text over; False when the row ends."""
+    def _emit(self, row: _Row, logits: Any, greedy: int | None = None) -> bool:
+        """Sample the row's next token and hand its text over; False when the row ends.
+        ``greedy`` is the row's argmax when the step already computed it."""
         req = row.req
         if req.cancel.is_set():
             req.out.put(_END)
             return False
-        scores = logits.float()
-        if req.matcher is not None:
-            scores = self._constrain(row, scores)
-        token = sample(scores, req.temperature, req.top_p, row.rng)
+        if greedy is not None and req.temperature <= 0 and req.matcher is None:
+            token = greedy
+        else:
+            scores = logits.float()
+            if req.matcher is not None:
+                scores = self._constrain(row, scores)
+            token = sample(scores, req.temperature, req.top_p, row.rng)
         if token in self._eos:
             self._finish(row)
             return False
