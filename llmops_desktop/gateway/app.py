@@ -58,13 +58,22 @@ class Gateway:
         self.open_without_keys = open_without_keys  # loopback and no key was ever made
         self._tasks: list[asyncio.Task[Any]] = []
 
-    async def authenticate(self, request: Request) -> ApiKey | None:
-        """The caller's key; None when this gateway needs none. Raises KeyRefused."""
+    def _token(self, request: Request) -> str | None:
+        """The bearer token to check; None when this gateway needs none."""
         if self.open_without_keys and not keys_required(self.catalog):
             return None  # whatever a client sends (the openai client always sends one)
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        token = token.strip() if scheme.lower() == "bearer" else ""
-        return await self.keys.check(token)
+        return token.strip() if scheme.lower() == "bearer" else ""
+
+    def authenticate(self, request: Request) -> ApiKey | None:
+        """The caller's key; None when this gateway needs none. Raises KeyRefused."""
+        token = self._token(request)
+        return None if token is None else self.keys.check(token)
+
+    async def authenticate_async(self, request: Request) -> ApiKey | None:
+        """:meth:`authenticate`, with a key's first scrypt off the event loop."""
+        token = self._token(request)
+        return None if token is None else await self.keys.check_async(token)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -99,7 +108,7 @@ class Gateway:
 
     async def metrics_text(self, request: Request) -> Response:
         try:
-            await self.authenticate(request)
+            await self.authenticate_async(request)
         except KeyRefused as exc:
             return error(401, str(exc), code="invalid_api_key")
         body, content_type = self.metrics.render()
@@ -107,7 +116,7 @@ class Gateway:
 
     async def models(self, request: Request) -> Response:
         try:
-            key = await self.authenticate(request)
+            key = await self.authenticate_async(request)
         except KeyRefused as exc:
             return error(401, str(exc), code="invalid_api_key")
         slots = [s for s in self.pool.refresh() if key is None or key.allows(*s.names)]
@@ -121,7 +130,7 @@ class Gateway:
         started = time.perf_counter()
         endpoint = request.url.path
         try:
-            key = await self.authenticate(request)
+            key = await self.authenticate_async(request)
         except KeyRefused as exc:
             self.book.record(key_name=None, model="", endpoint=endpoint, stream=False,
                              status=401, latency_ms=_ms(started), error=str(exc))

@@ -171,33 +171,51 @@ class KeyRing:
         self.catalog = catalog
         self._matched: dict[tuple[str, bytes], bytes] = {}  # (key id, key hash) -> sha256
 
-    async def check(self, token: str) -> ApiKey:
-        """The key ``token`` is, if it may be used now; raises KeyRefused. The first check
-        of a key runs scrypt in a worker thread, so other requests go on meanwhile."""
+    def check(self, token: str) -> ApiKey:
+        """The key ``token`` is, if it may be used now; raises KeyRefused."""
+        key, secret, salt, stored, digest = self._lookup(token)
+        if not self._matches(key, digest, stored) and not self._remember(
+                key, digest, stored, hash_secret(secret, salt)):
+            raise KeyRefused("Incorrect API key.")
+        return self._usable(key)
+
+    async def check_async(self, token: str) -> ApiKey:
+        """:meth:`check`, with the first scrypt of a key in a worker thread, so other
+        requests go on meanwhile."""
+        import asyncio
+
+        key, secret, salt, stored, digest = self._lookup(token)
+        if not self._matches(key, digest, stored) and not self._remember(
+                key, digest, stored, await asyncio.to_thread(hash_secret, secret, salt)):
+            raise KeyRefused("Incorrect API key.")
+        return self._usable(key)
+
+    def _lookup(self, token: str) -> tuple[ApiKey, str, bytes, bytes, bytes]:
         match = _KEY.match(token)
         if not match:
             raise KeyRefused("Incorrect API key." if token else
                              "This gateway needs an API key: send 'Authorization: Bearer "
                              "<key>' (the openai client's api_key).")
-        key_id, secret = match[1], match[2]
         row = self.catalog.conn.execute(
             f"SELECT {','.join(_COLUMNS)}, salt, key_hash FROM api_keys WHERE key_id = ?",
-            (key_id,)).fetchone()
+            (match[1],)).fetchone()
         if row is None:
             raise KeyRefused("Incorrect API key.")
-        key, salt, stored = _row(row[:-2]), row[-2], row[-1]
         digest = hashlib.sha256(token.encode("ascii")).digest()
-        seen = self._matched.get((key_id, stored))
-        if seen is not None:
-            ok = hmac.compare_digest(seen, digest)
-        else:
-            import asyncio
+        return _row(row[:-2]), match[2], row[-2], row[-1], digest
 
-            ok = hmac.compare_digest(await asyncio.to_thread(hash_secret, secret, salt), stored)
-            if ok:
-                self._matched[(key_id, stored)] = digest
-        if not ok:
-            raise KeyRefused("Incorrect API key.")
+    def _matches(self, key: ApiKey, digest: bytes, stored: bytes) -> bool:
+        seen = self._matched.get((key.key_id, stored))
+        return seen is not None and hmac.compare_digest(seen, digest)
+
+    def _remember(self, key: ApiKey, digest: bytes, stored: bytes, computed: bytes) -> bool:
+        if not hmac.compare_digest(computed, stored):
+            return False
+        self._matched[(key.key_id, stored)] = digest
+        return True
+
+    @staticmethod
+    def _usable(key: ApiKey) -> ApiKey:
         if key.revoked_at:
             raise KeyRefused(f"This API key ({key.name}) was revoked.")
         if key.expired():
