@@ -111,7 +111,7 @@ def evaluate_artifact(ctx: JobContext, request: EvalRequest, artifact: Artifact,
                                    device=request.device)
         pool = [(i, it) for i, it in enumerate(iter_items(suite)) if it["kind"] == "mc"]
         mc = [(i, it) for i, it in todo if it["kind"] == "mc"]
-        per_batch = max(1, request.batch_size // 4)
+        per_batch = request.batch_size  # items a chunk: the torch engine packs one sequence each
         for start in range(0, len(mc), per_batch):
             chunk = mc[start:start + per_batch]
             t0 = time.perf_counter()
@@ -152,7 +152,8 @@ def evaluate_artifact(ctx: JobContext, request: EvalRequest, artifact: Artifact,
             count += 1
             yield Progress(count, total, "items", f"{artifact.ref} on {suite.ref}")
     except BaseException as exc:  # cancelled (SIGTERM) or failed: the next job resumes it
-        cancelled = isinstance(exc, (KeyboardInterrupt, CancelledError)) or \
+        # GeneratorExit: the job stopped reading (cancelled between two of our events).
+        cancelled = isinstance(exc, (KeyboardInterrupt, CancelledError, GeneratorExit)) or \
             type(exc).__name__ == "_Cancelled"
         run_store.finish_run(ctx.catalog, run.id, "cancelled" if cancelled else "failed",
                              run_store.summarize_run(run_store.results(ctx.catalog, run.id)))

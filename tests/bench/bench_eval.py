@@ -59,7 +59,7 @@ def ours(model_dir: Path, items: list[dict], shots: int, batch_size: int, device
     pool = list(enumerate(items))
     contexts = [mc_context(it, fewshot_examples(it, i, pool, shots, 1234))
                 for i, it in enumerate(items)]
-    per_chunk = max(1, batch_size // 4)  # as the eval job chunks items
+    per_chunk = batch_size  # as the eval job chunks items
 
     def run():
         t0 = time.perf_counter()
