@@ -29,6 +29,8 @@ ERROR_MODULES: tuple[str, ...] = (
     "llmops_desktop.mirror.repos",
     "llmops_desktop.serving.engines.base",
     "llmops_desktop.evaluate.errors",
+    "llmops_desktop.prompts.store",
+    "llmops_desktop.prompts.templates",
 )
 _PACKAGE = "llmops_desktop."
 

@@ -31,6 +31,7 @@ SAMPLE_FIELDS: dict[str, Any] = {
     "fingerprint": "SHA256:1f2e3d4c5b6a",
     "commit": "0123456789abcdef0123456789abcdef01234567",
     "bad_rows": [BadRow(3, "no 'text' column"), BadRow(9, "not JSON")],
+    "missing": ["customer", "order_id"],
 }
 
 
