@@ -120,7 +120,7 @@ def test_stop_sequences_cut_the_text_and_are_reported(server) -> None:
 def test_tool_use_and_tool_result(server) -> None:
     client = _client(server)
     for stream in (False, True):
-        kwargs = dict(model="demo", max_tokens=60, extra_body={"temperature": 0.8},
+        kwargs = dict(model="demo", max_tokens=200, extra_body=GREEDY,
                       tools=TOOLS,
                       tool_choice={"type": "tool", "name": "light"},
                       messages=[{"role": "user", "content": "Lights on, red."}])
