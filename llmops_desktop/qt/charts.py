@@ -7,8 +7,8 @@ the store has new samples (so at the sampling rate, 2 a second by default); one 
 :data:`INACTIVE_REDRAW_S` while its window is not the active one; none while hidden,
 minimized, scrolled out of sight or paused. Older points than the rings
 hold come from the catalog's history (:meth:`LiveChart.set_history`). Hovering shows
-each series' value at that time; the mouse wheel and drag zoom and pan the time axis
-(pyqtgraph's own), after which the chart stays where the user put it until
+each series' value at that time; Ctrl+wheel and drag zoom and pan the time axis
+(pyqtgraph's own; the plain wheel scrolls the page the chart sits on), after which the chart stays where the user put it until
 :meth:`follow` is called. :class:`MiniChart` is the compact form other pages embed.
 
 A redraw costs one paint of the chart, and a cheap one (what a busy server shares its
@@ -33,12 +33,39 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QColor, QFont, QHideEvent, QPen, QShowEvent
-from PySide6.QtWidgets import QGraphicsItem, QLabel, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QAbstractScrollArea,
+    QApplication,
+    QGraphicsItem,
+    QLabel,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
 MAX_REDRAW_HZ = 10.0
 INACTIVE_REDRAW_S = 2.0  # while the window is not the active one, a redraw this often
 PALETTE = ("#4f86e0", "#e0864f", "#2e9e5b", "#c0392b", "#8e6cc9", "#b58900", "#17a2b8",
            "#7f8c8d")
+
+
+class PlotWidget(pg.PlotWidget):
+    """pyqtgraph's plot, zooming on Ctrl+wheel only: the plain wheel goes on to the page
+    (a scroll area), so scrolling past a chart never zooms it by accident."""
+
+    def wheelEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
+        if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
+            super().wheelEvent(event)
+            return
+        # the view's own scroll-area plumbing swallows an ignored wheel event, so hand it
+        # to the nearest scrolling page explicitly
+        page = self.parentWidget()
+        while page is not None and not isinstance(page, QAbstractScrollArea):
+            page = page.parentWidget()
+        if page is None:
+            event.ignore()
+        else:
+            QApplication.sendEvent(page.verticalScrollBar(), event)
 
 
 @dataclass(frozen=True)
@@ -125,7 +152,7 @@ class LiveChart(QWidget):
         self.redraws = 0
 
         axis = {"bottom": pg.DateAxisItem(orientation="bottom")}
-        self.plot = pg.PlotWidget(axisItems=axis, background=None)
+        self.plot = PlotWidget(axisItems=axis, background=None)
         self.plot.setMenuEnabled(False)
         self.plot.setMouseEnabled(x=True, y=False)
         self.plot.showGrid(x=False, y=True, alpha=0.15)

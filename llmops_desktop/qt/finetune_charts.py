@@ -67,9 +67,10 @@ class TrainingCharts(QGroupBox):
         if self.plots:
             return
         import pyqtgraph as pg
+        from llmops_desktop.qt.charts import PlotWidget  # zooms on Ctrl+wheel only
 
         for i, (key, title, series) in enumerate(CHARTS):
-            plot = pg.PlotWidget(background="w", title=title)
+            plot = PlotWidget(background="w", title=title)
             plot.addLegend(offset=(-5, 5))
             plot.setLabel("bottom", "step")
             for s in series:

@@ -193,10 +193,11 @@ class VariantsView(QWidget):
         if self.plot is not None:
             return self.plot
         import pyqtgraph as pg  # lazily: only once a Variants tab has something to plot
+        from llmops_desktop.qt.charts import PlotWidget  # zooms on Ctrl+wheel only
 
         palette = self.palette()
         text = palette.color(QPalette.ColorRole.Text)
-        plot = pg.PlotWidget(background=palette.color(QPalette.ColorRole.Base))
+        plot = PlotWidget(background=palette.color(QPalette.ColorRole.Base))
         plot.setMenuEnabled(False)
         plot.setMouseEnabled(x=False, y=False)
         plot.hideButtons()

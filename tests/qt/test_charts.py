@@ -117,3 +117,47 @@ def test_a_redraw_is_one_paint_and_an_inactive_window_redraws_slowly(qtbot):
             store.add(time.time(), {"sys.cpu": 30.0 + i})
             chart.refresh()
         assert chart.redraws - before <= 1
+
+
+def _wheel(widget: QWidget, ctrl: bool) -> None:
+    from PySide6.QtCore import QPoint, QPointF, Qt
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    pos = QPointF(widget.width() / 2, widget.height() / 2)
+    glob = QPointF(widget.mapToGlobal(QPoint(int(pos.x()), int(pos.y()))))
+    mods = Qt.KeyboardModifier.ControlModifier if ctrl else Qt.KeyboardModifier.NoModifier
+    event = QWheelEvent(pos, glob, QPoint(0, 0), QPoint(0, -120), Qt.MouseButton.NoButton,
+                        mods, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(widget, event)
+
+
+def test_the_wheel_over_a_chart_scrolls_the_page_and_ctrl_wheel_zooms(qtbot):
+    """A page of charts in a scroll area: the plain wheel over a chart scrolls the page and
+    leaves the chart's time axis alone; Ctrl+wheel zooms the chart."""
+    from PySide6.QtWidgets import QScrollArea, QVBoxLayout
+
+    store = _store({"cpu": [float(i % 7) for i in range(60)]})
+    area = QScrollArea()
+    qtbot.addWidget(area)
+    page = QWidget()
+    layout = QVBoxLayout(page)
+    charts = [LiveChart(f"CPU {i}", "%", [SeriesSpec("cpu", "cpu")], store) for i in range(4)]
+    for chart in charts:
+        chart.setMinimumHeight(300)
+        layout.addWidget(chart)
+    area.setWidget(page)
+    area.setWidgetResizable(True)
+    area.resize(500, 400)
+    area.show()
+    qtbot.waitExposed(area)
+    chart = charts[0]
+    view = chart.plot.getPlotItem().getViewBox()
+    x_before = tuple(view.viewRange()[0])
+    bar = area.verticalScrollBar()
+    assert bar.value() == 0 and bar.maximum() > 0
+    _wheel(chart.plot.viewport(), ctrl=False)
+    qtbot.waitUntil(lambda: bar.value() > 0, timeout=5000)
+    assert tuple(view.viewRange()[0]) == x_before
+    _wheel(chart.plot.viewport(), ctrl=True)
+    qtbot.waitUntil(lambda: tuple(view.viewRange()[0]) != x_before, timeout=5000)

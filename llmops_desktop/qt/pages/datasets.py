@@ -350,8 +350,9 @@ class DatasetsPage(Page):
     def _make_plot(self) -> Any:
         if self.plot is None:
             import pyqtgraph as pg
+            from llmops_desktop.qt.charts import PlotWidget  # zooms on Ctrl+wheel only
 
-            self.plot = pg.PlotWidget(background="w")
+            self.plot = PlotWidget(background="w")
             self.plot.setLabel("bottom", "tokens per row")
             self.plot.setLabel("left", "rows")
             self.plot_box.addWidget(self.plot)
