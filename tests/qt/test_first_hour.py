@@ -107,8 +107,11 @@ def test_a_click_selects_the_model_for_every_action(qtbot, home, three):
         # Toolbar, Model menu and the details' buttons follow the clicked row.
         assert page.quantize_button.isEnabled()
         menu = {a.text().replace("&", ""): a for a in model_menu(win).actions()}
-        for label in ("Quantize…", "Fine-tune…", "Export…", "Tag…", "Remove…", "Copy path"):
+        for label in ("Quantize…", "Export…", "Tag…", "Remove…", "Copy path"):
             assert menu[label].isEnabled(), f"{label} greyed out after a click on {name}"
+        # Fine-tune is offered for the HF model and a GGUF made from it, not for a GGUF
+        # with no Hugging Face model behind it (issue #16 item 6).
+        assert menu["Fine-tune…"].isEnabled() == (name != "gamma")
         assert menu["Serve…"].isEnabled() == (name != "alpha" or page.act_serve.isEnabled())
         assert page.details.serve_button.isVisible() and page.details.serve_button.isEnabled()
 

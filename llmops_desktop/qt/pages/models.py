@@ -7,7 +7,7 @@ never touch the database.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QItemSelectionModel, QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
@@ -310,6 +310,16 @@ class ModelsPage(Page):
         self.act_serve.setEnabled(a is not None and a.kind in ENGINE_FOR_KIND
                                   and a.state == ArtifactState.READY)
         self.act_chat.setEnabled(a is not None and a.id in self._serving)
+        self.act_finetune.setEnabled(self._trainable(a))
+
+    def _trainable(self, a: Any) -> bool:
+        """Fine-tune is offered for a Hugging Face model, and for a GGUF made from one (the
+        page then trains that model); never for a GGUF with no Hugging Face ancestor."""
+        if a is None or a.kind == "hf":
+            return a is not None
+        from llmops_desktop.qt.pages.finetune import hf_source
+
+        return a.kind == "gguf" and hf_source(self.ctx, a) is not None
 
     def set_serving(self, artifact_ids: set[int]) -> None:
         """Which artifacts have a running deployment (Chat is offered for those)."""
