@@ -13,33 +13,17 @@ import math
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import (
-    QComboBox,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QPushButton,
-    QScrollArea,
-    QSplitter,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtCore import QTimer, Signal
+from PySide6.QtWidgets import QComboBox, QSplitter, QVBoxLayout, QWidget
 
 from llmops_desktop.catalog import JobState
 from llmops_desktop.finetune.config import FinetuneOptions
 from llmops_desktop.qt.context import AppContext, Page
 from llmops_desktop.qt.finetune_charts import TrainingCharts
-from llmops_desktop.qt.forms import Override, SpecForm
+from llmops_desktop.qt.finetune_form import build_form, update_estimate
 
 POLL_MS = 500
-# Fields shown in the form, in order; the rest keep their defaults (the CLI has them all).
-FORM_FIELDS = ("method", "r", "alpha", "dropout", "target_modules", "epochs", "max_steps", "lr",
-               "batch_size", "grad_accum", "max_len", "packing", "gradient_checkpointing",
-               "seed", "validation", "eval_steps", "save_steps", "nproc", "strategy", "name")
-OVERRIDES = {"max_steps": Override(none_text="by epochs"),
-             "validation": Override(none_text="dataset's split"),
-             "name": Override(none_text="default: BASE-lora-DATASET")}
+
 
 class FinetunePage(Page):
     page_id = "finetune"
@@ -72,60 +56,7 @@ class FinetunePage(Page):
     # ---- building ---------------------------------------------------------------------------
 
     def _build_form(self) -> QWidget:
-        box = QWidget()
-        v = QVBoxLayout(box)
-        form = QFormLayout()
-        self.base_combo = QComboBox()
-        self.base_combo.setToolTip("The Hugging Face model to adapt")
-        self.base_combo.currentIndexChanged.connect(self._on_base_changed)
-        self.dataset_combo = QComboBox()
-        self.dataset_combo.setToolTip("A dataset version (Datasets page)")
-        for combo in (self.base_combo, self.dataset_combo):  # long names elide, not widen
-            combo.setSizeAdjustPolicy(
-                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-            combo.setMinimumContentsLength(14)
-        self.base_combo.currentIndexChanged.connect(lambda _: self._update_buttons())
-        self.dataset_combo.currentIndexChanged.connect(lambda _: self._update_buttons())
-        form.addRow("Base model", self.base_combo)
-        form.addRow("Dataset", self.dataset_combo)
-        v.addLayout(form)
-        self.form = SpecForm(FinetuneOptions, names=FORM_FIELDS, overrides=OVERRIDES)
-        self.form.sig_changed.connect(self._schedule_estimate)
-        self._inputs: dict[str, QWidget] = {n: self.form.input(n) for n in FORM_FIELDS}
-        v.addWidget(self.form)
-        self.estimate_label = QLabel()
-        self.estimate_label.setWordWrap(True)
-        v.addWidget(self.estimate_label)
-        row = QHBoxLayout()
-        self.start_button = QPushButton("Start")
-        self.start_button.clicked.connect(self.start)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.clicked.connect(self.cancel)
-        self.resume_button = QPushButton("Resume")
-        self.resume_button.clicked.connect(self.resume)
-        self.merge_button = QPushButton("Merge")
-        self.merge_button.setToolTip("Merge the adapter into its base (a new HF model)")
-        self.merge_button.clicked.connect(self.merge)
-        for b in (self.start_button, self.cancel_button, self.resume_button, self.merge_button):
-            row.addWidget(b)
-        v.addLayout(row)
-        self.start_reason = QLabel()  # why Start is disabled, with a way to fix it
-        self.start_reason.setWordWrap(True)
-        self.start_reason.linkActivated.connect(self._on_link)
-        v.addWidget(self.start_reason)
-        self.status = QLabel()
-        self.status.setWordWrap(True)
-        v.addWidget(self.status)
-        v.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(box)
-        # The column fits the form: it scrolls down, never sideways.
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setMinimumWidth(box.minimumSizeHint().width()
-                               + scroll.verticalScrollBar().sizeHint().width() + 4)
-        self.form_scroll = scroll
-        return scroll
+        return build_form(self)
 
     def _on_link(self, target: str) -> None:
         show = getattr(self.window(), "show_page", None)
@@ -245,22 +176,7 @@ class FinetunePage(Page):
         self._estimate_timer.start()
 
     def update_estimate(self) -> None:
-        from llmops_desktop.finetune.memory import describe, estimate_memory
-
-        base_id = self.base_combo.currentData()
-        if base_id is None:
-            self.estimate_label.setText("Import or download a Hugging Face model to fine-tune.")
-            return
-        base = self.ctx.catalog.artifact(base_id)
-        try:
-            est = estimate_memory(base.path, self.options(), metadata=base.metadata)
-        except Exception as exc:  # noqa: BLE001 - the form may be half-filled
-            self.estimate_label.setText(str(exc))
-            return
-        self.estimate = est
-        color = "#c62828" if est.fits is False else "#2e7d32"
-        self.estimate_label.setText(describe(est))
-        self.estimate_label.setStyleSheet(f"color: {color}")
+        update_estimate(self)
 
     # ---- jobs -------------------------------------------------------------------------------
 

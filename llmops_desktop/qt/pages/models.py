@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QItemSelectionModel, QSettings, Qt, Signal
-from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -18,7 +17,6 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
-    QMenu,
     QSplitter,
     QStackedWidget,
     QTableView,
@@ -29,9 +27,9 @@ from PySide6.QtWidgets import (
 
 from llmops_desktop.catalog import Artifact, ArtifactState, Catalog
 from llmops_desktop.qt.artifact_model import ArtifactFilterProxy, ArtifactTableModel, Roles
-from llmops_desktop.qt.context import AppContext, Page, icon
+from llmops_desktop.qt.context import AppContext, Page
 from llmops_desktop.qt.formatting import job_state_label
-from llmops_desktop.qt.model_actions import copy_path, edit_tags, open_folder, remove_selected
+from llmops_desktop.qt.models_toolbar import build_actions, build_import_button, show_context_menu
 from llmops_desktop.qt.pages.model_details import DetailsPane
 from llmops_desktop.qt.pages.welcome import WelcomeWidget
 from llmops_desktop.qt.workers import run_in_thread
@@ -102,21 +100,7 @@ class ModelsPage(Page):
             self.kind_combo.addItem(label, kind)
         self.kind_combo.currentIndexChanged.connect(self._on_kind_changed)
         self.count_label = QLabel()
-        self.import_button = QToolButton()
-        self.import_button.setText("Import")
-        self.import_button.setIcon(icon("import"))
-        self.import_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        self.import_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
-        menu = QMenu(self.import_button)
-        events = self.ctx.events
-        menu.addAction(icon("folder"), "Model folder…",
-                       lambda: events.sig_import_requested.emit("folder"))
-        menu.addAction(icon("file"), "GGUF file…", lambda: events.sig_import_requested.emit("file"))
-        menu.addAction(icon("hf-cache"), "From Hugging Face cache…",
-                       lambda: events.sig_import_requested.emit("hf-cache"))
-        menu.addSeparator()
-        menu.addAction(icon("demo"), "Demo model", events.sig_demo_requested.emit)
-        self.import_button.setMenu(menu)
+        self.import_button = build_import_button(self)
         self.quantize_button = QToolButton()
         self.quantize_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         top = QHBoxLayout()
@@ -171,50 +155,8 @@ class ModelsPage(Page):
         layout.addWidget(self.splitter, 1)
         return browser
 
-    def _action(self, icon_name: str, text: str, slot: object, shortcut: str = "") -> QAction:
-        action = QAction(icon(icon_name), text, self)
-        if shortcut:
-            action.setShortcut(QKeySequence(shortcut))
-        action.triggered.connect(slot)
-        return action
-
     def _build_actions(self) -> None:
-        self.act_quantize = self._action("quantize", "Quantize…",
-                                         lambda: self.open_quantize_dialog(), "Ctrl+Shift+Q")
-        self.act_quantize.setToolTip("Make GGUF or bitsandbytes variants of the selected model, "
-                                     "with their perplexity (Ctrl+Shift+Q)")
-        self.quantize_button.setDefaultAction(self.act_quantize)
-        self.act_serve = self._action("deploy", "Serve…", self.serve_selected)
-        self.act_serve.setToolTip("Serve the selected model over an OpenAI-compatible API")
-        self.act_chat = self._action("chat", "Chat", self.chat_selected)
-        self.act_chat.setToolTip("Talk to the selected model in the Playground (once serving)")
-        self.details.serve_button.setDefaultAction(self.act_serve)
-        self.details.chat_button.setDefaultAction(self.act_chat)
-        self.act_copy_path = self._action("copy", "Copy path", lambda: copy_path(self),
-                                          "Ctrl+Shift+C")
-        self.act_open_folder = self._action("folder", "Open folder", lambda: open_folder(self))
-        self.act_tag = self._action("tag", "Tag…", lambda: edit_tags(self), "Ctrl+T")
-        self.act_remove = self._action("remove", "Remove…", lambda: remove_selected(self),
-                                       QKeySequence(QKeySequence.StandardKey.Delete).toString())
-        # Delete must not fire while typing in the filter: only when the table has focus.
-        self.act_remove.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        self.table.addAction(self.act_remove)
-        self.act_show_job = self._action("jobs", "Show job", self.show_job)
-        self.act_export = self._action("export", "Export…", lambda: self.open_export_dialog())
-        self.act_export.setToolTip("Export as a signed package, an Ollama or an HF folder")
-
-        def finetune_selected() -> None:
-            from llmops_desktop.qt.pages.finetune import open_finetune
-
-            open_finetune(self, self.selected_artifact())
-
-        self.act_finetune = self._action("quantize", "Fine-tune…", finetune_selected)
-        self.act_finetune.setToolTip("Train a LoRA adapter of the selected HF model on a dataset")
-        self.model_actions = [self.act_quantize, self.act_serve, self.act_chat, self.act_finetune,
-                              self.act_export,
-                              self.act_copy_path, self.act_open_folder,
-                              self.act_tag, self.act_remove, self.act_show_job]
-        self._update_actions()
+        build_actions(self)
 
     # ---- public ---------------------------------------------------------------------------
 
@@ -360,19 +302,7 @@ class ModelsPage(Page):
                                    fraction if isinstance(fraction, float) else None)
 
     def _on_context_menu(self, pos: object) -> None:
-        index = self.table.indexAt(pos)
-        if not index.isValid():
-            return
-        self.table.selectRow(index.row())
-        menu = QMenu(self)
-        menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        for action in self.model_actions:
-            if action is self.act_remove:
-                menu.addSeparator()
-            menu.addAction(action)
-            if action is self.act_serve:
-                menu.addSeparator()
-        menu.popup(self.table.viewport().mapToGlobal(pos))
+        show_context_menu(self, pos)
 
     # ---- actions --------------------------------------------------------------------------
 

@@ -13,28 +13,19 @@ catalog's history); 24 h and a custom range read the history off the GUI thread.
 
 from __future__ import annotations
 
-import csv
 import math
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QDateTime, QSettings, Qt, QTimer
+from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
-    QComboBox,
-    QDateTimeEdit,
-    QFileDialog,
     QHBoxLayout,
     QInputDialog,
-    QLabel,
     QLineEdit,
-    QPushButton,
     QScrollArea,
-    QSizePolicy,
     QSystemTrayIcon,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -42,10 +33,16 @@ from PySide6.QtWidgets import (
 from llmops_desktop.qt.banner_overlay import OverlayHost
 from llmops_desktop.qt.context import AppContext, Page, icon
 from llmops_desktop.qt.monitor_controller import monitor_for
+from llmops_desktop.qt.monitor_layout import (
+    WINDOWS,
+    ask_export_csv,
+    ask_export_png,
+    build_toolbar,
+    export_csv,
+    export_png,
+)
 from llmops_desktop.qt.widgets import MessageBanner
 
-WINDOWS: list[tuple[str, float]] = [("1 min", 60), ("15 min", 900), ("1 h", 3600),
-                                    ("24 h", 86400), ("Custom range…", 0)]
 HISTORY_REFRESH_MS = 60_000  # while a 24 h view is shown, re-read the newest history
 INACTIVE_FIGURES_S = 2.0  # while the window is not the active one, figures this often
 
@@ -98,64 +95,7 @@ class MonitorPage(Page):
         c.sig_alert.connect(self._on_alert)
 
     def _build_toolbar(self) -> QHBoxLayout:
-        bar = QHBoxLayout()
-        bar.addWidget(QLabel("Show:"))
-        self.window_combo = QComboBox()
-        for label, seconds in WINDOWS:
-            self.window_combo.addItem(label, seconds)
-        self.window_combo.setToolTip("How much time the charts show. 24 h and a custom range "
-                                     "come from the history kept in the catalog (10-second "
-                                     "averages).")
-        self.window_combo.currentIndexChanged.connect(self._on_window_changed)
-        bar.addWidget(self.window_combo)
-        now = QDateTime.currentDateTime()
-        self.from_edit = QDateTimeEdit(now.addSecs(-3600))
-        self.to_edit = QDateTimeEdit(now)
-        self.show_range_button = QPushButton("Show")
-        self.show_range_button.clicked.connect(self._on_show_range)
-        for w in (self.from_edit, self.to_edit):
-            w.setCalendarPopup(True)
-            w.setDisplayFormat("yyyy-MM-dd HH:mm")
-        self.range_widgets = [QLabel("from"), self.from_edit, QLabel("to"), self.to_edit,
-                              self.show_range_button]
-        for w in self.range_widgets:
-            bar.addWidget(w)
-            w.hide()
-        self.pause_button = QToolButton()
-        self.pause_button.setCheckable(True)
-        self.pause_button.setIcon(icon("pause"))
-        self.pause_button.setText("Pause")
-        self.pause_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        self.pause_button.setToolTip("Freeze the charts (sampling and history carry on)")
-        self.pause_button.toggled.connect(self._on_pause)
-        self.follow_button = QToolButton()
-        self.follow_button.setIcon(icon("refresh"))
-        self.follow_button.setText("Follow live")
-        self.follow_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        self.follow_button.setToolTip("Undo zooming (mouse wheel or drag on a chart zooms and "
-                                      "pans its time axis)")
-        self.follow_button.clicked.connect(self._on_follow)
-        self.png_button = QToolButton()
-        self.png_button.setIcon(icon("export"))
-        self.png_button.setText("PNG…")
-        self.png_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        self.png_button.setToolTip("Save the charts as a picture")
-        self.png_button.clicked.connect(self._on_export_png)
-        self.csv_button = QToolButton()
-        self.csv_button.setIcon(icon("export"))
-        self.csv_button.setText("CSV…")
-        self.csv_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        self.csv_button.setToolTip("Save every charted figure over the shown time as CSV")
-        self.csv_button.clicked.connect(self._on_export_csv)
-        bar.addStretch(1)
-        self.status_label = QLabel("Starting the monitor…")
-        self.status_label.setStyleSheet("color: gray")
-        self.status_label.setSizePolicy(QSizePolicy.Policy.Ignored,
-                                        QSizePolicy.Policy.Preferred)  # never widens the window
-        bar.addWidget(self.status_label)
-        for w in (self.pause_button, self.follow_button, self.png_button, self.csv_button):
-            bar.addWidget(w)
-        return bar
+        return build_toolbar(self)
 
     # ---- building the panels (first show) ----------------------------------------------------
 
@@ -418,61 +358,18 @@ class MonitorPage(Page):
     # ---- export ---------------------------------------------------------------------------------
 
     def _on_export_png(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save the charts as PNG",
-                                              str(Path.home() / "monitor.png"),
-                                              "PNG image (*.png)")
-        if path:
-            if self.export_png(path):
-                self.ctx.events.sig_info.emit(f"Charts saved to {path}")
-            else:
-                self.banner.show_error(f"Could not write {path}.")
+        ask_export_png(self)
 
     def _on_export_csv(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save the figures as CSV",
-                                              str(Path.home() / "monitor.csv"),
-                                              "CSV (*.csv)")
-        if path:
-            try:
-                rows = self.export_csv(path)
-            except OSError as exc:
-                self.banner.show_error(f"Could not write {path}: {exc}")
-                return
-            self.ctx.events.sig_info.emit(f"{rows} figures saved to {path}")
+        ask_export_csv(self)
 
     def export_png(self, path: str | Path) -> bool:
         """Every panel, as shown, in one picture (charts out of sight drawn first)."""
-        for chart in self.charts():
-            if not chart.paused:
-                chart.refresh(force=True)
-        return self.content.grab().save(str(path), "PNG")
+        return export_png(self, path)
 
     def export_csv(self, path: str | Path) -> int:
         """Every charted series over the shown time; returns the number of rows."""
-        from llmops_desktop.monitor.series import describe, metric_of
-
-        rows = 0
-        seen: set[str] = set()
-        with open(path, "w", newline="", encoding="utf-8") as fh:
-            out = csv.writer(fh)
-            out.writerow(["time_utc", "unix_time", "panel", "series", "label", "unit",
-                          "value"])
-            for panel in self.all_panels():
-                for chart in panel.each_chart():
-                    for key, (t, v) in chart.data().items():
-                        if key in seen:
-                            continue
-                        seen.add(key)
-                        spec = next(s for s in chart.specs if s.key == key)
-                        unit = metric_of(key).unit
-                        label = describe(key) if key.startswith("sys.core.") else spec.label
-                        for ti, vi in zip(t.tolist(), v.tolist()):
-                            if vi != vi:  # NaN: no figure at that time
-                                continue
-                            out.writerow([datetime.fromtimestamp(ti, timezone.utc).isoformat(
-                                timespec="milliseconds"), f"{ti:.3f}", panel.title(), key,
-                                f"{chart.title}: {label}", unit, f"{vi:.6g}"])
-                            rows += 1
-        return rows
+        return export_csv(self, path)
 
     # ---- state ----------------------------------------------------------------------------------
 
