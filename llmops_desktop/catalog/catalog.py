@@ -127,7 +127,8 @@ class Catalog:
             raise
         self.conn.execute("COMMIT")
 
-    def _rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+    def rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+        """The rows of a query as dicts by column name (for the features' own queries)."""
         cur = self.conn.execute(sql, params)
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row)) for row in cur.fetchall()]
@@ -135,7 +136,7 @@ class Catalog:
     # ---- models ---------------------------------------------------------------------------
 
     def models(self) -> list[Model]:
-        return [Model(**r) for r in self._rows("SELECT * FROM models ORDER BY name")]
+        return [Model(**r) for r in self.rows("SELECT * FROM models ORDER BY name")]
 
     def _model_id(self, name: str, description: str, license: str) -> int:
         row = self.conn.execute("SELECT id, description, license FROM models WHERE name = ?",
@@ -197,7 +198,7 @@ class Catalog:
         return self.artifact(artifact_id)
 
     def artifact(self, artifact_id: int) -> Artifact:
-        rows = self._rows(_ARTIFACT_SELECT + " WHERE a.id = ?", (artifact_id,))
+        rows = self.rows(_ARTIFACT_SELECT + " WHERE a.id = ?", (artifact_id,))
         if not rows:
             raise ArtifactNotFoundError(
                 f"No artifact #{artifact_id}. 'llmops list' shows the artifacts you have.")
@@ -205,10 +206,10 @@ class Catalog:
 
     def artifacts(self, *, state: ArtifactState | None = ArtifactState.READY) -> list[Artifact]:
         where = " WHERE a.state = ?" if state else ""
-        rows = self._rows(_ARTIFACT_SELECT + where + " ORDER BY m.name, a.version",
+        rows = self.rows(_ARTIFACT_SELECT + where + " ORDER BY m.name, a.version",
                           (state.value,) if state else ())
         all_tags: dict[int, list[str]] = {}
-        for r in self._rows("SELECT artifact_id, tag FROM tags ORDER BY tag"):
+        for r in self.rows("SELECT artifact_id, tag FROM tags ORDER BY tag"):
             all_tags.setdefault(r["artifact_id"], []).append(r["tag"])
         return [Artifact.from_row(r, tuple(all_tags.get(r["id"], ()))) for r in rows]
 
@@ -221,10 +222,10 @@ class Catalog:
         if version:
             if not version.isdigit():
                 raise InvalidInputError(f"{text!r}: the part after '@' must be a version number.")
-            rows = self._rows(_ARTIFACT_SELECT + " WHERE m.name = ? AND a.version = ?",
+            rows = self.rows(_ARTIFACT_SELECT + " WHERE m.name = ? AND a.version = ?",
                               (name, int(version)))
         else:
-            rows = self._rows(_ARTIFACT_SELECT + " WHERE m.name = ? ORDER BY a.version DESC "
+            rows = self.rows(_ARTIFACT_SELECT + " WHERE m.name = ? ORDER BY a.version DESC "
                               "LIMIT 1", (name,))
         if not rows:
             raise ArtifactNotFoundError(
@@ -232,17 +233,17 @@ class Catalog:
         return Artifact.from_row(rows[0], self.tags(rows[0]["id"]))
 
     def find_by_digest(self, digest: str) -> Artifact | None:
-        rows = self._rows(_ARTIFACT_SELECT + " WHERE a.content_digest = ? AND a.state = 'ready'",
+        rows = self.rows(_ARTIFACT_SELECT + " WHERE a.content_digest = ? AND a.state = 'ready'",
                           (digest,))
         return Artifact.from_row(rows[0]) if rows else None
 
     def files(self, artifact_id: int) -> list[ArtifactFile]:
-        return [ArtifactFile(**r) for r in self._rows(
+        return [ArtifactFile(**r) for r in self.rows(
             "SELECT relpath, size, sha256 FROM artifact_files WHERE artifact_id = ? "
             "ORDER BY relpath", (artifact_id,))]
 
     def children(self, artifact_id: int) -> list[Artifact]:
-        rows = self._rows(_ARTIFACT_SELECT + " WHERE a.parent_id = ? ORDER BY a.id",
+        rows = self.rows(_ARTIFACT_SELECT + " WHERE a.parent_id = ? ORDER BY a.id",
                           (artifact_id,))
         return [Artifact.from_row(r) for r in rows]
 
@@ -321,7 +322,7 @@ class Catalog:
                  json.dumps(params or {}), job_id, utcnow()))
 
     def evaluations(self, artifact_id: int) -> list[Evaluation]:
-        rows = self._rows("SELECT * FROM evaluations WHERE artifact_id = ? ORDER BY id",
+        rows = self.rows("SELECT * FROM evaluations WHERE artifact_id = ? ORDER BY id",
                           (artifact_id,))
         return [Evaluation(**{**r, "params": json.loads(r["params"] or "{}")}) for r in rows]
 
@@ -355,7 +356,7 @@ class Catalog:
         return self.job(job_id)
 
     def job(self, job_id: int) -> Job:
-        rows = self._rows("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        rows = self.rows("SELECT * FROM jobs WHERE id = ?", (job_id,))
         if not rows:
             raise JobNotFoundError(f"No job #{job_id}. 'llmops jobs' lists the jobs.")
         return Job.from_row(rows[0])
@@ -364,10 +365,10 @@ class Catalog:
         if states is not None:
             values = [s.value for s in states]
             marks = ",".join("?" * len(values))
-            rows = self._rows(f"SELECT * FROM jobs WHERE state IN ({marks}) "
+            rows = self.rows(f"SELECT * FROM jobs WHERE state IN ({marks}) "
                               "ORDER BY id DESC LIMIT ?", (*values, limit))
         else:
-            rows = self._rows("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", (limit,))
+            rows = self.rows("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", (limit,))
         return [Job.from_row(r) for r in rows]
 
     _JOB_FIELDS = frozenset({"state", "pid", "pid_started", "progress", "message", "result",
@@ -414,9 +415,9 @@ class Catalog:
 
     def audit_entries(self, *, artifact_id: int | None = None, limit: int = 500) -> list[AuditEntry]:
         if artifact_id is None:
-            rows = self._rows("SELECT * FROM audit_log ORDER BY id DESC LIMIT ?", (limit,))
+            rows = self.rows("SELECT * FROM audit_log ORDER BY id DESC LIMIT ?", (limit,))
         else:
-            rows = self._rows("SELECT * FROM audit_log WHERE artifact_id = ? ORDER BY id DESC "
+            rows = self.rows("SELECT * FROM audit_log WHERE artifact_id = ? ORDER BY id DESC "
                               "LIMIT ?", (artifact_id, limit))
         return [AuditEntry(**{**r, "details": json.loads(r["details"] or "{}")}) for r in rows]
 

@@ -39,6 +39,7 @@ from llmops_desktop.errors import (
     InvalidInputError,
     NotFoundError,
 )
+from llmops_desktop.hashing import sha256_file
 from llmops_desktop.safepath import safe_join
 
 DATA_FILE = "data.jsonl"
@@ -125,33 +126,29 @@ _SELECT = """SELECT v.*, d.name AS name FROM dataset_versions v
              JOIN datasets d ON d.id = v.dataset_id"""
 
 
-def _rows(catalog: Catalog, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
-    cur = catalog.conn.execute(sql, tuple(params))
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, row)) for row in cur.fetchall()]
 
 
 def list_datasets(catalog: Catalog) -> list[Dataset]:
     versions: dict[int, list[DatasetVersion]] = {}
-    for r in _rows(catalog, _SELECT + " ORDER BY v.dataset_id, v.version"):
+    for r in catalog.rows(_SELECT + " ORDER BY v.dataset_id, v.version"):
         versions.setdefault(r["dataset_id"], []).append(DatasetVersion.from_row(r))
     return [Dataset(id=r["id"], name=r["name"], description=r["description"],
                     created_at=r["created_at"], versions=tuple(versions.get(r["id"], ())))
-            for r in _rows(catalog, "SELECT * FROM datasets ORDER BY name")]
+            for r in catalog.rows("SELECT * FROM datasets ORDER BY name")]
 
 
 def resolve_version(catalog: Catalog, ref: str | int) -> DatasetVersion:
     """A version by ``name`` (the latest), ``name@N`` or its numeric id."""
     text = str(ref).strip()
     if text.isdigit():
-        rows = _rows(catalog, _SELECT + " WHERE v.id = ?", (int(text),))
+        rows = catalog.rows(_SELECT + " WHERE v.id = ?", (int(text),))
     else:
         name, _, version = text.partition("@")
         if version and not version.isdigit():
             raise InvalidInputError(f"{text!r}: the part after '@' must be a version number.")
-        rows = (_rows(catalog, _SELECT + " WHERE d.name = ? AND v.version = ?", (name, int(version)))
+        rows = (catalog.rows(_SELECT + " WHERE d.name = ? AND v.version = ?", (name, int(version)))
                 if version else
-                _rows(catalog, _SELECT + " WHERE d.name = ? ORDER BY v.version DESC LIMIT 1",
+                catalog.rows(_SELECT + " WHERE d.name = ? ORDER BY v.version DESC LIMIT 1",
                       (name,)))
     if not rows:
         raise DatasetNotFoundError(
@@ -185,15 +182,12 @@ def iter_rows(version: DatasetVersion) -> Iterator[dict[str, Any]]:
 
 def verify(version: DatasetVersion) -> None:
     """Raise if the stored rows are not what was imported (sha256)."""
-    h = hashlib.sha256()
     try:
-        with open(version.data_path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
+        digest = sha256_file(version.data_path)
     except FileNotFoundError:
         raise InvalidInputError(f"The rows of {version.ref} are missing ({version.data_path}); "
                                 "import the dataset again.") from None
-    if h.hexdigest() != version.sha256:
+    if digest != version.sha256:
         from llmops_desktop.errors import CorruptFileError
 
         raise CorruptFileError(f"The rows of {version.ref} changed on disk since they were "
@@ -236,14 +230,6 @@ def _slug(name: str) -> str:
 
 def default_dataset_name(path: Path) -> str:
     return _slug(path.stem)
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def describe_bad_rows(bad: list[BadRow], *, limit: int = SHOWN_BAD_ROWS) -> str:
@@ -364,7 +350,7 @@ def import_dataset(
         if good == 0:
             raise EmptySourceError(f"{src.name} has no usable rows; nothing was imported.")
         sha = h.hexdigest()
-        source_sha = _file_sha256(src)
+        source_sha = sha256_file(src)
         split = _split_record(good, validation, seed)
         metadata = {
             "columns": list(columns), "source_bytes": total_bytes,
@@ -373,7 +359,7 @@ def import_dataset(
             "chars": _length_stats(lengths),
         }
         with catalog.transaction() as conn:
-            existing = _rows(catalog, _SELECT + " WHERE d.name = ? AND v.sha256 = ?", (name, sha))
+            existing = catalog.rows(_SELECT + " WHERE d.name = ? AND v.sha256 = ?", (name, sha))
             if existing:
                 v = DatasetVersion.from_row(existing[0])
                 raise ConflictError(f"These rows are already {v.ref} (same sha256); nothing was "

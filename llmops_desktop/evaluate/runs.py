@@ -58,10 +58,6 @@ class ItemResult:
         return dict(self.__dict__)
 
 
-def _rows(catalog: Catalog, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-    cur = catalog.conn.execute(sql, params)
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, row)) for row in cur.fetchall()]
 
 
 def params_key(suite_version_id: int, artifact_id: int, params: dict[str, Any]) -> str:
@@ -75,7 +71,7 @@ def open_run(catalog: Catalog, suite_version_id: int, artifact_id: int, params: 
     """The unfinished run with the same key (and the items it has), or a new run."""
     key = params_key(suite_version_id, artifact_id, params)
     with catalog.transaction() as conn:
-        rows = _rows(catalog, "SELECT * FROM eval_runs WHERE params_key = ? AND state != "
+        rows = catalog.rows("SELECT * FROM eval_runs WHERE params_key = ? AND state != "
                      "'succeeded' ORDER BY id DESC LIMIT 1", (key,))
         if rows:
             run_id = rows[0]["id"]
@@ -105,7 +101,7 @@ def results(catalog: Catalog, run_id: int) -> list[ItemResult]:
     return [ItemResult(item_index=r["item_index"], kind=r["kind"], prompt=r["prompt"],
                        output=r["output"], scores=json.loads(r["scores"]),
                        details=json.loads(r["details"]), seconds=r["seconds"])
-            for r in _rows(catalog, "SELECT * FROM eval_results WHERE run_id = ? "
+            for r in catalog.rows("SELECT * FROM eval_results WHERE run_id = ? "
                            "ORDER BY item_index", (run_id,))]
 
 
@@ -128,7 +124,7 @@ def finish_run(catalog: Catalog, run_id: int, state: str, summary: dict[str, Any
 
 
 def get_run(catalog: Catalog, run_id: int) -> EvalRun:
-    rows = _rows(catalog, "SELECT * FROM eval_runs WHERE id = ?", (run_id,))
+    rows = catalog.rows("SELECT * FROM eval_runs WHERE id = ?", (run_id,))
     if not rows:
         raise EvalRunNotFoundError(f"No evaluation run #{run_id}.")
     return EvalRun.from_row(rows[0])
@@ -144,7 +140,7 @@ def runs_of(catalog: Catalog, *, artifact_id: int | None = None,
             where.append(f"{col} = ?")
             params.append(value)
     sql = "SELECT * FROM eval_runs" + (" WHERE " + " AND ".join(where) if where else "")
-    return [EvalRun.from_row(r) for r in _rows(catalog, sql + " ORDER BY id DESC", tuple(params))]
+    return [EvalRun.from_row(r) for r in catalog.rows(sql + " ORDER BY id DESC", tuple(params))]
 
 
 def latest_run(catalog: Catalog, artifact_id: int, suite_version_id: int) -> EvalRun:

@@ -14,7 +14,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from llmops_desktop.datasets.store import describe_bad_rows
 from llmops_desktop.errors import ConflictError, EmptySourceError, InvalidInputError
 from llmops_desktop.evaluate.errors import SuiteBadRowsError, SuiteNotFoundError
 from llmops_desktop.evaluate.layouts import detect_layout, to_item
+from llmops_desktop.hashing import sha256_file
 from llmops_desktop.safepath import safe_join
 
 ITEMS_FILE = "items.jsonl"
@@ -97,10 +98,6 @@ _SELECT = """SELECT v.*, s.name AS name FROM eval_suite_versions v
              JOIN eval_suites s ON s.id = v.suite_id"""
 
 
-def _rows(catalog: Catalog, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
-    cur = catalog.conn.execute(sql, tuple(params))
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, row)) for row in cur.fetchall()]
 
 
 def suites_dir(catalog: Catalog) -> Path:
@@ -108,21 +105,21 @@ def suites_dir(catalog: Catalog) -> Path:
 
 
 def list_suites(catalog: Catalog) -> list[SuiteVersion]:
-    return [SuiteVersion.from_row(r) for r in _rows(catalog, _SELECT + " ORDER BY s.name, v.version")]
+    return [SuiteVersion.from_row(r) for r in catalog.rows(_SELECT + " ORDER BY s.name, v.version")]
 
 
 def resolve_suite(catalog: Catalog, ref: str | int) -> SuiteVersion:
     """A version by ``name`` (the latest), ``name@N`` or its numeric id."""
     text = str(ref).strip()
     if text.isdigit():
-        rows = _rows(catalog, _SELECT + " WHERE v.id = ?", (int(text),))
+        rows = catalog.rows(_SELECT + " WHERE v.id = ?", (int(text),))
     else:
         name, _, version = text.partition("@")
         if version and not version.isdigit():
             raise InvalidInputError(f"{text!r}: the part after '@' must be a version number.")
-        rows = (_rows(catalog, _SELECT + " WHERE s.name = ? AND v.version = ?", (name, int(version)))
+        rows = (catalog.rows(_SELECT + " WHERE s.name = ? AND v.version = ?", (name, int(version)))
                 if version else
-                _rows(catalog, _SELECT + " WHERE s.name = ? ORDER BY v.version DESC LIMIT 1",
+                catalog.rows(_SELECT + " WHERE s.name = ? ORDER BY v.version DESC LIMIT 1",
                       (name,)))
     if not rows:
         raise SuiteNotFoundError(f"No suite {text!r}. 'llmops suite list' shows the suites you "
@@ -143,11 +140,7 @@ def iter_items(suite: SuiteVersion) -> Iterator[dict[str, Any]]:
 def verify_suite(suite: SuiteVersion) -> None:
     """Raise if the stored items are not what was imported (their sha256 in the metadata;
     the version's own sha256 covers the items, the judge prompts and the thresholds)."""
-    h = hashlib.sha256()
-    with open(suite.items_path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    if h.hexdigest() != suite.metadata.get("items_sha256"):
+    if sha256_file(suite.items_path) != suite.metadata.get("items_sha256"):
         from llmops_desktop.errors import CorruptFileError
 
         raise CorruptFileError(f"The items of {suite.ref} changed on disk since they were "
@@ -249,7 +242,7 @@ def import_suite(catalog: Catalog, path: str | os.PathLike[str], *, name: str,
         metadata = {"items_sha256": items_sha, "columns": list(columns), "bad_rows": [b.to_json() for b in bad],
                     "judge_prompts": prompts, "thresholds": rules}
         with catalog.transaction() as conn:
-            existing = _rows(catalog, _SELECT + " WHERE s.name = ? AND v.sha256 = ?", (name, sha))
+            existing = catalog.rows(_SELECT + " WHERE s.name = ? AND v.sha256 = ?", (name, sha))
             if existing:
                 v = SuiteVersion.from_row(existing[0])
                 raise ConflictError(f"These items are already {v.ref} (same sha256); nothing was "
