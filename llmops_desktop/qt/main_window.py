@@ -38,11 +38,13 @@ from llmops_desktop.qt.job_controller import JobController
 from llmops_desktop.qt.pages.datasets import DatasetsPage
 from llmops_desktop.qt.pages.deployments import DeploymentsPage
 from llmops_desktop.qt.pages.download import DownloadPage
+from llmops_desktop.qt.pages.evaluate import EvaluatePage
 from llmops_desktop.qt.pages.finetune import FinetunePage
 from llmops_desktop.qt.pages.jobs import JobsPage
 from llmops_desktop.qt.pages.models import ModelsPage
 from llmops_desktop.qt.pages.monitor import MonitorPage
 from llmops_desktop.qt.pages.playground import PlaygroundPage
+from llmops_desktop.qt.pages.prompts import PromptsPage
 from llmops_desktop.qt.pages.registries import RegistriesPage
 from llmops_desktop.qt.pages.settings import SettingsPage
 from llmops_desktop.qt.widgets import JobsStatusButton, MessageBanner
@@ -50,8 +52,9 @@ from llmops_desktop.qt.workers import run_in_thread
 from llmops_desktop.settings import load_settings
 
 PAGES: list[type[Page]] = [ModelsPage, DownloadPage, DatasetsPage, FinetunePage,
+                           EvaluatePage,
                            RegistriesPage, DeploymentsPage,
-                           PlaygroundPage,
+                           PlaygroundPage, PromptsPage,
                            MonitorPage, JobsPage, SettingsPage]
 MODEL_SUFFIXES = (".gguf", ".llmpkg")
 
@@ -159,6 +162,7 @@ class MainWindow(QMainWindow):
         self.models_page.sig_selection_changed.connect(self.deployments_page.note_model_selected)
         self.models_page.sig_chat_requested.connect(self.chat_with_artifact)
         self.playground_page.attach(self.deployments_page.deploy)
+        self.playground_page.sig_show_prompt_requested.connect(self.show_prompt)
         self.deployments_page.sig_chat_requested.connect(self.chat_with)
         download = self.download_page
         download.sig_settings_requested.connect(lambda: self.show_page("settings"))
@@ -189,6 +193,12 @@ class MainWindow(QMainWindow):
         page = self.pages["playground"]
         assert isinstance(page, PlaygroundPage)
         return page
+
+    def show_prompt(self, ref: str) -> None:
+        """Open the Prompts page on a prompt version (NAME@N)."""
+        page = self.show_page("prompts")
+        assert isinstance(page, PromptsPage)
+        page.show_ref(ref)
 
     def chat_with(self, key: int) -> None:
         """Open the Playground on a deployment."""

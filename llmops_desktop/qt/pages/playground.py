@@ -44,6 +44,7 @@ from llmops_desktop.qt.context import AppContext, Page, icon
 from llmops_desktop.qt.deploy_controller import DeployController, LiveDeployment
 from llmops_desktop.qt.pump import create_worker
 from llmops_desktop.qt.deploy_details import can_chat
+from llmops_desktop.qt.prompt_dialogs import PromptDialog, save_as_prompt_dialog
 from llmops_desktop.serving.chat_session import (
     CHAT,
     COMPLETION,
@@ -70,6 +71,8 @@ class PlaygroundPage(Page):
     """A reply ended (its id): finished, stopped or failed."""
     sig_reply_piece = Signal(str)
     """A piece of the reply being streamed arrived (on the GUI thread)."""
+    sig_show_prompt_requested = Signal(str)
+    """Show this saved prompt version (NAME@N) on the Prompts page."""
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(ctx, parent)
@@ -98,6 +101,10 @@ class PlaygroundPage(Page):
         self.export_button.setToolTip("Save every rated reply as JSONL (chat messages and a "
                                       "label), ready for evaluation or fine-tuning")
         self.export_button.clicked.connect(self._ask_export)
+        self.prompt_button = QPushButton(icon("prompt"), "Save as prompt…")
+        self.prompt_button.setToolTip("Keep the system prompt, the last question (as a "
+                                      "template) and the settings as a versioned prompt")
+        self.prompt_button.clicked.connect(self.save_as_prompt)
         self.mode_combo, self.mode_label = mode_combo(), mode_label()
         self.mode_combo.currentIndexChanged.connect(self._on_mode_changed)
         top.addWidget(QLabel("Deployment"))
@@ -105,6 +112,7 @@ class PlaygroundPage(Page):
         top.addWidget(self.mode_combo)
         top.addWidget(self.new_button)
         top.addWidget(self.export_button)
+        top.addWidget(self.prompt_button)
         layout.addLayout(top)
         layout.addWidget(self.mode_label)
 
@@ -280,6 +288,18 @@ class PlaygroundPage(Page):
         self.ctx.events.sig_info.emit(f"Exported {n} rated repl{'ies' if n != 1 else 'y'} "
                                       f"to {path}")
         return n
+
+    def save_as_prompt(self) -> PromptDialog | None:
+        """The Save as prompt dialog, filled from this chat (window-modal, not blocking)."""
+        try:
+            dialog = save_as_prompt_dialog(self.ctx.catalog, self)
+        except LLMOpsError as exc:  # the schema box is not JSON
+            self.ctx.events.sig_error.emit(str(exc))
+            return None
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.sig_open_requested.connect(self.sig_show_prompt_requested)
+        dialog.open()
+        return dialog
 
     def on_shown(self) -> None:
         self.reload_deployments()
