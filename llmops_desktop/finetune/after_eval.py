@@ -86,9 +86,12 @@ def _attach(ctx: JobContext, base: Artifact, adapter: Artifact, comparison: dict
         theirs = float(theirs_s["mean"]) if theirs_s else None
         test = next((t for t in comparison["tests"] if t["metric"] == metric), {})
         stat = test.get("mcnemar") or test.get("paired_bootstrap") or {}
+        boot = test.get("paired_bootstrap") or {}
         params = {"base": base.ref, "base_value": theirs, "interval": mine_s,
                   "base_interval": theirs_s,
                   "difference": None if theirs is None else mine - theirs,
+                  "difference_interval": [boot["ci_low"], boot["ci_high"]]
+                  if "ci_low" in boot else None,
                   "p": stat.get("p"), "significant": test.get("significant"),
                   "items": test.get("items"), "run_id": runs[adapter.ref],
                   "base_run_id": runs[base.ref], "after": "finetune"}

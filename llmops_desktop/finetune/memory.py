@@ -115,7 +115,7 @@ def estimate_memory(model_dir: Path, opts: FinetuneOptions, *, device: str | Non
     h = int(cfg.get("hidden_size", 0))
     layers = int(cfg.get("num_hidden_layers", 0))
     vocab = int(cfg.get("vocab_size", 0))
-    if opts.method == "qlora":
+    if opts.quantized:
         embed = 2 * vocab * h
         weights = int((params - embed) * 0.55 + embed * (2 if device == "cuda" else 4))
     else:
@@ -123,7 +123,7 @@ def estimate_memory(model_dir: Path, opts: FinetuneOptions, *, device: str | Non
     trainable = _lora_params(cfg, opts.r, opts.targets())
     adapter = trainable * 4 * 2  # float32 weights and their gradients
     optimizer = trainable * 8  # AdamW: two float32 moments
-    tokens = opts.batch_size * opts.max_len
+    tokens = opts.batch_size * opts.max_len * (2 if opts.preference else 1)  # chosen+rejected
     bytes_act = 2 if device == "cuda" else 4
     if opts.gradient_checkpointing:
         acts = tokens * h * bytes_act * layers + tokens * h * 17 * bytes_act

@@ -1,5 +1,8 @@
 """The Fine-tune page's charts: loss, learning rate, tokens/s and memory of one job, read
 from its run folder's ``metrics.jsonl`` (one line per step, written by the training loop).
+A DPO job adds its reward margin (training and validation) and the chosen and rejected
+replies' log-probabilities (TRL's metrics, :data:`llmops_desktop.finetune.dpo.METRICS`);
+those two charts are shown only while the followed job has such points.
 
 Reading the file (not the job's output) makes the charts the same for a job this window
 started and for one found running when the window opens again. pyqtgraph is imported when
@@ -22,11 +25,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-CHARTS = (("loss", "Loss", ("loss", "val_loss")), ("lr", "Learning rate", ("lr",)),
+CHARTS = (("loss", "Loss", ("loss", "val_loss")),
+          ("reward", "Reward margin (chosen − rejected)", ("reward_margin", "val_reward_margin")),
+          ("logps", "Log-probability of the replies", ("logps_chosen", "logps_rejected")),
+          ("lr", "Learning rate", ("lr",)),
           ("speed", "Tokens/s", ("tokens_per_s",)),
           ("memory", "Memory (MB)", ("gpu_memory_mb", "ram_mb")))
+PREFERENCE_CHARTS = ("reward", "logps")  # shown for a DPO job only
+VALIDATION_SERIES = ("val_loss", "val_reward_margin")  # a point every few steps: dots
 COLORS = {"loss": "#4f86e0", "val_loss": "#e0864f", "lr": "#2e9e5b", "tokens_per_s": "#8e6cc9",
-          "gpu_memory_mb": "#c0392b", "ram_mb": "#7f8c8d"}
+          "gpu_memory_mb": "#c0392b", "ram_mb": "#7f8c8d", "reward_margin": "#4f86e0",
+          "val_reward_margin": "#e0864f", "logps_chosen": "#2e9e5b", "logps_rejected": "#c0392b"}
 
 
 def eta_text(seconds: float | None) -> str:
@@ -45,6 +54,7 @@ class TrainingCharts(QGroupBox):
         self.offset = 0
         self.curves: dict[str, Any] = {}
         self.plots: dict[str, Any] = {}
+        self.preference = False  # the followed job is a DPO run (its charts are shown)
         w = QWidget()
         v = QVBoxLayout(w)
         head = QHBoxLayout()
@@ -69,23 +79,33 @@ class TrainingCharts(QGroupBox):
         import pyqtgraph as pg
         from llmops_desktop.qt.charts import PlotWidget  # zooms on Ctrl+wheel only
 
-        for i, (key, title, series) in enumerate(CHARTS):
+        for key, title, series in CHARTS:
             plot = PlotWidget(background="w", title=title)
             plot.addLegend(offset=(-5, 5))
             plot.setLabel("bottom", "step")
             for s in series:
                 self.curves[s] = plot.plot([], [], pen=pg.mkPen(COLORS[s], width=2),
-                                           symbol="o" if s == "val_loss" else None,
+                                           symbol="o" if s in VALIDATION_SERIES else None,
                                            symbolSize=5, name=s.replace("_", " "))
             self.plots[key] = plot
-            self.chart_grid.addWidget(plot, i // 2, i % 2)
+        self._arrange()
         self.redraw()
+
+    def _arrange(self) -> None:
+        """Two charts a row, the DPO ones only for a DPO job."""
+        shown = [key for key, _, _ in CHARTS if self.preference or key not in PREFERENCE_CHARTS]
+        for key, plot in self.plots.items():
+            self.chart_grid.removeWidget(plot)
+            plot.setVisible(key in shown)
+        for i, key in enumerate(shown):
+            self.chart_grid.addWidget(self.plots[key], i // 2, i % 2)
 
     def reset(self) -> None:
         self.points, self.offset = [], 0
         for curve in self.curves.values():
             curve.setData([], [])
         self.result_label.clear()
+        self.redraw()
 
     def read(self, path: Path) -> bool:
         """Read the lines the job added since the last look (a small read); True if any."""
@@ -110,6 +130,10 @@ class TrainingCharts(QGroupBox):
         return True
 
     def redraw(self) -> None:
+        preference = any("reward_margin" in p for p in self.points)
+        if preference != self.preference:
+            self.preference = preference
+            self._arrange()
         for series, curve in self.curves.items():
             xs = [p["step"] for p in self.points if p.get(series) is not None]
             ys = [p[series] for p in self.points if p.get(series) is not None]
@@ -119,4 +143,8 @@ class TrainingCharts(QGroupBox):
             self.eta_label.setText(f"step {last['step']}, time left {eta_text(last['eta_s'])}")
 
     def loss_points(self) -> list[tuple[int, float]]:
-        return [(p["step"], p["loss"]) for p in self.points if "loss" in p]
+        return self.series("loss")
+
+    def series(self, name: str) -> list[tuple[int, float]]:
+        """(step, value) of one metric of the followed job (``reward_margin``, ...)."""
+        return [(p["step"], p[name]) for p in self.points if p.get(name) is not None]

@@ -14,13 +14,19 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QTimer, Signal
-from PySide6.QtWidgets import QComboBox, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QSplitter, QVBoxLayout, QWidget
 
 from llmops_desktop.catalog import JobState
 from llmops_desktop.finetune.config import FinetuneOptions
 from llmops_desktop.qt.context import AppContext, Page
 from llmops_desktop.qt.finetune_charts import TrainingCharts
-from llmops_desktop.qt.finetune_form import build_form, update_estimate
+from llmops_desktop.qt.finetune_form import (
+    apply_base,
+    apply_method,
+    build_form,
+    fill_datasets,
+    update_estimate,
+)
 
 POLL_MS = 500
 
@@ -29,7 +35,7 @@ class FinetunePage(Page):
     page_id = "finetune"
     title = "Fine-tune"
     icon_name = "quantize"
-    tooltip = "Train a LoRA/QLoRA adapter on a dataset, with live charts"
+    tooltip = "Train a LoRA/QLoRA adapter, or DPO on preference pairs, with live charts"
 
     sig_points_added = Signal(int)
     """New metric points of the followed job were drawn (how many in all)."""
@@ -37,6 +43,8 @@ class FinetunePage(Page):
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(ctx, parent)
         self.job_id: int | None = None
+        self.dataset_versions: list[Any] = []  # every dataset version, for the filter
+        self.qlora_reason: str | None = None
         split = QSplitter()
         split.addWidget(self._build_form())
         split.addWidget(self._build_charts())
@@ -50,6 +58,7 @@ class FinetunePage(Page):
         self._poll.start()
         ctx.jobs.sig_job_finished.connect(self._on_job_finished)
         ctx.jobs.sig_jobs_changed.connect(self._update_buttons)
+        self._on_method_changed()
         self.reload()
         self.reattach()
 
@@ -69,9 +78,20 @@ class FinetunePage(Page):
             return ("Import a Hugging Face model to fine-tune (a GGUF file cannot be trained; "
                     "fine-tune its Hugging Face parent).")
         if self.dataset_combo.currentData() is None:
+            if self.preference() and self.dataset_versions:
+                return ("DPO trains on preference pairs (prompt, chosen, rejected), and no "
+                        "dataset here has them. On the <a href='datasets'>Datasets</a> page, "
+                        "make one from the team's ratings (Feedback to dataset, preference) "
+                        "or import a JSONL with prompt, chosen and rejected columns.")
             return ("Choose a dataset first: import one on the "
                     "<a href='datasets'>Datasets</a> page.")
         return ""
+
+    def preference(self) -> bool:
+        """The chosen method trains on preference pairs (DPO)."""
+        from llmops_desktop.finetune.config import PREFERENCE_METHODS
+
+        return self.form.value("method") in PREFERENCE_METHODS
 
     def _build_charts(self) -> QWidget:
         self.charts = TrainingCharts()
@@ -104,26 +124,30 @@ class FinetunePage(Page):
 
     def reload(self) -> None:
         from llmops_desktop.datasets.store import list_datasets
+        from llmops_desktop.evaluate.suites import list_suites
 
-        base, ds = self.base_combo.currentData(), self.dataset_combo.currentData()
+        base = self.base_combo.currentData()
         self.base_combo.blockSignals(True)
         self.base_combo.clear()
         for a in self.ctx.catalog.artifacts():
             if a.kind == "hf":
                 self.base_combo.addItem(a.ref, a.id)
         self.base_combo.blockSignals(False)
-        self.dataset_combo.clear()
-        for d in list_datasets(self.ctx.catalog):
-            for version in d.versions:
-                self.dataset_combo.addItem(f"{version.ref} ({version.rows} rows, "
-                                           f"{version.shape})", version.id)
+        self.dataset_versions = [v for d in list_datasets(self.ctx.catalog) for v in d.versions]
+        self._fill_datasets()
+        self.suite_picker.set_suites([(s.ref, s.name, s.items)
+                                      for s in list_suites(self.ctx.catalog)])
         if base is not None and self.base_combo.findData(base) >= 0:
             self.base_combo.setCurrentIndex(self.base_combo.findData(base))
         else:
             self._on_base_changed()
-        if ds is not None and self.dataset_combo.findData(ds) >= 0:
-            self.dataset_combo.setCurrentIndex(self.dataset_combo.findData(ds))
         self._reload_jobs()
+
+    def _fill_datasets(self) -> None:
+        fill_datasets(self)
+
+    def _on_method_changed(self, *_: object) -> None:
+        apply_method(self)
 
     def _reload_jobs(self) -> None:
         current = self.job_combo.currentData()
@@ -144,26 +168,7 @@ class FinetunePage(Page):
             self.base_combo.setCurrentIndex(index)
 
     def _on_base_changed(self, *_: object) -> None:
-        """Defaults for the base's size, and QLoRA enabled only where it can run."""
-        from llmops_desktop.finetune.config import defaults_for, model_parameters
-        from llmops_desktop.finetune.task import qlora_unavailable
-
-        base_id = self.base_combo.currentData()
-        if base_id is None:
-            return
-        base = self.ctx.catalog.artifact(base_id)
-        for name, value in defaults_for(model_parameters(base.path, base.metadata)).items():
-            self.form.set_value(name, value)
-        reason = qlora_unavailable(base)
-        method = self._inputs["method"]
-        assert isinstance(method, QComboBox)
-        item = method.model().item(method.findData("qlora"))
-        item.setEnabled(reason is None)
-        item.setToolTip(reason or "The base in 4-bit (bitsandbytes nf4)")
-        if reason is not None and method.currentData() == "qlora":
-            method.setCurrentIndex(method.findData("lora"))
-        self.qlora_reason = reason
-        self._schedule_estimate()
+        apply_base(self)
 
     def set_option(self, name: str, value: Any) -> None:
         self.form.set_value(name, value)
@@ -312,6 +317,13 @@ class FinetunePage(Page):
         if ppl:
             text += ("; validation perplexity: base " + f"{ppl.get('base', math.nan):.3f}"
                      + f"  →  tuned {ppl.get('tuned', math.nan):.3f}")
+        if r.get("final_reward_margin") is not None:
+            text += f"; reward margin {r['final_reward_margin']:.3f}"
+            if r.get("final_val_reward_margin") is not None:
+                text += f" (validation {r['final_val_reward_margin']:.3f})"
+        if r.get("suites"):
+            text += (f"; evaluated with its base on {r['suites']}: the comparison is on the "
+                     "adapter's page (Models)")
         self.result_label.setText(text)
 
 

@@ -1,5 +1,5 @@
-"""The details pane of the Models page: overview, files with hashes, lineage, variants,
-history."""
+"""The details pane of the Models page: overview, files with hashes, the lineage timeline,
+variants, an adapter's before/after comparison, history."""
 
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ from PySide6.QtWidgets import (
 
 from llmops_desktop.catalog import Artifact, Catalog
 from llmops_desktop.errors import NotFoundError
+from llmops_desktop.qt.comparison_view import ComparisonView, comparison_rows
 from llmops_desktop.qt.formatting import human_count, human_size, local_time
+from llmops_desktop.qt.lineage_view import LineageView
 from llmops_desktop.qt.share_widgets import StatusBox
 from llmops_desktop.qt.variants_view import VariantsView, format_perplexity
 
@@ -90,7 +92,7 @@ class DetailsPane(QWidget):
     """Shows one artifact; empty when nothing is selected."""
 
     sig_artifact_activated = Signal(int)
-    """The user double-clicked another artifact in the lineage tree (artifact id)."""
+    """The user opened another artifact from the lineage or the variants (artifact id)."""
 
     def __init__(self, catalog: Catalog, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -123,17 +125,23 @@ class DetailsPane(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.overview)
         self.files_table = self._tree(["File", "Size", "SHA-256"])
-        self.lineage_tree = self._tree(["Artifact", "Kind", "Created"])
-        self.lineage_tree.itemDoubleClicked.connect(self._on_lineage_double_clicked)
+        self.lineage = LineageView(catalog)
+        self.lineage.sig_artifact_activated.connect(self.sig_artifact_activated)
+        self.comparison = ComparisonView(catalog)
         self.history = self._tree(["When", "Action", "User", "Details"])
         self.variants = VariantsView(catalog)
         self.variants.sig_artifact_activated.connect(self.sig_artifact_activated)
         self.tabs.addTab(scroll, "Overview")
         self.tabs.addTab(self.files_table, "Files")
-        self.tabs.addTab(self.lineage_tree, "Lineage")
+        self.lineage_tab = self.tabs.addTab(self.lineage, "Lineage")
+        self.tabs.setTabToolTip(self.lineage_tab, "Base → adapter → merge → quantized: each "
+                                "step with its evaluation figures")
         self.variants_tab = self.tabs.addTab(self.variants, "Variants")
         self.tabs.setTabToolTip(self.variants_tab, "This model and its quantized variants: size, "
                                 "bits per weight, perplexity, and a size-vs-perplexity chart")
+        self.comparison_tab = self.tabs.addTab(self.comparison, "Before/after")
+        self.tabs.setTabToolTip(self.comparison_tab, "An adapter against its base on the "
+                                "evaluation suites its fine-tune named")
         self.tabs.addTab(self.history, "History")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 0, 0, 0)
@@ -148,7 +156,7 @@ class DetailsPane(QWidget):
     def _tree(headers: list[str]) -> QTreeWidget:
         tree = QTreeWidget()
         tree.setHeaderLabels(headers)
-        tree.setRootIsDecorated(len(headers) == 3 and headers[0] == "Artifact")
+        tree.setRootIsDecorated(False)
         tree.setAlternatingRowColors(True)
         tree.setUniformRowHeights(True)
         tree.header().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
@@ -169,17 +177,22 @@ class DetailsPane(QWidget):
         if a is None:
             self.title.setText("No model selected")
             self.subtitle.setText("Select a model in the table to see its details.")
-            for tree in (self.files_table, self.lineage_tree, self.history):
+            for tree in (self.files_table, self.history):
                 tree.clear()
             self._fill_form([])
+            self.lineage.set_artifact(None)
             self.variants.set_artifact(None)
+            self.comparison.set_artifact(None)
             return
         self.title.setText(a.display_name)
         self.subtitle.setText(a.description or f"{a.kind.upper()} artifact #{a.id}")
         self._fill_overview(a)
         self._fill_files(a)
-        self._fill_lineage(a)
+        self.lineage.set_artifact(a)
         self.variants.set_artifact(a.id)
+        self.comparison.set_artifact(a.id)
+        self.tabs.setTabVisible(self.comparison_tab, a.kind == "lora"
+                                or bool(comparison_rows(self.catalog, a.id)))
         self._fill_history(a)
 
     def refresh(self) -> None:
@@ -270,42 +283,6 @@ class DetailsPane(QWidget):
             out[item.text(0)] = item.text(2)
         return out
 
-    def _lineage_item(self, a: Artifact, current: bool) -> QTreeWidgetItem:
-        item = QTreeWidgetItem([f"#{a.id} {a.ref}", a.kind, local_time(a.created_at)])
-        item.setData(0, Qt.ItemDataRole.UserRole, a.id)
-        if current:
-            font = item.font(0)
-            font.setBold(True)
-            item.setFont(0, font)
-        return item
-
-    def _fill_lineage(self, a: Artifact) -> None:
-        tree = self.lineage_tree
-        tree.clear()
-        parent: QTreeWidgetItem | None = None
-        for ancestor in reversed(self.catalog.ancestors(a.id)):
-            item = self._lineage_item(ancestor, False)
-            self._attach(tree, parent, item)
-            parent = item
-        me = self._lineage_item(a, True)
-        self._attach(tree, parent, me)
-        stack = [(a.id, me)]
-        while stack:
-            artifact_id, node = stack.pop()
-            for child in self.catalog.children(artifact_id):
-                item = self._lineage_item(child, False)
-                node.addChild(item)
-                stack.append((child.id, item))
-        tree.expandAll()
-        tree.setCurrentItem(me)
-
-    @staticmethod
-    def _attach(tree: QTreeWidget, parent: QTreeWidgetItem | None, item: QTreeWidgetItem) -> None:
-        if parent is None:
-            tree.addTopLevelItem(item)
-        else:
-            parent.addChild(item)
-
     def _fill_history(self, a: Artifact) -> None:
         self.history.clear()
         for entry in self.catalog.audit_entries(artifact_id=a.id, limit=100):
@@ -314,24 +291,10 @@ class DetailsPane(QWidget):
                 [local_time(entry.ts), entry.action, f"{entry.user}@{entry.host}", details]))
 
     def lineage_texts(self) -> list[str]:
-        """Every item of the lineage tree, depth first (for tests and the tour)."""
-        out: list[str] = []
-
-        def walk(item: QTreeWidgetItem) -> None:
-            out.append(item.text(0))
-            for i in range(item.childCount()):
-                walk(item.child(i))
-
-        for i in range(self.lineage_tree.topLevelItemCount()):
-            walk(self.lineage_tree.topLevelItem(i))
-        return out
+        """Every artifact of the lineage timeline, depth first (for tests and the tour)."""
+        return [text for _, text, _, _ in self.lineage.rows()]
 
     def copy_hash(self) -> None:
         item = self.files_table.currentItem()
         if item is not None:
             QGuiApplication.clipboard().setText(item.text(2))
-
-    def _on_lineage_double_clicked(self, item: QTreeWidgetItem, column: int) -> None:
-        artifact_id = item.data(0, Qt.ItemDataRole.UserRole)
-        if isinstance(artifact_id, int) and (self.artifact is None or artifact_id != self.artifact.id):
-            self.sig_artifact_activated.emit(artifact_id)
