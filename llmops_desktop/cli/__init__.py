@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "llmops_desktop.gateway.commands",
     "llmops_desktop.share.commands",
     "llmops_desktop.evaluate.commands",
+    "llmops_desktop.evaluate.arena_commands",
 )
 
 

@@ -3,16 +3,18 @@
 ``sft``: every liked reply and every correction, as a chat row (system prompt, the
 conversation, the reply as the assistant's turn). ``preference``: for each conversation
 (the same system prompt and messages), every liked reply against every disliked one, and
-every correction against the reply it corrects; rows are ``{"prompt": [messages…],
-"chosen": …, "rejected": …}`` (the ``preference`` shape). The version's metadata records
-the feedback rows it came from (``from_feedback.ids``) and the filters used.
+every correction against the reply it corrects, and every blind-arena pick that is not a
+tie (the preferred reply against the other; :mod:`llmops_desktop.evaluate.arena`); rows are
+``{"prompt": [messages…], "chosen": …, "rejected": …}`` (the ``preference`` shape). The
+version's metadata records the feedback rows it came from (``from_feedback.ids``), the
+arena battles (``from_feedback.arena_ids``) and the filters used.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from llmops_desktop.catalog import Catalog
@@ -26,6 +28,7 @@ KINDS = ("sft", "preference")
 class FeedbackRows:
     rows: list[dict[str, Any]]
     feedback_ids: list[int]  # the feedback rows the data came from
+    battle_ids: list[int] = field(default_factory=list)  # the arena battles it came from
 
 
 def _conversation(f: Feedback) -> list[dict[str, str]]:
@@ -95,7 +98,15 @@ def build_rows(catalog: Catalog, *, kind: str = "sft", since: str | None = None,
     if kind not in KINDS:
         raise InvalidInputError(f"--kind must be one of {', '.join(KINDS)}.")
     records = feedback_records(catalog, since=since, prompt=prompt, artifact_id=artifact_id)
-    return sft_rows(records) if kind == "sft" else preference_rows(records)
+    if kind == "sft":
+        return sft_rows(records)
+    built = preference_rows(records)
+    if prompt:  # an arena battle serves no prompt version
+        return built
+    from llmops_desktop.evaluate.arena import preference_rows as arena_rows
+
+    rows, battle_ids = arena_rows(catalog, since=since, artifact_id=artifact_id)
+    return FeedbackRows(built.rows + rows, built.feedback_ids, battle_ids)
 
 
 def feedback_to_dataset(catalog: Catalog, *, name: str, kind: str = "sft",
@@ -108,7 +119,8 @@ def feedback_to_dataset(catalog: Catalog, *, name: str, kind: str = "sft",
     built = build_rows(catalog, kind=kind, since=since, prompt=prompt, artifact_id=artifact_id)
     if not built.rows:
         what = ("liked replies or corrections" if kind == "sft" else
-                "pairs (a liked and a disliked reply to the same conversation, or a correction)")
+                "pairs (a liked and a disliked reply to the same conversation, a correction, "
+                "or an arena pick)")
         raise InvalidInputError(f"The feedback{' since ' + since if since else ''}"
                                 f"{' of prompt ' + prompt if prompt else ''} holds no {what}; "
                                 "nothing to make a dataset from.")
@@ -123,15 +135,16 @@ def feedback_to_dataset(catalog: Catalog, *, name: str, kind: str = "sft",
                                  shape="chat" if kind == "sft" else "preference",
                                  validation=validation, seed=seed,
                                  description=f"{kind} rows from rated replies")
-    provenance = {"kind": kind, "ids": built.feedback_ids, "since": since, "prompt": prompt,
-                  "artifact_id": artifact_id}
+    provenance = {"kind": kind, "ids": built.feedback_ids, "arena_ids": built.battle_ids,
+                  "since": since, "prompt": prompt, "artifact_id": artifact_id}
     with catalog.transaction() as conn:
         conn.execute("UPDATE dataset_versions SET metadata = ?, source = ? WHERE id = ?",
                      (json.dumps({**version.metadata, "from_feedback": provenance}),
                       f"feedback:{kind}", version.id))
         catalog.audit("feedback-to-dataset", details={"dataset": version.ref, "kind": kind,
                                                       "rows": version.rows,
-                                                      "feedback_rows": len(built.feedback_ids)})
+                                                      "feedback_rows": len(built.feedback_ids),
+                                                      "arena_battles": len(built.battle_ids)})
     return resolve_version(catalog, version.id)
 
 
@@ -141,7 +154,8 @@ def add_to_dataset_arguments(parser: Any) -> None:
     parser.add_argument("--name", help="to-dataset: the dataset that gets the new version")
     parser.add_argument("--kind", choices=KINDS, default="sft",
                         help="to-dataset: sft (liked replies and corrections) or preference "
-                             "(liked against disliked replies, corrections against originals)")
+                             "(liked against disliked replies, corrections against originals, "
+                             "arena picks)")
     parser.add_argument("--since", metavar="DATE",
                         help="to-dataset: only ratings from this date (UTC, YYYY-MM-DD[THH:MM])")
     parser.add_argument("--prompt", metavar="NAME[@VERSION]",
@@ -160,6 +174,9 @@ def cmd_to_dataset(args: Any, catalog: Catalog, artifact_id: int | None) -> int:
         cli.print_json(version.to_json())
     else:
         used = len(version.metadata["from_feedback"]["ids"])
+        picks = len(version.metadata["from_feedback"].get("arena_ids", []))
         print(f"{version.ref}: {version.rows} {args.kind} rows from {used} rated repl"
-              f"{'ies' if used != 1 else 'y'} (sha256 {version.sha256[:12]})")
+              f"{'ies' if used != 1 else 'y'}"
+              f"{f' and {picks} arena pick' + ('s' if picks != 1 else '') if picks else ''}"
+              f" (sha256 {version.sha256[:12]})")
     return 0
