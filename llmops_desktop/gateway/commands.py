@@ -24,7 +24,11 @@ def cmd_gateway(args: argparse.Namespace) -> int:
               f"{len(info['models'])} model(s) on demand: {', '.join(info['models']) or 'none'}",
               file=sys.stderr, flush=True)
 
-    run_gateway(options, home=getattr(args, "home", None), on_ready=ready)
+    def states(models: list) -> None:  # the window's Gateway panel reads these lines
+        print(json.dumps({"type": "models", "models": models}), flush=True)
+
+    run_gateway(options, home=getattr(args, "home", None), on_ready=ready,
+                on_state=states if args.json else None)
     return 0
 
 

@@ -4,7 +4,9 @@
 Hugging Face artifacts; only approved ones when Settings say so). A request for a model
 that is not loaded starts its deployment (``python -m llmops_desktop.serving`` through
 :func:`~llmops_desktop.serving.deploy.start_server`, with the options the Deployments page
-would suggest) and waits until it answers. The gateway never loads a model itself, so a
+would suggest, or the settings saved as that model's defaults) and waits until it answers;
+a deployment is made to stop when the gateway's process ends, however it ends (see
+:mod:`~llmops_desktop.gateway.children`). The gateway never loads a model itself, so a
 model's crash or memory stays in its own process. A deployment idle for longer than
 ``idle_unload`` seconds is stopped; when a new one would not fit the memory budget, the
 least recently used idle ones are stopped first. A deployment that dies is noted in the
@@ -117,17 +119,28 @@ class DeploymentPool:
         self._hardware: Any = None
         self._client_factory: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.on_change: Any = None  # called with states() whenever a model's state changes
+
+    def states(self) -> list[dict[str, Any]]:
+        """Each known model's state, as the window's Gateway panel shows it."""
+        return [{"model": s.name, "state": s.state, "memory_bytes": s.need,
+                 "pid": s.process.pid if s.process is not None and s.alive() else None,
+                 "starts": s.starts, "error": s.error} for s in self.slots.values()]
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            try:
+                self.on_change(self.states())
+            except Exception:  # noqa: BLE001 - a listener never stops the pool
+                log.exception("gateway state listener failed")
 
     # ---- which models -------------------------------------------------------------------
 
     def refresh(self) -> list[Slot]:
         """Re-read the catalog: the models the policy allows now, in catalog order."""
         from llmops_desktop.serving.config import ENGINE_FOR_KIND
-        from llmops_desktop.serving.defaults import detect_hardware, suggest_options
         from llmops_desktop.share.governance import check_servable
 
-        if self._hardware is None:
-            self._hardware = detect_hardware()
         allowed = []
         for artifact in self.catalog.artifacts():
             if artifact.kind not in ENGINE_FOR_KIND or artifact.kind == "lora":
@@ -139,16 +152,29 @@ class DeploymentPool:
             except LLMOpsError:
                 continue
             allowed.append(artifact)
-        keep = {a.ref for a in allowed}
+        keep, known = {a.ref for a in allowed}, set(self.slots)
         for ref in list(self.slots):
             if ref not in keep and self.slots[ref].state == "unloaded":
                 del self.slots[ref]
         for artifact in allowed:
             if artifact.ref not in self.slots:
-                options, _ = suggest_options(artifact, self._hardware)
-                options = replace(options, host="127.0.0.1", port=0, name=artifact.ref)
+                options = self.options_for(artifact)
                 self.slots[artifact.ref] = Slot(artifact, options, memory_need(artifact, options))
+        if set(self.slots) != known:
+            self._changed()
         return [self.slots[a.ref] for a in allowed if a.ref in self.slots]
+
+    def options_for(self, artifact: Artifact) -> Any:
+        """The options a deployment of ``artifact`` starts with: its saved defaults where it
+        has some, else those the Deployments page suggests for this machine."""
+        from llmops_desktop.serving.defaults import detect_hardware, suggest_options
+        from llmops_desktop.serving.model_settings import with_saved_settings
+
+        if self._hardware is None:
+            self._hardware = detect_hardware()
+        options, _ = suggest_options(artifact, self._hardware)
+        options, _saved = with_saved_settings(self.catalog, artifact.id, options)
+        return replace(options, host="127.0.0.1", port=0, name=artifact.ref)
 
     def find(self, model: str) -> Slot | None:
         """The slot a client's ``model`` names: NAME@VERSION, NAME (its latest version) or
@@ -210,8 +236,11 @@ class DeploymentPool:
     async def _load(self, slot: Slot) -> None:
         async with self._place:
             slot.error = None
+            slot.options = self.options_for(slot.artifact)  # saved defaults may have changed
+            slot.need = memory_need(slot.artifact, slot.options)
             await self._make_room(slot)
             slot.state = "loading"
+            self._changed()
         try:
             await asyncio.to_thread(self._start, slot)
         except BaseException as exc:
@@ -219,11 +248,13 @@ class DeploymentPool:
             slot.error = str(exc) or type(exc).__name__
             self.catalog.audit("gateway_load_failed", artifact_id=slot.artifact.id,
                                details={"model": slot.name, "error": slot.error})
+            self._changed()
             if not isinstance(exc, Exception):
                 raise
             return
         slot.client = self._client_factory(slot.url) if self._client_factory else None
         slot.state, slot.last_used = "loaded", time.monotonic()
+        self._changed()
         log.info("loaded %s at %s (pid %s)", slot.name, slot.url, slot.process.pid)
 
     async def _make_room(self, slot: Slot) -> None:
@@ -251,12 +282,13 @@ class DeploymentPool:
 
     def _start(self, slot: Slot) -> None:
         """Start the deployment and wait for its ready line (in a worker thread)."""
+        from llmops_desktop.gateway.children import start_deployment
         from llmops_desktop.procs import read_events
-        from llmops_desktop.serving.deploy import DeployRequest, start_server, stop_server
+        from llmops_desktop.serving.deploy import DeployRequest, stop_server
 
         request = DeployRequest(slot.artifact.id, slot.artifact.ref, slot.options,
                                 api_key=self.internal_key)
-        process = start_server(request, self.catalog.home)
+        process = start_deployment(request, self.catalog.home)
         slot.process, slot.expected_exit = process, False
         slot.starts += 1
         assert process.stdout is not None
@@ -311,6 +343,7 @@ class DeploymentPool:
         code = process.poll() if process is not None else None
         slot.state, slot.process = "unloaded", None
         slot.error = None
+        self._changed()
         await self._close_client(slot)
         log.warning("deployment of %s died (exit code %s); the next request restarts it",
                     slot.name, code)
@@ -329,11 +362,13 @@ class DeploymentPool:
         if slot.state != "loaded":
             return
         slot.state, slot.expected_exit = "stopping", True
+        self._changed()
         process = slot.process
         await self._close_client(slot)
         if process is not None:
             await asyncio.to_thread(stop_server, process)
         slot.state, slot.process, slot.url = "unloaded", None, ""
+        self._changed()
         self.catalog.audit("gateway_unload", artifact_id=slot.artifact.id,
                            details={"model": slot.name, "reason": reason})
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,9 +44,11 @@ class GatewayOptions:
 
 
 def run_gateway(options: GatewayOptions, *, home: Home | str | os.PathLike[str] | None = None,
-                on_ready: Callable[[dict[str, Any]], None] | None = None) -> None:
+                on_ready: Callable[[dict[str, Any]], None] | None = None,
+                on_state: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
     """Serve the gateway on ``options.host``/``port``; blocks until stopped. Off loopback
-    it refuses to start unless at least one usable API key exists."""
+    it refuses to start unless at least one usable API key exists. ``on_state`` hears every
+    model's state (:meth:`DeploymentPool.states`) whenever one changes."""
     import uvicorn
 
     from llmops_desktop.catalog import Catalog
@@ -76,6 +79,7 @@ def run_gateway(options: GatewayOptions, *, home: Home | str | os.PathLike[str] 
         pool = DeploymentPool(catalog, PoolOptions(idle_unload=options.idle_unload,
                                                    memory_budget=budget,
                                                    load_timeout=options.load_timeout))
+        pool.on_change = on_state
         if options.gpus is not None:  # the deployments inherit it (start_server copies it)
             os.environ["CUDA_VISIBLE_DEVICES"] = options.gpus
         gateway = Gateway(pool, open_without_keys=loopback)
@@ -86,6 +90,7 @@ def run_gateway(options: GatewayOptions, *, home: Home | str | os.PathLike[str] 
         def started() -> None:
             info = {"url": url, "pid": os.getpid(),
                     "models": [s.name for s in pool.slots.values()],
+                    "states": pool.states(),
                     "keys_required": not loopback or bool(usable_keys(catalog))}
             if not loopback:
                 log.warning("gateway on %s: plain HTTP, so keys and text travel unencrypted; "
@@ -111,3 +116,69 @@ def run_gateway(options: GatewayOptions, *, home: Home | str | os.PathLike[str] 
 def _log_ready(info: dict[str, Any]) -> None:
     log.info("gateway on %s: OpenAI base URL %s/v1, %d model(s): %s", info["url"],
              info["url"], len(info["models"]), ", ".join(info["models"]) or "none yet")
+
+
+STOP_GRACE_S = 20.0  # the gateway stops each deployment cleanly before it exits
+MAX_LINE = 65_536  # bytes of one line a gateway child may print
+
+
+def gateway_argv(home: Home, options: GatewayOptions) -> list[str]:
+    """``python -m llmops_desktop.gateway`` with ``options`` and JSON lines on its stdout
+    (``ready`` once it serves, ``models`` whenever a model's state changes)."""
+    import sys
+
+    argv = [sys.executable, "-m", "llmops_desktop.gateway", "--home", str(home.root), "--json",
+            "--host", options.host, "--port", str(options.port),
+            "--idle-unload", f"{options.idle_unload:g}",
+            "--load-timeout", f"{options.load_timeout:g}"]
+    if options.memory_budget_gb is not None:
+        argv += ["--memory-budget", f"{options.memory_budget_gb:g}"]
+    if options.gpus:
+        argv += ["--gpus", options.gpus]
+    return argv
+
+
+def start_gateway_process(options: GatewayOptions, home: Home) -> subprocess.Popen[bytes]:
+    """The gateway as a child (the window's): its stderr joins its stdout, and it stops
+    (stopping its deployments) when the process that started it ends."""
+    from llmops_desktop.gateway.children import die_with_parent
+
+    options = options.checked()
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen(gateway_argv(home, options), stdout=subprocess.PIPE,  # noqa: S603
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                            start_new_session=True, preexec_fn=die_with_parent())
+
+
+def gateway_lines(process: subprocess.Popen[bytes]) -> Generator[dict[str, Any] | str, None, int]:
+    """What a gateway child prints, to its end: its JSON lines as dicts, the rest as text
+    (each line bounded); the generator returns its exit code."""
+    import json
+
+    assert process.stdout is not None, "start the gateway with stdout=subprocess.PIPE"
+    while True:
+        raw = process.stdout.readline(MAX_LINE)
+        if not raw:
+            break
+        text = raw.decode("utf-8", "replace").rstrip("\r\n")
+        if text.startswith("{"):
+            try:
+                event = json.loads(text)
+            except ValueError:
+                event = None
+            if isinstance(event, dict) and isinstance(event.get("type"), str):
+                yield event
+                continue
+        if text:
+            yield text
+    code = process.wait()
+    process.stdout.close()
+    return code
+
+
+def stop_gateway_process(process: subprocess.Popen[bytes], *, wait: bool = False) -> bool:
+    """SIGTERM the gateway (it stops its deployments first); with ``wait``, SIGKILL it
+    after :data:`STOP_GRACE_S` (its deployments then get SIGTERM from the kernel)."""
+    from llmops_desktop.procs import terminate
+
+    return terminate(process, grace=STOP_GRACE_S if wait else None)

@@ -130,3 +130,33 @@ def gateway_log(catalog: Catalog, *, key_name: str | None = None,
     rows = catalog.conn.execute(f"SELECT {','.join(_COLUMNS)} FROM gateway_requests {where} "
                                 "ORDER BY id DESC LIMIT ?", (*params, limit)).fetchall()
     return [GatewayRecord(**{**dict(zip(_COLUMNS, r)), "stream": bool(r[4])}) for r in rows]
+
+
+@dataclass(frozen=True)
+class KeyModelUsage:
+    """Who used what: one key's requests to one model (from the request log)."""
+
+    key_name: str
+    model: str
+    requests: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    last_used: str
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+def usage_by_key(catalog: Catalog, *, since: str | None = None,
+                 limit: int = 500) -> list[KeyModelUsage]:
+    """Requests, errors and tokens per key and model (since ``since``, an ISO time, when
+    given), the most recently used first."""
+    where, params = ("WHERE ts >= ?", (since,)) if since else ("", ())
+    rows = catalog.conn.execute(
+        "SELECT key_name, model, COUNT(*), SUM(status >= 400), SUM(prompt_tokens), "
+        f"SUM(completion_tokens), MAX(ts) FROM gateway_requests {where} "
+        "GROUP BY key_name, model ORDER BY MAX(ts) DESC LIMIT ?", (*params, limit)).fetchall()
+    return [KeyModelUsage(k or ANONYMOUS, m or "", n, e or 0, p or 0, c or 0, ts or "")
+            for k, m, n, e, p, c, ts in rows]

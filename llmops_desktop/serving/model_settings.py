@@ -30,13 +30,35 @@ def _known(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if k in names}
 
 
+def _typed(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` if each has its field's type (None where the field allows it), else
+    InvalidInputError: a value from outside must not reach a server's command line as
+    something else."""
+    from llmops_desktop.errors import InvalidInputError
+    from llmops_desktop.fields import field_specs
+
+    specs = {s.name: s for s in field_specs(ServeOptions)}
+    for name, value in values.items():
+        spec = specs.get(name)
+        if spec is None or (value is None and spec.optional):
+            continue
+        want = spec.type
+        ok = (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+              if want is tuple else
+              isinstance(value, want) and (want is bool or not isinstance(value, bool))
+              or (want is float and isinstance(value, int) and not isinstance(value, bool)))
+        if not ok or (isinstance(value, str) and len(value) > 4096):
+            raise InvalidInputError(f"{spec.label}: not a valid value ({str(value)[:40]!r}).")
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
 def save_model_settings(catalog: Catalog, artifact_id: int,
                         values: Mapping[str, Any]) -> dict[str, Any]:
     """Keep ``values`` (serve options by name; host, port and name are left out) as the
     defaults of artifact ``artifact_id``; returns what was kept. Raises InvalidInputError
     for an option the server would refuse, NotFoundError for an unknown artifact."""
     artifact = catalog.artifact(artifact_id)
-    kept = _known(values)
+    kept = _typed(_known(values))
     ServeOptions(**kept).checked()  # refuse now what the server would refuse later
     text = json.dumps(kept, sort_keys=True)
     with catalog.transaction() as conn:
@@ -62,8 +84,8 @@ def model_settings(catalog: Catalog, artifact_id: int) -> dict[str, Any] | None:
         return None
     if not isinstance(values, dict):
         return None
-    kept = _known(values)
     try:
+        kept = _typed(_known(values))
         ServeOptions(**kept).checked()
     except Exception:  # noqa: BLE001 - unusable: the suggested settings apply instead
         return None
