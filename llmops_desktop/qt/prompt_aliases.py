@@ -86,6 +86,7 @@ class AliasPanel(QWidget):
         self.alias_combo.setCurrentText(DEFAULT_ALIAS)
         self.version_combo = QComboBox()
         self.version_combo.setToolTip("The version the alias will name")
+        self.version_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.weight_spin = QDoubleSpinBox()
         self.weight_spin.setRange(KEEP_WEIGHT, 1000.0)
         self.weight_spin.setDecimals(1)

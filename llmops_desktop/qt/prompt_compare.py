@@ -61,14 +61,14 @@ def _html(rows: list[tuple[str, str]]) -> str:
     for line, kind in rows:
         style = f" style='background:{colours[kind]}'" if kind in colours else ""
         out.append(f"<div{style}>{html.escape(line) or '&nbsp;'}</div>")
-    return "<div style='white-space: pre-wrap; font-family: monospace'>" + "".join(out) + \
-        "</div>"
+    return "<div style='white-space: pre; font-family: monospace'>" + "".join(out) + "</div>"
 
 
-def _mono() -> QTextBrowser:
+def _mono(wrap: bool) -> QTextBrowser:
     view = QTextBrowser()
     view.setFont(QFont("monospace"))
-    view.setLineWrapMode(QTextBrowser.LineWrapMode.WidgetWidth)
+    view.setLineWrapMode(QTextBrowser.LineWrapMode.WidgetWidth if wrap else
+                         QTextBrowser.LineWrapMode.NoWrap)  # side by side: rows stay level
     return view
 
 
@@ -88,8 +88,8 @@ class ComparePanel(QWidget):
         self.mode_combo.setToolTip("Unified is what 'llmops prompt diff' prints")
         for combo in (self.a_combo, self.b_combo, self.mode_combo):
             combo.currentIndexChanged.connect(lambda _: self.show_diff())
-        self.unified = _mono()
-        self.left, self.right = _mono(), _mono()
+        self.unified = _mono(True)
+        self.left, self.right = _mono(False), _mono(False)
         self.left.verticalScrollBar().valueChanged.connect(
             self.right.verticalScrollBar().setValue)
         self.right.verticalScrollBar().valueChanged.connect(

@@ -38,6 +38,8 @@ def alias_combo(tip: str) -> QComboBox:
     combo = QComboBox()
     combo.setEditable(True)
     combo.addItems(ALIASES)
+    combo.lineEdit().setPlaceholderText("none")
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
     combo.setToolTip(tip)
     return combo
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import openai
 import pytest
 
 pytest.importorskip("pytestqt")
@@ -136,6 +137,21 @@ def test_save_as_prompt_from_the_playground(qtbot, gguf_artifact, window, catalo
     page = window.pages["prompts"]
     assert page.version is not None and page.version.ref == "capitals@1"
     assert page.table.item(0, 3).text() == artifact_ref
+
+    # Served by name, the version's requests show in its row of the usage table.
+    d = play.current()
+    client = openai.OpenAI(base_url=d.url + "/v1", api_key=d.request.api_key or "none")
+    reply = client.chat.completions.create(model="prompt:capitals@candidate", messages=[],
+                                           extra_body={"variables": {"country": "Italy"}})
+    assert reply.choices[0].message.content is not None
+    usage = page.alias_panel.usage_table
+
+    def counted() -> bool:
+        page.refresh()
+        return usage.rowCount() == 1 and usage.item(0, 2).text() == "1"
+
+    qtbot.waitUntil(counted, timeout=REPLY_TIMEOUT_MS)
+    assert usage.item(0, 0).text() == "1" and usage.item(0, 1).text() == "candidate"
 
     # Saving again from the chat under the same name is the next version.
     second = play.save_as_prompt()

@@ -69,7 +69,9 @@ class PromptsPage(Page):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.verticalHeader().hide()
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
         self.table.itemSelectionChanged.connect(self._on_prompt_selected)
         self.empty_label = QLabel("No prompts yet. New prompt (Ctrl+N) makes one; so does "
                                   "Save as prompt in the Playground, or 'llmops prompt "
@@ -86,7 +88,7 @@ class PromptsPage(Page):
         self.splitter.addWidget(left)
         self.splitter.addWidget(self._build_details())
         self.splitter.setStretchFactor(1, 1)
-        self.splitter.setSizes([360, 640])
+        self.splitter.setSizes([320, 680])
         self.splitter.setChildrenCollapsible(False)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
