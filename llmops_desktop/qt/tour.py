@@ -101,6 +101,7 @@ def run_tour(outdir: Path, home_root: Path) -> list[Path]:
     window.show_page("deployments")
     shoot("deployments")
     tour_serving(window, shoot)
+    tour_prompts(window, shoot)
     for page_id in ("datasets", "finetune", "registries"):
         window.show_page(page_id)
         shoot(page_id)
@@ -136,6 +137,21 @@ def tour_serving(window: object, shoot: Callable[[str], None]) -> None:
     window.show_page("monitor")
     settle(4)
     shoot("monitor")
+
+
+def tour_prompts(window: object, shoot: Callable[[str], None]) -> None:
+    """One prompt in two versions, prod on the first, on the Prompts page."""
+    from llmops_desktop.prompts.store import create_prompt
+
+    catalog = window.ctx.catalog  # type: ignore[attr-defined]
+    artifacts = catalog.artifacts()
+    for template in ("Answer briefly: {{question}}", "Answer in one sentence: {{question}}"):
+        v = create_prompt(catalog, "support-bot", template, params={"temperature": 0.2},
+                          system_prompt="You help the customers of {{company}}.",
+                          artifact_ref=artifacts[0].ref if artifacts else "",
+                          alias="prod" if template.startswith("Answer briefly") else None)
+    window.show_prompt(v.ref)  # type: ignore[attr-defined]
+    shoot("prompts")
 
 
 def tour_quantize(window: object, shoot: Callable[..., None]) -> None:
