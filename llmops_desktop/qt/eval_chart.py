@@ -62,6 +62,7 @@ class MetricBars(QWidget):
             self.plot.setMenuEnabled(False)
             self.plot.showGrid(x=False, y=True, alpha=0.15)
             self.plot.getPlotItem().hideButtons()
+            self.plot.getPlotItem().getAxis("left").enableAutoSIPrefix(False)
             self.plot.setMinimumHeight(160)
             self.stack.addWidget(self.plot)
         return self.plot

@@ -109,7 +109,8 @@ class CompareView(QWidget):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.Stretch)
         fv.addWidget(self.flips_table, 1)
         split.addWidget(flips)
-        split.setStretchFactor(1, 2)
+        split.setStretchFactor(1, 3)
+        split.setSizes([110, 330])
         layout.addWidget(split, 1)
         self._update_button()
 

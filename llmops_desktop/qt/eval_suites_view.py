@@ -141,6 +141,8 @@ class SuitesView(QWidget):
             self.tree.resizeColumnToContents(col)
         if not parents:
             self.status.setText(EMPTY_HINT)
+        elif self.status.text() == EMPTY_HINT:
+            self.status.clear()
 
     def select_version(self, version_id: int) -> bool:
         for i in range(self.tree.topLevelItemCount()):

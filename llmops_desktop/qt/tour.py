@@ -97,6 +97,7 @@ def run_tour(outdir: Path, home_root: Path) -> list[Path]:
     shoot("about", box)
     box.accept()
     tour_quantize(window, shoot)
+    tour_evaluate(window, shoot, home_root)
     tour_download_page(window, shoot)
     window.show_page("deployments")
     shoot("deployments")
@@ -109,6 +110,43 @@ def run_tour(outdir: Path, home_root: Path) -> list[Path]:
     window.deployments_on_close = "stop"
     window.close()
     return shots
+
+
+def tour_evaluate(window: object, shoot: Callable[[str], None], workdir: Path) -> None:
+    """A six-item multiple-choice suite imported on the Evaluate page, the demo model and
+    its smallest GGUF evaluated on it from the page (one job), and the Results tab with the
+    matrix, the bars and the two compared."""
+    import json
+
+    page = window.show_page("evaluate")  # type: ignore[attr-defined]
+    rows = [{"question": f"What is {a} plus {b}?", "answerKey": "A",
+             "choices": {"text": [str(a + b), str(a + b + 1), str(a * b)],
+                         "label": ["A", "B", "C"]}}
+            for a, b in ((1, 2), (3, 4), (5, 6), (2, 7), (4, 4), (6, 1))]
+    path = workdir / "arithmetic.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    page.suites.import_file(str(path))
+    if not wait_until(lambda: page.suites.tree.topLevelItemCount() > 0, 20):
+        print("the suite was not imported; skipping the Evaluate page")
+        return
+    shoot("evaluate-suites")
+    artifacts = window.ctx.catalog.artifacts()  # type: ignore[attr-defined]
+    ggufs = sorted((a for a in artifacts if a.kind == "gguf"), key=lambda a: a.size_bytes)
+    refs = [a.ref for a in artifacts if a.kind == "hf"][:1] + [a.ref for a in ggufs[:1]]
+    finished: dict[int, str] = {}
+    window.ctx.jobs.sig_job_finished.connect(  # type: ignore[attr-defined]
+        lambda jid, state: finished.__setitem__(jid, state))
+    page.tabs.setCurrentIndex(1)
+    page.run_form.set_checked(refs)
+    page.run_form.select_suite("arithmetic@1")
+    job_id = page.run_form.start()
+    if job_id is None or not wait_until(lambda: job_id in finished, 180):
+        print("the eval job did not finish in 3 minutes")
+        return
+    if page.matrix.rowCount() > 1:
+        page.compare.compare()
+        wait_until(lambda: page.compare.comparison is not None, 30)
+    shoot("evaluate")
 
 
 def tour_serving(window: object, shoot: Callable[[str], None]) -> None:

@@ -101,15 +101,15 @@ class EvaluatePage(Page):
                                     "finished run")
         self.matrix_view.horizontalHeader().setSectionResizeMode(
             QHeaderView.ResizeMode.ResizeToContents)
-        split.addWidget(self.matrix_view)
-        lower = QSplitter(Qt.Orientation.Horizontal)
+        upper = QSplitter(Qt.Orientation.Horizontal)
+        upper.addWidget(self.matrix_view)
         self.chart = MetricBars()
-        lower.addWidget(self.chart)
+        upper.addWidget(self.chart)
+        upper.setSizes([600, 400])
+        split.addWidget(upper)
         self.compare = CompareView(self.ctx.home)
-        lower.addWidget(self.compare)
-        lower.setStretchFactor(1, 2)
-        split.addWidget(lower)
-        split.setStretchFactor(1, 2)
+        split.addWidget(self.compare)
+        split.setSizes([300, 400])
         v.addWidget(split, 1)
         self.results_split = split
         return w
