@@ -32,7 +32,7 @@ from llmops_desktop.qt.prompt_dialogs import alias_combo
 KEEP_WEIGHT = -1.0  # the weight spin's "keep" value
 
 
-def _table(headers: list[str]) -> QTableWidget:
+def plain_table(headers: list[str]) -> QTableWidget:
     table = QTableWidget(0, len(headers))
     table.setHorizontalHeaderLabels(headers)
     table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -76,11 +76,11 @@ class AliasPanel(QWidget):
         super().__init__(parent)
         self.catalog = catalog
         self.name = ""
-        self.aliases_table = _table(["Alias", "Version", "Split weight", "Share"])
+        self.aliases_table = plain_table(["Alias", "Version", "Split weight", "Share"])
         self.aliases_table.itemSelectionChanged.connect(self._on_alias_selected)
         self.split_label = QLabel()
         self.split_label.setWordWrap(True)
-        self.usage_table = _table(["Version", "Aliases", "Requests", "Succeeded",
+        self.usage_table = plain_table(["Version", "Aliases", "Requests", "Succeeded",
                                    "Mean latency", "Thumbs up", "Thumbs down"])
         self.alias_combo = alias_combo("prod, candidate, or type any alias name")
         self.alias_combo.setCurrentText(DEFAULT_ALIAS)

@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (
     QDialog,
     QFormLayout,
     QHBoxLayout,
-    QLabel,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -28,7 +27,7 @@ from llmops_desktop.catalog import Catalog
 from llmops_desktop.errors import LLMOpsError
 from llmops_desktop.prompts.store import create_prompt, list_prompts
 from llmops_desktop.qt.context import icon
-from llmops_desktop.qt.prompt_editor import PromptEditor
+from llmops_desktop.qt.prompt_editor import PromptEditor, StatusLine, hint_label
 
 ALIASES = ("", "candidate", "prod")  # offered; any other name may be typed
 
@@ -70,14 +69,11 @@ class PromptDialog(QDialog):
         self.name_combo.setToolTip("A new name makes a new prompt; an existing one gets its "
                                    "next version (versions never change)")
         self.name_combo.editTextChanged.connect(self._show_name_hint)
-        self.name_hint = QLabel()
-        self.name_hint.setStyleSheet("color: palette(mid);")
+        self.name_hint = hint_label()
         self.alias_combo = alias_combo("Point this alias at the new version (leave empty for "
                                        "none)")
         self.editor = PromptEditor(catalog)
-        self.message = QLabel()
-        self.message.setWordWrap(True)
-        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.message = StatusLine()
         self.save_button = QPushButton(icon("tag"), "Save")
         self.save_button.setDefault(True)
         self.save_button.setToolTip("Store this version (Ctrl+S)")
@@ -115,11 +111,11 @@ class PromptDialog(QDialog):
                               alias=self.alias_combo.currentText().strip() or None,
                               **self.editor.values())
         except LLMOpsError as exc:
-            self._say(str(exc), error=True)
+            self.message.say(str(exc), error=True)
             return ""
         self.saved_ref = v.ref
         alias = self.alias_combo.currentText().strip()
-        self._say(f"Saved as {v.ref}" + (f"; {alias} points at it." if alias else "."))
+        self.message.say(f"Saved as {v.ref}" + (f"; {alias} points at it." if alias else "."))
         self.sig_saved.emit(v.ref)
         if not self.offer_open:
             self.accept()
@@ -133,10 +129,6 @@ class PromptDialog(QDialog):
     def _on_open_clicked(self) -> None:
         self.sig_open_requested.emit(self.saved_ref)
         self.accept()
-
-    def _say(self, text: str, *, error: bool = False) -> None:
-        self.message.setStyleSheet("color: #c62828;" if error else "color: #2e7d32;")
-        self.message.setText(text)
 
     def _show_name_hint(self, text: str) -> None:
         name = text.strip()

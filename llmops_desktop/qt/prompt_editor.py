@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QFont, QSyntaxHighlighter, QTextCharFormat, QTextDocument
 from PySide6.QtWidgets import (
     QComboBox,
@@ -29,6 +30,27 @@ from llmops_desktop.prompts.store import PromptVersion
 from llmops_desktop.prompts.templates import VARIABLE, variables
 
 NO_ARTIFACT = "(any model)"
+
+
+def hint_label(text: str = "") -> QLabel:
+    """A quiet, wrapping line of explanation."""
+    label = QLabel(text)
+    label.setWordWrap(True)
+    label.setStyleSheet("color: palette(mid);")
+    return label
+
+
+class StatusLine(QLabel):
+    """What the last action did: green when it worked, red (the core's words) when not."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWordWrap(True)
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+    def say(self, text: str, *, error: bool = False) -> None:
+        self.setStyleSheet("color: #c62828;" if error else "color: #2e7d32;")
+        self.setText(text)
 
 
 class VariableHighlighter(QSyntaxHighlighter):
@@ -84,9 +106,7 @@ class PromptEditor(QWidget):
                                       "a request sends them as \"variables\": {…}")
         self._highlighters = [VariableHighlighter(e.document())
                               for e in (self.system_edit, self.template_edit)]
-        self.variables_label = QLabel()
-        self.variables_label.setWordWrap(True)
-        self.variables_label.setStyleSheet("color: palette(mid);")
+        self.variables_label = hint_label()
         for edit in (self.system_edit, self.template_edit):
             edit.textChanged.connect(self._show_variables)
         self.temperature_spin = _optional_double(-0.1, 2.0, 0.1, "Randomness, 0 to 2")

@@ -12,14 +12,12 @@ from __future__ import annotations
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QPushButton,
     QSplitter,
-    QTableWidget,
     QTableWidgetItem,
     QTabWidget,
     QVBoxLayout,
@@ -29,10 +27,10 @@ from PySide6.QtWidgets import (
 from llmops_desktop.errors import LLMOpsError
 from llmops_desktop.prompts.store import PromptVersion, create_prompt, list_prompts, versions
 from llmops_desktop.qt.context import AppContext, Page, icon
-from llmops_desktop.qt.prompt_aliases import AliasPanel
+from llmops_desktop.qt.prompt_aliases import AliasPanel, plain_table
 from llmops_desktop.qt.prompt_compare import ComparePanel
 from llmops_desktop.qt.prompt_dialogs import PromptDialog
-from llmops_desktop.qt.prompt_editor import PromptEditor
+from llmops_desktop.qt.prompt_editor import PromptEditor, StatusLine, hint_label
 
 COLUMNS = ["Name", "Latest", "Aliases", "Written for"]
 
@@ -63,21 +61,14 @@ class PromptsPage(Page):
         top.addStretch(1)
         top.addWidget(self.refresh_button)
 
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.verticalHeader().hide()
+        self.table = plain_table(COLUMNS)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(True)
         self.table.itemSelectionChanged.connect(self._on_prompt_selected)
-        self.empty_label = QLabel("No prompts yet. New prompt (Ctrl+N) makes one; so does "
-                                  "Save as prompt in the Playground, or 'llmops prompt "
-                                  "create NAME --template TEXT'.")
-        self.empty_label.setWordWrap(True)
-        self.empty_label.setStyleSheet("color: palette(mid);")
+        self.empty_label = hint_label("No prompts yet. New prompt (Ctrl+N) makes one; so "
+                                      "does Save as prompt in the Playground, or 'llmops "
+                                      "prompt create NAME --template TEXT'.")
         left = QWidget()
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(0, 0, 0, 0)
@@ -113,16 +104,12 @@ class PromptsPage(Page):
         head.addWidget(self.version_combo)
 
         self.editor = PromptEditor(self.ctx.catalog)
-        self.save_hint = QLabel()
-        self.save_hint.setWordWrap(True)
-        self.save_hint.setStyleSheet("color: palette(mid);")
+        self.save_hint = hint_label()
         self.save_button = QPushButton(icon("tag"), "Save as new version")
         self.save_button.setToolTip("Store the edited copy as the next version (Ctrl+S); the "
                                     "version shown stays as it is")
         self.save_button.clicked.connect(self.save_new_version)
-        self.message = QLabel()
-        self.message.setWordWrap(True)
-        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.message = StatusLine()
         foot = QHBoxLayout()
         foot.addWidget(self.save_hint, 1)
         foot.addWidget(self.save_button)
@@ -134,7 +121,7 @@ class PromptsPage(Page):
         self.compare = ComparePanel()
         self.alias_panel = AliasPanel(self.ctx.catalog)
         self.alias_panel.sig_changed.connect(self._on_aliases_changed)
-        self.alias_panel.sig_error.connect(self._show_error)
+        self.alias_panel.sig_error.connect(lambda text: self.message.say(text, error=True))
         self.tabs = QTabWidget()
         self.tabs.addTab(version_tab, "Version")
         self.tabs.addTab(self.compare, "Compare")
@@ -227,11 +214,11 @@ class PromptsPage(Page):
         try:
             v = create_prompt(self.ctx.catalog, self.name, **self.editor.values())
         except LLMOpsError as exc:
-            self._show_error(f"Not saved: {exc}")
+            self.message.say(f"Not saved: {exc}", error=True)
             return ""
         self.reload()
         self.select_prompt(v.name, v.version)
-        self._say(f"Saved {v.ref}. Point an alias at it under Aliases and split.")
+        self.message.say(f"Saved {v.ref}. Point an alias at it under Aliases and split.")
         self.ctx.events.sig_info.emit(f"Saved prompt {v.ref}")
         return v.ref
 
@@ -273,12 +260,4 @@ class PromptsPage(Page):
     def _on_aliases_changed(self) -> None:
         self.reload()
         self.tabs.setCurrentWidget(self.alias_panel)
-        self._say("Alias moved; requests by alias follow it at once.")
-
-    def _show_error(self, text: str) -> None:
-        self.message.setStyleSheet("color: #c62828;")
-        self.message.setText(text)
-
-    def _say(self, text: str) -> None:
-        self.message.setStyleSheet("color: #2e7d32;")
-        self.message.setText(text)
+        self.message.say("Alias moved; requests by alias follow it at once.")
