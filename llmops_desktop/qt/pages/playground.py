@@ -28,11 +28,13 @@ from PySide6.QtWidgets import (
     QPushButton,
     QScrollArea,
     QSplitter,
+    QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from llmops_desktop.errors import LLMOpsError
+from llmops_desktop.qt.arena_panel import ARENA, ArenaPanel
 from llmops_desktop.qt.chat_widgets import (
     ChatSettingsBox,
     MessageView,
@@ -107,6 +109,10 @@ class PlaygroundPage(Page):
         self.prompt_button.clicked.connect(self.save_as_prompt)
         self.mode_combo, self.mode_label = mode_combo(), mode_label()
         self.mode_combo.currentIndexChanged.connect(self._on_mode_changed)
+        self.mode_combo.addItem("Side by side (blind)", ARENA)
+        self.mode_combo.setItemData(self.mode_combo.count() - 1, "Two deployments answer the "
+                                    "same prompt unlabelled; pick the better reply",
+                                    Qt.ItemDataRole.ToolTipRole)
         top.addWidget(QLabel("Deployment"))
         top.addWidget(self.deployment_combo, 1)
         top.addWidget(self.mode_combo)
@@ -124,7 +130,12 @@ class PlaygroundPage(Page):
         self.max_tokens_spin, self.seed_spin, self.key_edit = (
             box.max_tokens_spin, box.seed_spin, box.key_edit)
         splitter.addWidget(box)
-        splitter.addWidget(self._build_chat())
+        self.chat_area = self._build_chat()
+        self.arena_panel = ArenaPanel(ctx, self.settings_box)  # the blind side-by-side mode
+        self.chat_stack = QStackedWidget()
+        self.chat_stack.addWidget(self.chat_area)
+        self.chat_stack.addWidget(self.arena_panel)
+        splitter.addWidget(self.chat_stack)
         splitter.setStretchFactor(0, 0)
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([260, 700])
@@ -185,6 +196,7 @@ class PlaygroundPage(Page):
         self.deploy = deploy
         deploy.sig_added.connect(lambda _: self.reload_deployments())
         deploy.sig_changed.connect(lambda _: self.reload_deployments())
+        self.arena_panel.attach(deploy)
         self.reload_deployments()
 
     def running(self) -> list[LiveDeployment]:
@@ -231,6 +243,9 @@ class PlaygroundPage(Page):
 
     def send(self, text: str | None = None) -> str:
         """Send ``text`` (default: the input box) and stream the reply; returns its id."""
+        if self.mode_combo.currentData() == ARENA:  # both arena models answer instead
+            self.arena_panel.ask(text)
+            return ""
         d, session = self.current(), self.conversation()
         text = (text if isinstance(text, str) else self.input.toPlainText()).strip()
         if d is None or session is None or not text or self._stream is not None:
@@ -255,6 +270,7 @@ class PlaygroundPage(Page):
         return turn.reply_id
 
     def stop(self) -> None:
+        self.arena_panel.stop()
         if self._stream is not None:
             self._stream[0].stop(self._stream[1])
 
@@ -337,6 +353,12 @@ class PlaygroundPage(Page):
         bar.setValue(bar.maximum())
 
     def _on_mode_changed(self, _index: int) -> None:
+        arena = self.mode_combo.currentData() == ARENA
+        self.chat_stack.setCurrentWidget(self.arena_panel if arena else self.chat_area)
+        if arena:
+            self.mode_label.setText("Side by side (blind): two deployments answer; pick the "
+                                    "better reply before you see which model wrote it.")
+            return
         session = self.conversation()
         if session is not None:
             session.mode = self.mode_combo.currentData() or CHAT
@@ -344,6 +366,8 @@ class PlaygroundPage(Page):
 
     def _show_mode(self) -> None:
         """Say which mode the next message goes in, and why completion for some models."""
+        if self.mode_combo.currentData() == ARENA:
+            return
         session, d = self.conversation(), self.current()
         show_mode(self.mode_combo, self.mode_label, session,
                   d is None or can_chat(self.ctx, d))
