@@ -252,7 +252,7 @@ class MainWindow(QMainWindow):
         for n, page in enumerate(self.pages.values(), start=1):
             action = self._act(page.icon_name, page.title,
                                lambda _=False, pid=page.page_id: self.show_page(pid),
-                               f"Ctrl+{n}" if n < 10 else None)
+                               f"Ctrl+{n % 10}" if n <= 10 else None)  # the tenth: Ctrl+0
             view_menu.addAction(action)
             self.page_actions.append(action)
         view_menu.addSeparator()

@@ -248,7 +248,7 @@ def test_help_works_offline(qtbot, home, three, tmp_path):
                  and w.findChild(QTableWidget, "shortcuts"))
     table = sheet.findChild(QTableWidget, "shortcuts")
     pairs = {table.item(r, 0).text(): table.item(r, 1).text() for r in range(table.rowCount())}
-    assert pairs["Model › Quantize"] == "Ctrl+Shift+Q" and pairs["View › Jobs"] == "Ctrl+9"
+    assert pairs["Model › Quantize"] == "Ctrl+Shift+Q" and pairs["View › Prompts"] == "Ctrl+9"
     assert pairs["Help › Keyboard shortcuts"] == "Ctrl+/"
     sheet.close()
 
