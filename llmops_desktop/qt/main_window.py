@@ -500,6 +500,7 @@ class MainWindow(QMainWindow):
         self.save_state()
         self.ctx.jobs.stop()  # running jobs carry on; the next window finds them
         self.download_page.mirror.stop(wait=True)  # the mirror does not outlive the app
+        self.deployments_page.gateway.stop(wait=True)  # nor does the gateway (#17)
         if choice == "keep":
             deploy.detach_all()
         else:

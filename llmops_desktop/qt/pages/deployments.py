@@ -36,6 +36,8 @@ from llmops_desktop.qt.deploy_details import (  # noqa: F401 - the page's names,
     uptime_text,
 )
 from llmops_desktop.qt.deploy_form import DeployForm, servable
+from llmops_desktop.qt.gateway_panel import GatewayPanel
+from llmops_desktop.qt.model_defaults import ModelDefaultsBar
 from llmops_desktop.qt.workers import run_in_thread
 from llmops_desktop.serving.defaults import Hardware, detect_hardware
 from llmops_desktop.serving.deploy import DeployRequest
@@ -76,6 +78,9 @@ class DeploymentsPage(Page):
         self._model_hint: int | None = None  # the model selected on the Models page
         self.form = DeployForm(ctx)
         self.form.start_button.clicked.connect(self.start_selected)
+        self.model_defaults = ModelDefaultsBar(ctx, self.form)  # before the form is filled
+        self.gateway_panel = GatewayPanel(ctx)
+        self.gateway = self.gateway_panel.gateway
         self.details = DeploymentDetails(ctx)
         for name in _FORM_WIDGETS:
             setattr(self, name, getattr(self.form, name))
@@ -88,9 +93,11 @@ class DeploymentsPage(Page):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
         layout.addWidget(self.form)
+        layout.addWidget(self.model_defaults)
         self.splitter = QSplitter(Qt.Orientation.Vertical)
         self.splitter.addWidget(self._build_list())
         self.splitter.addWidget(self.details)
+        self.splitter.addWidget(self.gateway_panel)
         self.splitter.setStretchFactor(0, 1)
         self.splitter.setStretchFactor(1, 2)
         self.splitter.setChildrenCollapsible(False)
@@ -162,6 +169,7 @@ class DeploymentsPage(Page):
             self.ctx.events.sig_error.emit(f"Artifact #{artifact_id} is not ready to serve.")
             return 0
         self.form.apply_defaults()
+        self.model_defaults.apply_saved()
         return self.start_selected()
 
     def form_request(self) -> DeployRequest | None:
@@ -188,6 +196,7 @@ class DeploymentsPage(Page):
 
     def apply_defaults(self) -> None:
         self.form.apply_defaults()
+        self.model_defaults.apply_saved()
 
     def selected(self) -> LiveDeployment | None:
         item = self.tree.currentItem()
@@ -232,6 +241,7 @@ class DeploymentsPage(Page):
 
     def _on_hardware(self, hw: Hardware) -> None:
         self.form.set_hardware(hw)
+        self.model_defaults.apply_saved()  # over the suggested settings just applied
 
     def _on_added(self, key: int) -> None:
         item = QTreeWidgetItem()
