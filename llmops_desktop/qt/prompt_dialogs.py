@@ -106,6 +106,11 @@ class PromptDialog(QDialog):
         dialog)."""
         if self.saved_ref:
             return ""
+        if not self.name_combo.currentText().strip():
+            self.message.say("Give the prompt a name (letters, digits, '.', '_' or '-'), or "
+                             "pick an existing prompt to add a version to it.", error=True)
+            self.name_combo.setFocus()
+            return ""
         try:
             v = create_prompt(self.catalog, self.name_combo.currentText().strip(),
                               alias=self.alias_combo.currentText().strip() or None,

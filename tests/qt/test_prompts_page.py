@@ -35,6 +35,8 @@ def test_create_version_diff_and_move_alias(qtbot, window, catalog) -> None:
     # Ctrl+N: a new prompt, refused in plain words without a template, then stored.
     qtbot.keyClick(page.table, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
     dialog = _dialog()
+    dialog.save_button.click()
+    assert "Give the prompt a name" in dialog.message.text()
     dialog.name_combo.setEditText("support-bot")
     dialog.save_button.click()
     assert "needs a message template" in dialog.message.text() and dialog.isVisible()

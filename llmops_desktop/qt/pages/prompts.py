@@ -9,6 +9,8 @@ the edited copy.
 
 from __future__ import annotations
 
+import html
+
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
@@ -200,8 +202,8 @@ class PromptsPage(Page):
         self.version = v
         self.editor.load_version(v)
         self.heading.setText(f"<b>{v.ref}</b> — {v.created_at[:19].replace('T', ' ')}"
-                             + (f" by {v.user}" if v.user else "")
-                             + (f"<br>{v.note}" if v.note else ""))
+                             + (f" by {html.escape(v.user)}" if v.user else "")
+                             + (f"<br>{html.escape(v.note)}" if v.note else ""))
         self.save_hint.setText(f"Edits are saved as {v.name}@{self.versions[-1].version + 1}; "
                                f"{v.ref} stays as it is.")
         self.message.clear()
