@@ -11,6 +11,7 @@ which model wrote which reply. The sampling settings and system prompt are the P
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence
@@ -31,7 +32,7 @@ from llmops_desktop.errors import LLMOpsError
 from llmops_desktop.evaluate.arena import SIDES, Battle, Side, record_battle, side_shown
 from llmops_desktop.qt.chat_widgets import ChatSettingsBox
 from llmops_desktop.qt.context import AppContext, icon
-from llmops_desktop.qt.deploy_controller import DeployController, LiveDeployment
+from llmops_desktop.qt.deploy_controller import LiveDeployment
 from llmops_desktop.qt.deploy_details import can_chat
 from llmops_desktop.qt.pump import create_worker
 from llmops_desktop.serving.chat_session import (
@@ -98,10 +99,11 @@ class ArenaPanel(QWidget):
     """A pick was stored (the battle's id) and the models revealed."""
 
     def __init__(self, ctx: AppContext, settings: ChatSettingsBox,
+                 target_for: Callable[[LiveDeployment], ChatTarget],
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.ctx, self.settings = ctx, settings
-        self.deploy: DeployController | None = None
+        self.ctx, self.settings, self.target_for = ctx, settings, target_for
+        self.live: dict[int, LiveDeployment] = {}  # the running deployments, by key
         self.shown_left = "a"  # the side shown as A in this round
         self.turns: dict[str, Turn] = {}  # by side, this round
         self.sessions: dict[str, ChatSession] = {}
@@ -171,19 +173,9 @@ class ArenaPanel(QWidget):
 
     # ---- public ---------------------------------------------------------------------------
 
-    def attach(self, deploy: DeployController) -> None:
-        self.deploy = deploy
-        deploy.sig_added.connect(lambda _: self.reload_deployments())
-        deploy.sig_changed.connect(lambda _: self.reload_deployments())
-        self.reload_deployments()
-
-    def running(self) -> list[LiveDeployment]:
-        if self.deploy is None:
-            return []
-        return [d for d in self.deploy.deployments.values() if d.state == "running" and d.url]
-
-    def reload_deployments(self) -> None:
-        live = self.running()
+    def show_deployments(self, live: list[LiveDeployment]) -> None:
+        """Offer these running deployments (the Playground follows the window's)."""
+        self.live = {d.key: d for d in live}
         for n, side in enumerate(SIDES):
             combo = self.combos[side]
             current = combo.currentData()
@@ -218,7 +210,7 @@ class ArenaPanel(QWidget):
         self.battle, self.turns, self.sessions = None, {}, {}
         for side, d in chosen.items():
             assert d is not None
-            session = ChatSession(self._target(d), system=self.settings.system(),
+            session = ChatSession(self.target_for(d), system=self.settings.system(),
                                   sampling=sampling,
                                   mode=CHAT if can_chat(self.ctx, d) else COMPLETION)
             self.sessions[side], self.turns[side] = session, session.ask(text)
@@ -277,14 +269,7 @@ class ArenaPanel(QWidget):
     # ---- internals ------------------------------------------------------------------------
 
     def _deployment(self, side: str) -> LiveDeployment | None:
-        key = self.combos[side].currentData()
-        return self.deploy.get(key) if self.deploy is not None and key is not None else None
-
-    def _target(self, d: LiveDeployment) -> ChatTarget:
-        return ChatTarget(url=d.url, model=d.name,
-                          api_key=self.settings.key_edit.text().strip() or d.request.api_key,
-                          deployment_id=d.deployment_id, artifact_id=d.request.artifact_id,
-                          artifact_ref=d.request.artifact_ref)
+        return self.live.get(self.combos[side].currentData())
 
     def _side(self, side: str) -> Side:
         turn, target = self.turns[side], self.sessions[side].target
@@ -332,7 +317,7 @@ class ArenaPanel(QWidget):
         self.status.setStyleSheet("color: #c62828;" if error else "")
 
     def _update_buttons(self) -> None:
-        busy, live = self.busy, len(self.running())
+        busy, live = self.busy, len(self.live)
         self.ask_button.setEnabled(not busy and live >= 2)
         self.stop_button.setEnabled(busy)
         for combo in self.combos.values():

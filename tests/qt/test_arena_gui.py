@@ -46,8 +46,8 @@ def test_blind_pick_is_stored_with_the_right_winner_and_rated(qtbot, window, cat
     assert column_a.turn is not column_b.turn
     assert all(b.isEnabled() for b in panel.pick_buttons.values())
 
-    with qtbot.waitSignal(panel.sig_picked, timeout=5000) as picked:
-        panel.pick_buttons["B"].click()
+    with qtbot.waitSignal(panel.sig_picked, timeout=5000) as picked:  # B is better, Alt+B
+        qtbot.keyClick(panel.prompt_edit, Qt.Key.Key_B, Qt.KeyboardModifier.AltModifier)
     stored = battles(catalog)
     assert [b.id for b in stored] == [picked.args[0]]
     battle = stored[0]

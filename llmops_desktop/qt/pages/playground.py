@@ -131,7 +131,7 @@ class PlaygroundPage(Page):
             box.max_tokens_spin, box.seed_spin, box.key_edit)
         splitter.addWidget(box)
         self.chat_area = self._build_chat()
-        self.arena_panel = ArenaPanel(ctx, self.settings_box)  # the blind side-by-side mode
+        self.arena_panel = ArenaPanel(ctx, self.settings_box, self._target)  # blind mode
         self.chat_stack = QStackedWidget()
         self.chat_stack.addWidget(self.chat_area)
         self.chat_stack.addWidget(self.arena_panel)
@@ -196,7 +196,6 @@ class PlaygroundPage(Page):
         self.deploy = deploy
         deploy.sig_added.connect(lambda _: self.reload_deployments())
         deploy.sig_changed.connect(lambda _: self.reload_deployments())
-        self.arena_panel.attach(deploy)
         self.reload_deployments()
 
     def running(self) -> list[LiveDeployment]:
@@ -213,6 +212,7 @@ class PlaygroundPage(Page):
         index = self.deployment_combo.findData(current)
         self.deployment_combo.setCurrentIndex(max(index, 0))
         self.deployment_combo.blockSignals(False)
+        self.arena_panel.show_deployments(self.running())
         if self.deployment_combo.currentData() != current:
             self._show_conversation()
         self._update_buttons()
