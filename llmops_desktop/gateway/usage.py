@@ -149,14 +149,21 @@ class KeyModelUsage:
         return self.prompt_tokens + self.completion_tokens
 
 
-def usage_by_key(catalog: Catalog, *, since: str | None = None,
+def usage_by_key(catalog: Catalog, *, since: str | None = None, last: int | None = None,
                  limit: int = 500) -> list[KeyModelUsage]:
-    """Requests, errors and tokens per key and model (since ``since``, an ISO time, when
-    given), the most recently used first."""
-    where, params = ("WHERE ts >= ?", (since,)) if since else ("", ())
+    """Requests, errors and tokens per key and model, the most recently used first: over
+    the whole log, or since ``since`` (an ISO time), or over its ``last`` rows (a bounded
+    read, however long the log has grown)."""
+    where, params = ["1"], []
+    if since:
+        where.append("ts >= ?")
+        params.append(since)
+    if last is not None:
+        where.append("id > (SELECT COALESCE(MAX(id), 0) FROM gateway_requests) - ?")
+        params.append(last)
     rows = catalog.conn.execute(
         "SELECT key_name, model, COUNT(*), SUM(status >= 400), SUM(prompt_tokens), "
-        f"SUM(completion_tokens), MAX(ts) FROM gateway_requests {where} "
+        f"SUM(completion_tokens), MAX(ts) FROM gateway_requests WHERE {' AND '.join(where)} "
         "GROUP BY key_name, model ORDER BY MAX(ts) DESC LIMIT ?", (*params, limit)).fetchall()
     return [KeyModelUsage(k or ANONYMOUS, m or "", n, e or 0, p or 0, c or 0, ts or "")
             for k, m, n, e, p, c, ts in rows]

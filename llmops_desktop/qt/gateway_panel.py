@@ -37,6 +37,7 @@ from llmops_desktop.qt.context import AppContext, icon
 from llmops_desktop.qt.gateway_controller import GatewayController
 
 USAGE_REFRESH_MS = 2000
+USAGE_ROWS = 50_000  # "who uses what" reads the newest requests of the log, never all of it
 MODEL_COLUMNS = ("Model", "State", "Memory", "Process", "Note")
 USAGE_COLUMNS = ("Key", "Model", "Requests", "Errors", "Tokens", "Last used")
 _STATE_COLORS = {"loaded": "#2e7d32", "loading": "#b58900", "stopping": "#b58900",
@@ -117,6 +118,8 @@ class GatewayPanel(QGroupBox):
         self.tabs = QTabWidget()
         self.tabs.addTab(self.models_tree, "Models")
         self.tabs.addTab(self.usage_tree, "Who uses what")
+        self.tabs.setTabToolTip(1, f"Requests, errors and tokens per key and model over the "
+                                   f"gateway's last {USAGE_ROWS:,} requests")
         self.tabs.addTab(self.keys, "API keys")
         layout = QVBoxLayout(self)
         layout.addLayout(fields)
@@ -167,7 +170,7 @@ class GatewayPanel(QGroupBox):
         from llmops_desktop.gateway.usage import usage_by_key
 
         self.usage_tree.clear()
-        for u in usage_by_key(self.ctx.catalog, limit=200):
+        for u in usage_by_key(self.ctx.catalog, last=USAGE_ROWS, limit=200):
             self.usage_tree.addTopLevelItem(QTreeWidgetItem([
                 u.key_name, u.model, str(u.requests), str(u.errors), str(u.tokens),
                 u.last_used[:19].replace("T", " ")]))
