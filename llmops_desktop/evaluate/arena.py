@@ -6,15 +6,17 @@ and the pick: ``a``, ``b`` or ``tie``. Sides ``a`` and ``b`` are the contestants
 they were chosen; the random order on screen is ``shown_left``, so a pick of the reply shown
 as "A" is stored as the side that was shown there (:func:`side_shown`).
 
-Ratings are a Bradley-Terry model, fitted by maximum likelihood (Newton's method): each
-player has a strength ``p`` and P(i beats j) = p_i / (p_i + p_j). A tie counts as half a win each way.
-Each player also plays one virtual game against a fixed reference player, drawn half and
-half: a weak prior that keeps the strength of a player with no win (or no loss) finite and
-ties a comparison graph that falls apart into pieces together; it pulls ratings toward one
-another when there are few battles and hardly matters at a hundred. Strengths are shown on
-the Elo scale, ``1000 + 400·log10(p)``, shifted so that the players' mean is 1000: a 400
-point gap means 10 to 1 odds. The 95 % intervals come from a bootstrap over battles (the
-battles drawn with replacement, the model fitted again, the 2.5th and 97.5th percentiles).
+Ratings are a Bradley-Terry model fitted by maximum likelihood (Newton's method on log
+strengths): each player has a strength ``p`` and P(i beats j) = p_i / (p_i + p_j); unlike
+online Elo updates, the fit does not depend on the order the battles came in. A tie counts
+as half a win each way. Each player also plays one virtual game against a fixed reference
+player, drawn half and half: a weak prior that keeps the strength of a player with no win
+(or no loss) finite and holds a comparison graph in pieces together; it pulls ratings
+toward one another when there are few battles and hardly matters at a hundred. Strengths
+are shown on the Elo scale, ``1000 + 400·log10(p)``, shifted so that the players' mean is
+1000: a 400 point gap means 10 to 1 odds. The 95 % intervals come from a bootstrap over
+battles (drawn with replacement, the model fitted again; the 2.5th and 97.5th
+percentiles), seeded so the same picks give the same intervals.
 """
 
 from __future__ import annotations
