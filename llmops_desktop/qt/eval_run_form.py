@@ -135,13 +135,22 @@ class RunForm(QWidget):
         """Check the request as the CLI does and start its job; returns the job id."""
         from llmops_desktop.evaluate.task import EvalRequest
 
+        from llmops_desktop.evaluate.suites import resolve_suite
+
         refs = self.checked_refs()
         if not refs:
             self.status.setText("Tick at least one artifact to evaluate.")
             return None
         try:
-            request = EvalRequest(artifacts=tuple(refs), suite=self.suite_combo.currentData()
-                                  or "", limit=self.limit_spin.value() or None,
+            suite = resolve_suite(self.ctx.catalog, self.suite_combo.currentData() or "")
+            if suite.kinds.get("judged") and not self.judge():
+                self.status.setText(f"{suite.ref} has {suite.kinds['judged']} judged items: "
+                                    "choose a running deployment as the judge, or type a "
+                                    "server's address (http://HOST:PORT).")
+                self.judge_combo.setFocus()
+                return None
+            request = EvalRequest(artifacts=tuple(refs), suite=suite.ref,
+                                  limit=self.limit_spin.value() or None,
                                   judge=self.judge()).check(self.ctx.catalog)
             job = self.ctx.jobs.start(request)
         except (LLMOpsError, LookupError, ValueError) as exc:

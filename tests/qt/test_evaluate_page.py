@@ -158,3 +158,26 @@ def test_evaluate_page_runs_compares_and_exports(qtbot, window, catalog, demo_mo
     report = Path(exported[0]).read_text(encoding="utf-8")
     assert "<svg" in report and a.ref in report and b.ref in report
     assert f"Flipped items ({len(flipped)})" in report
+
+
+def test_a_judged_suite_asks_for_a_judge_before_any_job(qtbot, window, catalog,
+                                                        demo_model_session, tmp_path):
+    a = import_artifact(catalog, demo_model_session, "demo-a")
+    path = tmp_path / "judged.jsonl"
+    path.write_text(json.dumps({"kind": "judged", "prompt": "Name a colour.",
+                                "rubric": "A real colour scores high."}) + "\n", encoding="utf-8")
+    page = window.show_page("evaluate")
+    page.suites.import_file(str(path))
+    qtbot.waitUntil(lambda: page.suites.tree.topLevelItemCount() == 1, timeout=20_000)
+    assert "rubric: A real colour scores high." in page.suites.preview_text()
+    form = page.run_form
+    form.set_checked([a.ref])
+    form.select_suite("judged@1")
+    jobs_before = len(catalog.jobs())
+    assert form.start() is None
+    assert "judged@1 has 1 judged items: choose a running deployment" in form.status.text()
+    assert len(catalog.jobs()) == jobs_before
+    form.judge_combo.setEditText("http://127.0.0.1:9")
+    assert form.judge() == "http://127.0.0.1:9"
+    form.judge_combo.setCurrentIndex(0)
+    assert form.judge() is None
