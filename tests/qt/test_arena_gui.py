@@ -23,11 +23,18 @@ SCREENSHOT = Path("/tmp/tour/17-arena.png")
 def test_blind_pick_is_stored_with_the_right_winner_and_rated(qtbot, window, catalog,
                                                              demo_gguf) -> None:
     alpha, beta = two_models(catalog, demo_gguf)
-    keys = {alpha.id: _serve(qtbot, window, alpha.id), beta.id: _serve(qtbot, window, beta.id)}
     page = window.show_page("playground")
     page.mode_combo.setCurrentIndex(page.mode_combo.findData("arena"))
     panel = page.arena_panel
     assert panel.isVisible() and not page.chat_area.isVisible()
+    assert "needs two running deployments" in panel.status.text()
+    assert not panel.ask_button.isEnabled() and not panel.ask("Hello")
+    keys = {alpha.id: _serve(qtbot, window, alpha.id), beta.id: _serve(qtbot, window, beta.id)}
+    window.show_page("playground")
+    assert panel.ask_button.isEnabled()
+    panel.combos["a"].setCurrentIndex(panel.combos["a"].findData(keys[beta.id]))
+    panel.combos["b"].setCurrentIndex(panel.combos["b"].findData(keys[beta.id]))
+    assert not panel.ask("Hello") and "two different" in panel.status.text()
     panel.combos["a"].setCurrentIndex(panel.combos["a"].findData(keys[alpha.id]))
     panel.combos["b"].setCurrentIndex(panel.combos["b"].findData(keys[beta.id]))
     page.max_tokens_spin.setValue(12)
