@@ -21,7 +21,8 @@ from tests.mirror_fixtures import import_artifact
 EVERY_OPTION = dict(engine="torch", host="127.0.0.1", port=0, name="team-bot", ctx=2048,
                     threads=3, gpu_layers=-1, parallel=4, max_queue=7, batch=128,
                     device="cuda:1", quantization="bnb-nf4", lora="adapter@2",
-                    chat_template="gemma")
+                    chat_template="gemma", gpus="0,1", tensor_split="3,1", split_mode="row",
+                    device_map="balanced", max_memory="20,20", gpu_memory_utilization=0.8)
 
 
 def _child_parse(argv: list[str]) -> tuple[argparse.Namespace, ServeOptions]:

@@ -27,12 +27,16 @@ DEFAULT_PORT = 8000
 ENGINE_FOR_KIND = {"gguf": "llama.cpp", "hf": "torch", "lora": "torch"}
 
 
+ENGINE_SERVES = {"llama.cpp": "gguf", "torch": "hf", "vllm": "hf"}  # the kind each serves
+MAX_GPUS = 64  # more GPU indexes than any machine has: a hostile list stops here
+
+
 def option(default: Any, description: str, *, label: str, choices: tuple[str, ...] = (),
-           minimum: int | None = None, maximum: int | None = None, metavar: str | None = None,
-           ) -> Any:
+           minimum: float | None = None, maximum: float | None = None,
+           metavar: str | None = None, group: str = "Serving") -> Any:
     """A deployment setting: the shared field specification (``llmops_desktop.fields``)."""
     return spec(default, description, label=label, choices=choices, minimum=minimum,
-                maximum=maximum, metavar=metavar, group="Serving")
+                maximum=maximum, metavar=metavar, group=group)
 
 
 def model_slug(ref: str) -> str:
@@ -45,8 +49,9 @@ def model_slug(ref: str) -> str:
 class ServeOptions:
     engine: str | None = option(
         None, "Inference engine: llama.cpp serves GGUF files, torch serves Hugging Face "
-        "folders (default: chosen by the artifact's kind).", label="Engine",
-        choices=("llama.cpp", "torch"))
+        "folders, vllm serves Hugging Face folders with vLLM's own server on NVIDIA GPUs "
+        "(optional: pip install 'llmops-desktop[vllm]'; default: chosen by the artifact's "
+        "kind).", label="Engine", choices=("llama.cpp", "torch", "vllm"))
     host: str = option(
         DEFAULT_HOST, "Address to listen on. Anything but a loopback address (127.0.0.1) makes "
         "the model reachable from the network and needs an API key.", label="Address")
@@ -84,6 +89,30 @@ class ServeOptions:
         None, "llama.cpp: a LoRA GGUF artifact (made by 'llmops lora-gguf') applied on top "
         "of the served GGUF, which must be its base model's.", label="LoRA adapter",
         metavar="ARTIFACT")
+    gpus: str | None = option(
+        None, "GPUs this deployment may use, by index as nvidia-smi numbers them (0,1); "
+        "only its process sees them (CUDA_VISIBLE_DEVICES). Default: every GPU.",
+        label="GPUs", metavar="0,1", group="Placement")
+    tensor_split: str | None = option(
+        None, "llama.cpp: the share of the offloaded layers each chosen GPU takes, one "
+        "number per GPU in --gpus (3,1: three quarters on the first). Default: by free "
+        "memory.", label="Tensor split", metavar="3,1", group="Placement")
+    split_mode: str | None = option(
+        None, "llama.cpp: split the model across GPUs by layer (default) or by row "
+        "(tensor parallel; needs fast links between the GPUs).", label="Split mode",
+        choices=("layer", "row"), group="Placement")
+    device_map: str | None = option(
+        None, "torch: place the layers across the chosen GPUs with accelerate: auto (fill "
+        "them in order), balanced (even), sequential. Default: the whole model on --device.",
+        label="Device map", choices=("auto", "balanced", "sequential"), group="Placement")
+    max_memory: str | None = option(
+        None, "torch with a device map: GiB of each chosen GPU the weights may take, one "
+        "number per GPU in --gpus (20,20); the rest stays free for the KV cache.",
+        label="Memory per GPU (GiB)", metavar="GIB,GIB", group="Placement")
+    gpu_memory_utilization: float | None = option(
+        None, "vllm: the share of each GPU's memory vLLM may take for weights and KV cache "
+        "(default: vLLM's 0.9).", label="GPU memory share", minimum=0.05, maximum=1.0,
+        metavar="0.9", group="Placement")
     chat_template: str | None = option(
         None, "Chat template for a model without one (or to replace its own): a llama.cpp "
         "built-in name (chatml, gemma, llama3, llama2, mistral, phi3, zephyr, vicuna, "
@@ -102,12 +131,98 @@ class ServeOptions:
             if info["choices"] and value not in info["choices"]:
                 raise InvalidInputError(f"{info['label']}: one of "
                                         f"{', '.join(info['choices'])}, not {value!r}.")
-            if isinstance(value, int) and not isinstance(value, bool):
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
                 low, high = info["minimum"], info["maximum"]
                 if (low is not None and value < low) or (high is not None and value > high):
                     raise InvalidInputError(f"{info['label']}: {value} is outside "
                                             f"{low}..{high if high is not None else ''}.")
+        self.placement()
         return self
+
+    def placement(self) -> GpuPlacement:
+        """The GPU options checked against each other (InvalidInputError naming the field)."""
+        return GpuPlacement.parse(self.gpus, self.tensor_split, self.max_memory,
+                                  split_mode=self.split_mode, device_map=self.device_map)
+
+
+@dataclass(frozen=True)
+class GpuPlacement:
+    """Which GPUs a deployment uses and how its model is spread over them."""
+
+    gpus: tuple[int, ...] = ()  # physical indexes (nvidia-smi's); () every GPU
+    tensor_split: tuple[float, ...] = ()  # llama.cpp: a share per chosen GPU
+    max_memory_gib: tuple[float, ...] = ()  # torch device map: GiB per chosen GPU
+    split_mode: str | None = None
+    device_map: str | None = None
+
+    @classmethod
+    def parse(cls, gpus: str | None, tensor_split: str | None = None,
+              max_memory: str | None = None, *, split_mode: str | None = None,
+              device_map: str | None = None) -> GpuPlacement:
+        indexes = tuple(int(x) for x in _numbers(gpus, "GPUs", whole=True))
+        if len(set(indexes)) != len(indexes):
+            raise InvalidInputError(f"GPUs: {gpus!r} names a GPU twice; give each index once.")
+        shares = _numbers(tensor_split, "Tensor split")
+        memory = _numbers(max_memory, "Memory per GPU (GiB)")
+        for label, values in (("Tensor split", shares), ("Memory per GPU (GiB)", memory)):
+            if values and not indexes:
+                raise InvalidInputError(f"{label} gives a number per GPU: choose the GPUs "
+                                        "too (--gpus 0,1).")
+            if values and len(values) != len(indexes):
+                raise InvalidInputError(f"{label}: {len(values)} number(s) for "
+                                        f"{len(indexes)} GPU(s) ({gpus}); give one per GPU.")
+        if shares and not any(shares):
+            raise InvalidInputError("Tensor split: at least one GPU needs a share above 0.")
+        if memory and not all(memory):
+            raise InvalidInputError("Memory per GPU (GiB): every chosen GPU needs more than "
+                                    "0 GiB (leave a GPU out of --gpus instead).")
+        return cls(indexes, shares, memory, split_mode, device_map)
+
+    @property
+    def visible_devices(self) -> str | None:
+        """CUDA_VISIBLE_DEVICES for the deployment's process (None: leave it as it is)."""
+        return ",".join(str(i) for i in self.gpus) if self.gpus else None
+
+    def shares(self, count: int) -> list[tuple[int, float]]:
+        """(GPU index, share of the model) for a model spread over the chosen GPUs (or the
+        ``count`` GPUs there are): by the tensor split, else by memory per GPU, else even."""
+        indexes = list(self.gpus) or list(range(count))
+        weights = list(self.tensor_split or self.max_memory_gib) or [1.0] * len(indexes)
+        total = sum(weights) or 1.0
+        return [(i, w / total) for i, w in zip(indexes, weights, strict=True)]
+
+    def check_against(self, count: int) -> None:
+        """Refuse an index this machine does not have (``count`` GPUs)."""
+        missing = [i for i in self.gpus if i >= count]
+        if missing:
+            have = f"GPUs 0..{count - 1}" if count else "no NVIDIA GPU"
+            raise InvalidInputError(f"GPUs: this machine has {have}; there is no GPU "
+                                    f"{', '.join(map(str, missing))}. See 'nvidia-smi'.")
+
+
+def _numbers(text: str | None, label: str, *, whole: bool = False) -> tuple[float, ...]:
+    """'3, 1' -> (3.0, 1.0): non-negative finite numbers (whole ones for indexes)."""
+    import math
+
+    if text is None or not str(text).strip():
+        return ()
+    parts = [p.strip() for p in str(text).split(",")]
+    if len(parts) > MAX_GPUS:
+        raise InvalidInputError(f"{label}: at most {MAX_GPUS} numbers.")
+    out = []
+    for part in parts:
+        try:
+            if whole and not part.isdigit():  # "1.5", "-1", "0x1", "" are not indexes
+                raise ValueError
+            value = float(part[:32])
+        except ValueError:
+            what = "GPU indexes such as 0 or 0,1" if whole else "numbers such as 3,1"
+            raise InvalidInputError(f"{label}: {str(text)[:60]!r} is not {what}.") from None
+        if not math.isfinite(value) or value < 0 or (whole and value >= MAX_GPUS):
+            raise InvalidInputError(f"{label}: {part[:32]!r} is out of range (0 or more"
+                                    f"{f', below {MAX_GPUS}' if whole else ''}).")
+        out.append(value)
+    return tuple(out)
 
 
 def check_bind(host: str, api_key: str | None) -> None:
@@ -192,7 +307,7 @@ class DeploymentConfig:
                 raise InvalidInputError(f"{lora.ref} is not a LoRA GGUF; make one with "
                                         f"'llmops lora-gguf ADAPTER'.")
             lora_path = Path(lora.path)
-        expected = {"llama.cpp": "gguf", "torch": "hf"}.get(engine)
+        expected = ENGINE_SERVES.get(engine)
         if artifact.kind == "lora" and engine == "torch":
             expected = "lora"
         if expected and artifact.kind != expected:
@@ -200,6 +315,11 @@ class DeploymentConfig:
                     "--engine torch" if engine == "llama.cpp" else "use --engine llama.cpp")
             raise InvalidInputError(f"The {engine} engine serves {expected} artifacts and "
                                     f"{artifact.ref} is {artifact.kind}: {hint}.")
+        options = _placement_for(engine, options)
+        if engine == "vllm":
+            from llmops_desktop.serving.engines.vllm_engine import require_vllm
+
+            require_vllm()  # vLLM importable and a CUDA GPU, else the reason
         resolve_chat_template(options.chat_template)  # a bad name or file fails here
         name = (options.name or model_slug(artifact.ref)).strip()
         if not name:
@@ -211,16 +331,43 @@ class DeploymentConfig:
 
     def engine_settings(self) -> EngineSettings:
         o = self.options
+        place = o.placement()
         return EngineSettings(ctx=o.ctx, threads=o.threads, gpu_layers=o.gpu_layers,
                               parallel=o.parallel, device=o.device,
                               quantization=o.quantization, batch=o.batch,
                               lora_path=str(self.lora_path) if self.lora_path else None,
                               base_path=str(self.base_path) if self.base_path else None,
-                              chat_template=resolve_chat_template(o.chat_template))
+                              chat_template=resolve_chat_template(o.chat_template),
+                              gpus=place.visible_devices,
+                              tensor_split=place.tensor_split or None,
+                              split_mode=place.split_mode,
+                              device_map=place.device_map,
+                              max_memory_gib=place.max_memory_gib or None)
 
     def settings_json(self) -> dict[str, Any]:
         """The options as the deployment record keeps them (no secrets among them)."""
         return asdict(self.options)
+
+
+_PLACEMENT_ENGINES = {"tensor_split": ("llama.cpp",), "split_mode": ("llama.cpp",),
+                      "device_map": ("torch",), "max_memory": ("torch",),
+                      "gpu_memory_utilization": ("vllm",)}
+
+
+def _placement_for(engine: str, options: ServeOptions) -> ServeOptions:
+    """Refuse a placement option the engine does not use (it would silently do nothing);
+    memory per GPU without a device map means accelerate's ``auto``."""
+    for name, engines in _PLACEMENT_ENGINES.items():
+        if getattr(options, name) is not None and engine not in engines:
+            label = next(i["label"] for i in ServeOptions.field_info() if i["name"] == name)
+            raise InvalidInputError(f"{label} applies to the {' and '.join(engines)} engine, "
+                                    f"not {engine}; leave it empty.")
+    if options.tensor_split and options.gpu_layers == 0:
+        raise InvalidInputError("Tensor split spreads the layers offloaded to the GPUs, and "
+                                "GPU layers is 0 (CPU only): set GPU layers (-1: all).")
+    if options.max_memory and not options.device_map:
+        options = replace(options, device_map="auto")
+    return options
 
 
 def _adapter_base(catalog: Any, adapter: Artifact) -> Path:

@@ -23,7 +23,13 @@ from llmops_desktop.errors import InvalidInputError
 from llmops_desktop.fields import field_specs
 from llmops_desktop.paths import Home
 from llmops_desktop.procs import terminate
-from llmops_desktop.serving.config import API_KEY_ENV, DEFAULT_HOST, ServeOptions, check_bind
+from llmops_desktop.serving.config import (
+    API_KEY_ENV,
+    DEFAULT_HOST,
+    GpuPlacement,
+    ServeOptions,
+    check_bind,
+)
 from llmops_desktop.serving.store import Deployment, is_server_process
 
 STOP_GRACE_S = 5.0
@@ -85,6 +91,7 @@ class DeployRequest:
         self.options.checked()
         check_secret(self.api_key, "API key")
         check_bind(self.options.host or DEFAULT_HOST, self.api_key or None)
+        check_gpus(self.options.placement())
         return self
 
     def to_argv(self, home: Home) -> list[str]:
@@ -106,12 +113,48 @@ class DeployRequest:
         return argv
 
     def environment(self) -> dict[str, str]:
+        """The child's environment: ours, its API key, and only its GPUs visible to CUDA
+        (in the child alone: the window and the gateway keep theirs)."""
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
         env.pop(API_KEY_ENV, None)
         if self.api_key:
             env[API_KEY_ENV] = self.api_key
+        gpus = self.options.placement().visible_devices
+        if gpus is not None:
+            env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # CUDA numbers GPUs as nvidia-smi does
+            env["CUDA_VISIBLE_DEVICES"] = gpus
         return env
+
+
+def check_gpus(placement: GpuPlacement, gpu_count: Any = None) -> None:
+    """Refuse GPU indexes this machine does not have, or that this process may not hand
+    out (the gateway's ``--gpus`` limits what its deployments may pin). ``gpu_count``:
+    a function giving the number of GPUs (default: NVML's count; the reason if none)."""
+    if not placement.gpus:
+        return
+    allowed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if allowed is not None and all(p.strip().isdigit() for p in allowed.split(",")):
+        outside = [i for i in placement.gpus if str(i) not in
+                   {p.strip() for p in allowed.split(",")}]
+        if outside:
+            raise InvalidInputError(
+                f"GPUs: {', '.join(map(str, outside))} is outside the GPUs this process may "
+                f"use (CUDA_VISIBLE_DEVICES={allowed[:60]}, e.g. the gateway's --gpus); "
+                "choose among those.")
+    count, reason = (gpu_count or nvidia_gpu_count)()
+    if count == 0:
+        raise InvalidInputError(f"GPUs {placement.visible_devices}: no CUDA GPU found here. "
+                                f"{reason} Leave GPUs empty to serve on the CPU.")
+    placement.check_against(count)
+
+
+def nvidia_gpu_count() -> tuple[int, str]:
+    """How many NVIDIA GPUs NVML sees, and why none when it sees none."""
+    from llmops_desktop.monitor.gpu import diagnose
+
+    found = diagnose()
+    return (len(found.devices), "") if found.available else (0, found.message)
 
 
 def serving_log(home: Home) -> Path:

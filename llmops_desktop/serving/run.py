@@ -66,6 +66,11 @@ def serve(artifact: str | int, options: ServeOptions | None = None, *,
 
         check_servable(catalog, target)  # Settings may allow approved artifacts only
         config = DeploymentConfig.for_artifact(target, options, catalog)
+        if config.engine == "vllm":  # vLLM's own server is the deployment's process
+            from llmops_desktop.serving.engines.vllm_engine import serve_vllm
+
+            serve_vllm(catalog, config, api_key, on_ready)
+            return
         get_engine(config.engine)  # an unknown engine fails before the port is taken
         sock = bind_socket(options.host, options.port)
         url = socket_url(sock, options.host)

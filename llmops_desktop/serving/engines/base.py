@@ -50,6 +50,11 @@ class EngineSettings:
     lora_path: str | None = None  # llama.cpp: a LoRA GGUF applied on top of the model
     base_path: str | None = None  # torch, serving a LoRA adapter: its base model's folder
     chat_template: str | None = None  # Jinja text that replaces the model's own (or lack)
+    gpus: str | None = None  # CUDA_VISIBLE_DEVICES for the process ("0,1"); None: as it is
+    tensor_split: tuple[float, ...] | None = None  # llama.cpp: a share per chosen GPU
+    split_mode: str | None = None  # llama.cpp: "layer" (default) or "row"
+    device_map: str | None = None  # torch: accelerate's "auto", "balanced", "sequential"
+    max_memory_gib: tuple[float, ...] | None = None  # torch device map: GiB per chosen GPU
 
 
 @dataclass(frozen=True)
@@ -187,6 +192,18 @@ def get_engine(name: str) -> type[Engine]:
         raise EngineNotFoundError(
             f"No serving engine called {name!r}; choose one of "
             f"{', '.join(engine_names())}.") from None
+
+
+def pin_gpus(gpus: str | None) -> None:
+    """Make only ``gpus`` (nvidia-smi's indexes) visible to CUDA in this process, before an
+    engine imports its CUDA library: the server child's environment already says so when
+    the window or the gateway started it; ``llmops serve --gpus`` serves in-process."""
+    import os
+
+    if gpus is None:
+        return
+    os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # CUDA's numbering = nvidia-smi's
+    os.environ["CUDA_VISIBLE_DEVICES"] = gpus
 
 
 class IncrementalText:

@@ -31,6 +31,7 @@ from llmops_desktop.serving.engines.base import (
     Piece,
     PromptTokens,
     SamplingParams,
+    pin_gpus,
     register_engine,
 )
 from llmops_desktop.serving.engines.llama_batch import BatchScheduler, SequenceRequest
@@ -43,6 +44,30 @@ def _default_threads() -> int:
     import os
 
     return max(1, (os.cpu_count() or 2) // 2)
+
+
+def model_params(settings: EngineSettings) -> tuple[Any, Any]:
+    """llama.cpp's model parameters for ``settings`` (what ``llama_cpp.Llama(n_gpu_layers=,
+    tensor_split=, split_mode=)`` sets), and the float array ``tensor_split`` points into,
+    which must outlive the model's loading."""
+    import ctypes
+
+    import llama_cpp
+
+    params = llama_cpp.llama_model_default_params()
+    params.n_gpu_layers = settings.gpu_layers if settings.gpu_layers >= 0 else 0x7FFFFFFF
+    params.use_mmap = not settings.lora_path  # llama-cpp-python's rule with a LoRA
+    split = None
+    if settings.tensor_split:
+        if len(settings.tensor_split) > llama_cpp.LLAMA_MAX_DEVICES:
+            raise InvalidInputError(f"Tensor split: this llama.cpp takes at most "
+                                    f"{llama_cpp.LLAMA_MAX_DEVICES} GPUs.")
+        split = (ctypes.c_float * llama_cpp.LLAMA_MAX_DEVICES)(*settings.tensor_split)
+        params.tensor_split = split
+    if settings.split_mode:
+        params.split_mode = {"layer": llama_cpp.LLAMA_SPLIT_MODE_LAYER,
+                             "row": llama_cpp.LLAMA_SPLIT_MODE_ROW}[settings.split_mode]
+    return params, split
 
 
 @register_engine("llama.cpp")
@@ -89,12 +114,11 @@ class LlamaCppEngine(Engine):
         if settings.parallel < 1:
             raise InvalidInputError("--parallel must be at least 1.")
 
+        pin_gpus(settings.gpus)  # before llama.cpp's CUDA backend counts the devices
         import llama_cpp
         from llama_cpp._internals import LlamaModel
 
-        params = llama_cpp.llama_model_default_params()
-        params.n_gpu_layers = settings.gpu_layers if settings.gpu_layers >= 0 else 0x7FFFFFFF
-        params.use_mmap = not settings.lora_path  # llama-cpp-python's rule with a LoRA
+        params, _split = model_params(settings)  # _split: the array params points into
         try:
             model = LlamaModel(path_model=str(model_path), params=params, verbose=False)
         except ValueError as exc:  # "Failed to load model from file"

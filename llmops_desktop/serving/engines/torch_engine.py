@@ -30,6 +30,7 @@ from llmops_desktop.serving.engines.base import (
     Piece,
     PromptTokens,
     SamplingParams,
+    pin_gpus,
     register_engine,
 )
 
@@ -45,6 +46,24 @@ def _adapter_base(adapter_dir: Path) -> Path:
             f"{adapter_dir.name} is a LoRA adapter whose base model ({base or 'not named'}) is "
             "not on this machine. Import the base, or merge the adapter and serve the merge.")
     return base
+
+
+def device_map_kwargs(settings: EngineSettings, cuda_devices: int) -> dict[str, Any]:
+    """``from_pretrained``'s accelerate placement for ``settings.device_map``: the map's
+    strategy and, with memory per GPU, ``max_memory`` for each visible (chosen) GPU."""
+    if not settings.device_map:
+        return {}
+    if cuda_devices == 0:
+        raise InvalidInputError(f"Device map {settings.device_map}: torch sees no CUDA GPU "
+                                "here. Leave the device map empty to serve on one device.")
+    out: dict[str, Any] = {"device_map": settings.device_map}
+    if settings.max_memory_gib:
+        if len(settings.max_memory_gib) != cuda_devices:
+            raise InvalidInputError(f"Memory per GPU: {len(settings.max_memory_gib)} numbers "
+                                    f"for the {cuda_devices} GPU(s) torch sees; give one per "
+                                    "GPU in --gpus.")
+        out["max_memory"] = {i: f"{gib:g}GiB" for i, gib in enumerate(settings.max_memory_gib)}
+    return out
 
 
 @register_engine("torch")
@@ -90,6 +109,7 @@ class TorchEngine(Engine):
                 "engine serves those. Use --engine llama.cpp for a GGUF file.")
         if settings.parallel < 1:
             raise InvalidInputError("--parallel must be at least 1.")
+        pin_gpus(settings.gpus)  # before torch initialises CUDA
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -98,11 +118,14 @@ class TorchEngine(Engine):
         if settings.threads:
             torch.set_num_threads(settings.threads)
         device = settings.device or "auto"
-        if device == "auto":
+        if device == "auto" or settings.device_map:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise InvalidInputError(f"--device {device}: torch sees no CUDA GPU here. Use "
                                     "--device cpu, or the llama.cpp engine with a GGUF.")
+        placement = device_map_kwargs(settings, torch.cuda.device_count())
+        if placement:
+            device = "cuda:0"  # the first chosen GPU: the embeddings, where inputs go
         config = json.loads(config_path.read_text(encoding="utf-8"))
         quantization = settings.quantization or bnb_mode_of(config)
         try:
@@ -110,8 +133,10 @@ class TorchEngine(Engine):
                 model = load_bnb(model_path, settings.quantization, device=device)
             else:
                 model = AutoModelForCausalLM.from_pretrained(
-                    str(model_path), dtype=torch.float32 if device == "cpu" else "auto")
-                model.to(device)
+                    str(model_path), dtype=torch.float32 if device == "cpu" else "auto",
+                    **placement)
+                if not placement:
+                    model.to(device)
                 model.eval()
             if adapter_dir is not None:
                 from peft import PeftModel
