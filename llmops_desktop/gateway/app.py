@@ -1,9 +1,11 @@
 """The gateway's HTTP app: one OpenAI-compatible address for every model the policy allows.
 
 ``/v1/models`` lists the models the caller's key may use, each with its ``state``
-(loaded, loading, unloaded). ``/v1/chat/completions`` and ``/v1/completions`` check the key
-(401), its scope (403) and limits (429 with ``Retry-After``), load the model if need be
-(503 with ``Retry-After`` when it cannot load now) and pass the request to its deployment.
+(loaded, loading, unloaded). ``/v1/chat/completions``, ``/v1/completions`` and the Anthropic
+Messages API ``/v1/messages`` (the key as ``x-api-key`` or ``Authorization: Bearer``; errors
+in Anthropic's shape) check the key (401), its scope (403, from the body's ``model``) and
+limits (429 with ``Retry-After``), load the model if need be (503 with ``Retry-After`` when
+it cannot load now) and pass the request to its deployment.
 ``/health`` answers without a key; ``/metrics`` is Prometheus text.
 """
 
@@ -33,14 +35,26 @@ log = logging.getLogger("llmops_desktop.gateway")
 FLUSH_EVERY_S = 0.5
 
 
+MESSAGES = "/v1/messages"  # the Anthropic Messages API: its own error shape and usage
+ANTHROPIC_ERRORS = {400: "invalid_request_error", 401: "authentication_error",
+                    403: "permission_error", 404: "not_found_error", 413: "request_too_large",
+                    429: "rate_limit_error", 503: "overloaded_error"}
+
+
 def error(status: int, message: str, *, code: str | None = None, type: str | None = None,
-          retry_after: int | None = None) -> JSONResponse:
-    kind = type or {401: "authentication_error", 403: "permission_error",
-                    429: "rate_limit_error", 404: "invalid_request_error"}.get(
-                        status, "invalid_request_error" if status < 500 else "server_error")
+          retry_after: int | None = None, anthropic: bool = False) -> JSONResponse:
+    """An error as the client's API writes it: OpenAI's, or Anthropic's for /v1/messages."""
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
+    if anthropic:
+        kind = ANTHROPIC_ERRORS.get(status, "api_error" if status >= 500
+                                    else "invalid_request_error")
+        return JSONResponse({"type": "error", "error": {"type": kind, "message": message}},
+                            status_code=status, headers=headers)
+    kind = type or {401: "authentication_error", 403: "permission_error",
+                    429: "rate_limit_error", 404: "invalid_request_error"}.get(
+                        status, "invalid_request_error" if status < 500 else "server_error")
     return JSONResponse({"error": {"message": message, "type": kind, "param": None,
                                    "code": code}}, status_code=status, headers=headers)
 
@@ -63,7 +77,9 @@ class Gateway:
         if self.open_without_keys and not keys_required(self.catalog):
             return None  # whatever a client sends (the openai client always sends one)
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        return token.strip() if scheme.lower() == "bearer" else ""
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+        return request.headers.get("x-api-key", "").strip()  # Anthropic's own header
 
     def authenticate(self, request: Request) -> ApiKey | None:
         """The caller's key; None when this gateway needs none. Raises KeyRefused."""
@@ -127,42 +143,49 @@ class Gateway:
              **({"error": s.error} if s.error else {})} for s in slots]})
 
     async def generate(self, request: Request) -> Response:
+        """/v1/chat/completions, /v1/completions and /v1/messages: key, scope (the body's
+        model), limits, then the model's deployment; usage and the log row from its answer."""
         started = time.perf_counter()
         endpoint = request.url.path
+        anthropic = endpoint == MESSAGES
+
+        def fail(status: int, message: str, **kw: Any) -> JSONResponse:
+            return error(status, message, anthropic=anthropic, **kw)
+
         try:
             key = await self.authenticate_async(request)
         except KeyRefused as exc:
             self.book.record(key_name=None, model="", endpoint=endpoint, stream=False,
                              status=401, latency_ms=_ms(started), error=str(exc))
-            return error(401, str(exc), code="invalid_api_key")
+            return fail(401, str(exc), code="invalid_api_key")
         key_name = key.name if key else None
         try:
             payload = json.loads(await read_body(request))
         except BodyTooLarge as exc:
-            return error(413, str(exc), code="request_too_large")
+            return fail(413, str(exc), code="request_too_large")
         except ValueError:
-            return error(400, "The body must be a JSON object.", code="invalid_json")
+            return fail(400, "The body must be a JSON object.", code="invalid_json")
         model = payload.get("model") if isinstance(payload, dict) else None
         if not isinstance(model, str) or not model:
-            return error(400, "Say which model: 'model' (see /v1/models).", code="missing_model")
+            return fail(400, "Say which model: 'model' (see /v1/models).", code="missing_model")
         stream = payload.get("stream") is True
-        if model.startswith("prompt:"):  # a versioned prompt: to the model it was made for
+        if model.startswith("prompt:") and not anthropic:  # a versioned prompt: its model
             from llmops_desktop.errors import InvalidInputError, NotFoundError
             from llmops_desktop.serving.prompts_route import gateway_prompt_target
 
             try:
                 model, payload["model"] = gateway_prompt_target(self.catalog, model, payload)
             except (NotFoundError, InvalidInputError) as exc:
-                return error(404 if isinstance(exc, NotFoundError) else 400, str(exc),
-                             code="model_not_found" if isinstance(exc, NotFoundError)
-                             else "invalid_value")
+                return fail(404 if isinstance(exc, NotFoundError) else 400, str(exc),
+                            code="model_not_found" if isinstance(exc, NotFoundError)
+                            else "invalid_value")
 
         def refuse(status: int, message: str, **kw: Any) -> Response:
             named = slot.name if slot is not None else model
             self.book.record(key_name=key_name, model=named, endpoint=endpoint, stream=stream,
                              status=status, latency_ms=_ms(started), error=message,
                              counted=False)
-            return error(status, message, **kw)
+            return fail(status, message, **kw)
 
         slot = self.pool.find(model)
         if slot is None or (key is not None and not key.allows(*slot.names)):
@@ -178,7 +201,7 @@ class Gateway:
                 return refuse(429, f"The key {key_name!r} is over its limit of {limit}; try "
                                    f"again in {wait} s.", code="rate_limit_exceeded",
                               retry_after=wait)
-        body, added = proxy.prepare_body(payload)
+        body, added = proxy.prepare_body(payload, usage_event=not anthropic)
         for attempt in range(2):
             try:
                 await self.pool.acquire(slot)
@@ -241,11 +264,10 @@ class Gateway:
                 pass
         except proxy.CONNECTION_ERRORS:
             outcome.status, outcome.error = 502, f"{slot.name}'s deployment stopped answering"
-            content = json.dumps({"error": {"message": f"The deployment of {slot.name} stopped "
-                                            "answering; the next request starts it again.",
-                                            "type": "server_error", "param": None,
-                                            "code": "deployment_unavailable"}}).encode()
-            headers = {"content-type": "application/json"}
+            gone = error(502, f"The deployment of {slot.name} stopped answering; the next "
+                          "request starts it again.", code="deployment_unavailable",
+                          anthropic=endpoint == MESSAGES)
+            content, headers = bytes(gone.body), {"content-type": "application/json"}
         finally:
             await upstream.aclose()
             done(outcome)
@@ -294,6 +316,7 @@ def create_gateway_app(gateway: Gateway) -> Any:
               Route("/v1/models", gateway.models),
               Route("/v1/chat/completions", gateway.generate, methods=["POST"]),
               Route("/v1/completions", gateway.generate, methods=["POST"]),
+              Route(MESSAGES, gateway.generate, methods=["POST"]),
               Route("/v1/feedback", _feedback_route(gateway), methods=["POST"])]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.gateway = gateway

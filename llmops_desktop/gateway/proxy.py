@@ -1,9 +1,10 @@
 """Pass one request to a deployment and its answer back, streamed as it comes.
 
-The gateway reads the usage a deployment reports: in a plain answer's ``usage``; in a
-stream, from the last event, which the gateway asks for (``stream_options.include_usage``)
-and drops again when the client did not ask for it. Server-sent events are passed on
-whole, each as soon as it is complete.
+The gateway reads the usage a deployment reports: in a plain answer's ``usage``; in an
+OpenAI stream, from the last event, which the gateway asks for
+(``stream_options.include_usage``) and drops again when the client did not ask for it; in
+an Anthropic Messages stream, from ``message_start`` and ``message_delta``. Server-sent
+events are passed on whole, each as soon as it is complete.
 """
 
 from __future__ import annotations
@@ -46,10 +47,11 @@ class Outcome:
     error: str | None = None
 
 
-def prepare_body(payload: dict[str, Any]) -> tuple[bytes, bool]:
-    """The body to send on, and whether the gateway added the stream's usage event."""
+def prepare_body(payload: dict[str, Any], *, usage_event: bool = True) -> tuple[bytes, bool]:
+    """The body to send on, and whether the gateway added the stream's usage event (an
+    OpenAI stream's; ``usage_event=False`` for the Messages API, whose stream has usage)."""
     added = False
-    if payload.get("stream") is True:
+    if usage_event and payload.get("stream") is True:
         options = payload.get("stream_options")
         if not isinstance(options, dict) or not options.get("include_usage"):
             payload = {**payload, "stream_options": {**(options if isinstance(options, dict)
@@ -59,10 +61,36 @@ def prepare_body(payload: dict[str, Any]) -> tuple[bytes, bool]:
 
 
 def read_usage(data: Any, outcome: Outcome) -> None:
-    usage = data.get("usage") if isinstance(data, dict) else None
-    if isinstance(usage, dict):
-        outcome.prompt_tokens = int(usage.get("prompt_tokens") or 0)
-        outcome.completion_tokens = int(usage.get("completion_tokens") or 0)
+    """Token counts from an answer or event: OpenAI's ``usage`` (prompt/completion tokens)
+    or Anthropic's (input/output tokens: ``message.usage`` in ``message_start``, the output
+    count in ``message_delta``); a count the object does not carry is left as it was."""
+    if not isinstance(data, dict):
+        return
+    usage = data.get("usage")
+    if not isinstance(usage, dict) and isinstance(data.get("message"), dict):
+        usage = data["message"].get("usage")
+    if not isinstance(usage, dict):
+        return
+    for attr, names in (("prompt_tokens", ("prompt_tokens", "input_tokens")),
+                        ("completion_tokens", ("completion_tokens", "output_tokens"))):
+        for name in names:
+            value = usage.get(name)
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                setattr(outcome, attr, value)
+                break
+
+
+def _event_data(event: bytes) -> Any:
+    """The JSON of one server-sent event's ``data:`` line (after an ``event:`` line, in
+    Anthropic's streams), or None."""
+    at = 0 if event.startswith(b"data: {") else event.find(b"\ndata: {") + 1
+    if at == 0 and not event.startswith(b"data: {"):
+        return None
+    line = event[at + 6:].split(b"\n", 1)[0]
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
 
 
 async def open_upstream(client: Any, path: str, body: bytes) -> Any:
@@ -88,14 +116,11 @@ async def relay_events(upstream: Any, outcome: Outcome, started: float, drop_usa
             complete, _, buffer = buffer.rpartition(b"\n\n")
             out = []
             for event in complete.split(b"\n\n"):
-                if b'"usage"' in event and event.startswith(b"data: {"):
-                    try:
-                        data = json.loads(event[6:])
-                    except ValueError:
-                        data = None
-                    if isinstance(data, dict) and data.get("usage"):
+                if b'"usage"' in event:
+                    data = _event_data(event)
+                    if isinstance(data, dict):
                         read_usage(data, outcome)
-                        if drop_usage and not data.get("choices"):
+                        if drop_usage and data.get("usage") and not data.get("choices"):
                             continue
                 out.append(event + b"\n\n")
             if out:
