@@ -17,7 +17,6 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -46,11 +45,11 @@ _STATUS = {"stopped": "Stopped", "starting": "Starting…", "running": "Serving"
            "stopping": "Stopping (its models first)…"}
 
 
-class GatewayPanel(QGroupBox):
+class GatewayPanel(QWidget):
     """Start/stop the gateway, its address, its models and its users."""
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
-        super().__init__("Gateway: one address for every model, loaded on demand", parent)
+        super().__init__(parent)
         self.ctx = ctx
         self.gateway = GatewayController(ctx.home, self)
         self.gateway.sig_state_changed.connect(self._on_state_changed)
@@ -61,6 +60,7 @@ class GatewayPanel(QGroupBox):
         self.host_combo = QComboBox()
         self.host_combo.setEditable(True)
         self.host_combo.addItems(["127.0.0.1", "0.0.0.0"])
+        self.host_combo.setMinimumContentsLength(12)
         self.host_combo.setToolTip("Address to listen on. 127.0.0.1: this machine only. "
                                    "Any other address needs an API key (make one below).")
         self.port_spin = QSpinBox()
@@ -92,7 +92,7 @@ class GatewayPanel(QGroupBox):
         self.address_edit = QLineEdit()
         self.address_edit.setReadOnly(True)
         self.address_edit.setPlaceholderText("the OpenAI base URL appears here once it serves")
-        self.copy_button = QPushButton("Copy")
+        self.copy_button = QPushButton(icon("copy"), "Copy")
         self.copy_button.setToolTip("Copy the OpenAI base URL (…/v1) to the clipboard")
         self.copy_button.clicked.connect(self.copy_address)
 
@@ -121,7 +121,12 @@ class GatewayPanel(QGroupBox):
         self.tabs.setTabToolTip(1, f"Requests, errors and tokens per key and model over the "
                                    f"gateway's last {USAGE_ROWS:,} requests")
         self.tabs.addTab(self.keys, "API keys")
+        about = QLabel("One OpenAI-compatible address for every model: a model loads on its "
+                       "first request and unloads when idle; each person gets a key.")
+        about.setWordWrap(True)
+        about.setStyleSheet("color: palette(mid);")
         layout = QVBoxLayout(self)
+        layout.addWidget(about)
         layout.addLayout(fields)
         layout.addWidget(self.tabs, 1)
 

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QLabel,
     QSplitter,
+    QTabWidget,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
@@ -95,9 +96,17 @@ class DeploymentsPage(Page):
         layout.addWidget(self.form)
         layout.addWidget(self.model_defaults)
         self.splitter = QSplitter(Qt.Orientation.Vertical)
-        self.splitter.addWidget(self._build_list())
+        self.list_tabs = QTabWidget()  # this window's deployments, or the gateway's models
+        self.list_tabs.addTab(self._build_list(), "Deployments")
+        self.list_tabs.addTab(self.gateway_panel, "Gateway")
+        self.list_tabs.setTabToolTip(1, "One address for every model, loaded on demand; "
+                                        "API keys per person")
+        self.list_tabs.currentChanged.connect(  # the details are a deployment's
+            lambda index: self.details.setVisible(index == 0))
+        self.gateway.sig_state_changed.connect(lambda state: self.list_tabs.setTabText(
+            1, "Gateway" if state == "stopped" else f"Gateway ({state})"))
+        self.splitter.addWidget(self.list_tabs)
         self.splitter.addWidget(self.details)
-        self.splitter.addWidget(self.gateway_panel)
         self.splitter.setStretchFactor(0, 1)
         self.splitter.setStretchFactor(1, 2)
         self.splitter.setChildrenCollapsible(False)
