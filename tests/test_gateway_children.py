@@ -83,3 +83,43 @@ def test_saved_settings_the_server_would_refuse_are_refused(catalog, demo_gguf):
     catalog.conn.execute("INSERT INTO model_serve_settings VALUES (?, ?, '2026-01-01')",
                          (alpha.id, '{"ctx": "lots", "x": [1]}'))  # not written by us
     assert model_settings(catalog, alpha.id) is None
+
+
+def _serve(home, artifact_id: int):
+    """A deployment started as the window or 'llmops serve' starts one, once it serves."""
+    from llmops_desktop.procs import read_events
+    from llmops_desktop.serving.deploy import DeployRequest, start_server
+
+    process = start_server(DeployRequest.from_options(artifact_id, port=0, ctx=256, threads=1),
+                           home)
+    for event in read_events(process.stdout):
+        if event.type == "result":
+            return process
+    raise AssertionError(f"the deployment did not start (exit code {process.wait()})")
+
+
+def test_a_gateway_stops_what_a_gone_gateway_left_and_nothing_else(home, catalog, demo_gguf,
+                                                                   monkeypatch):
+    import subprocess
+
+    from llmops_desktop.gateway.children import GATEWAY_PID_ENV
+
+    alpha, beta = two_models(catalog, demo_gguf)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    monkeypatch.setenv(GATEWAY_PID_ENV, str(gone.pid))  # as a gateway's deployment carries
+    orphan = _serve(home, alpha.id)
+    monkeypatch.delenv(GATEWAY_PID_ENV)
+    own = _serve(home, beta.id)  # the window's, say: not the gateway's to stop
+    try:
+        with gateway_process(home, "--idle-unload", "0"):
+            assert wait_gone(orphan.pid), "the orphaned deployment still runs"
+            assert own.poll() is None
+        audit = [e.details for e in catalog.audit_entries() if e.action ==
+                 "gateway_orphan_stopped"]
+        assert [(d["model"], d["gateway_pid"]) for d in audit] == [(alpha.ref, gone.pid)]
+    finally:
+        for process in (orphan, own):
+            if process.poll() is None:
+                process.kill()
+            process.wait()

@@ -74,6 +74,9 @@ def run_gateway(options: GatewayOptions, *, home: Home | str | os.PathLike[str] 
                 f"Refusing to serve the gateway on {options.host} without an API key: anyone "
                 "who can reach this machine could use every model. Make one per person with "
                 "'llmops apikey create NAME', or bind to 127.0.0.1.")
+        from llmops_desktop.gateway.children import reap_orphans
+
+        reap_orphans(catalog)  # deployments an earlier gateway left behind hold memory
         budget = (int(options.memory_budget_gb * 2**30)
                   if options.memory_budget_gb is not None else None)
         pool = DeploymentPool(catalog, PoolOptions(idle_unload=options.idle_unload,
