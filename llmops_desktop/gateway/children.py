@@ -65,9 +65,9 @@ def start_deployment(request, home: Home) -> subprocess.Popen[bytes]:  # noqa: A
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**request.environment(), GATEWAY_PID_ENV: str(os.getpid())}
     with open(log_path, "ab") as out:
-        return subprocess.Popen(request.to_argv(home), stdout=subprocess.PIPE, stderr=out,  # noqa: S603
-                                stdin=subprocess.DEVNULL, env=env,
-                                start_new_session=True, preexec_fn=die_with_parent())
+        return subprocess.Popen(  # noqa: S603 - our own server module, no shell
+            request.to_argv(home), stdout=subprocess.PIPE, stderr=out, stdin=subprocess.DEVNULL,
+            env=env, start_new_session=True, preexec_fn=die_with_parent())
 
 
 def gateway_of(pid: int) -> int | None:
