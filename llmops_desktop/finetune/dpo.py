@@ -11,10 +11,17 @@ data order. Why not a hand-written loss: TRL keeps DPO's loss, reference log-pro
 ``compute_loss``; our loop calls ``compute_loss`` on each micro-batch and owns everything
 else. TRL's own per-batch metrics (reward margins, chosen/rejected log-probabilities) are
 read from the trainer after each step and written to the run's ``metrics.jsonl``.
+
+Memory: the tokenized pairs stay in TRL's Arrow table (4-8 bytes a token) and our split is
+a view of it (:class:`PairRows`), never a copy as Python lists (about 36 bytes a token);
+the table keeps only the three token columns once split (TRL's own loop keeps the texts
+too). The reference is the base with the adapter disabled, under ``no_grad`` (TRL's).
 """
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +33,7 @@ METRICS = {"rewards/margins": "reward_margin", "rewards/accuracies": "reward_acc
            "rewards/chosen": "reward_chosen", "rewards/rejected": "reward_rejected",
            "logps/chosen": "logps_chosen", "logps/rejected": "logps_rejected"}
 PREFERENCE_METHODS = ("dpo",)
+TOKEN_COLUMNS = ("prompt_ids", "chosen_ids", "rejected_ids")
 
 
 def trl_examples(rows: list[dict[str, Any]], tokenizer: Any) -> list[dict[str, Any]]:
@@ -68,12 +76,32 @@ def dpo_config(opts: Any, output_dir: Path, device: Any, **overrides: Any) -> An
     return DPOConfig(**kwargs)
 
 
+class PairRows:
+    """Some rows of an Arrow dataset of tokenized pairs, as a sequence of dicts: ``rows[i]``
+    is one pair, ``rows[i:j]`` a list of them (what the collator takes)."""
+
+    def __init__(self, dataset: Any, positions: list[int]) -> None:
+        self.dataset = dataset
+        self.positions = positions
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return [self.dataset[p] for p in self.positions[index]]
+        return self.dataset[self.positions[index]]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return (self.dataset[p] for p in self.positions)
+
+
 @dataclass
 class PreferenceData:
     """Tokenized pairs, split as the dataset version says (the shape of ``Encoded``)."""
 
-    train: list[dict[str, Any]]
-    validation: list[dict[str, Any]]
+    train: PairRows
+    validation: PairRows
     truncated: int
     nothing_to_learn: int
     validation_indices: list[int]
@@ -108,16 +136,23 @@ class DPOObjective:
         return self.trainer.model
 
     def split(self, validation_indices: list[int], max_len: int) -> PreferenceData:
-        keep = ("prompt_ids", "chosen_ids", "rejected_ids")
+        """Views of TRL's tokenized table (only its token columns are kept from here on)."""
+        table = self.trainer.train_dataset
         val = set(validation_indices)
         train, validation = [], []
         truncated = 0
-        for ex in self.trainer.train_dataset:
-            pair = {k: list(ex[k]) for k in keep}
-            n = len(pair["prompt_ids"]) + max(len(pair["chosen_ids"]), len(pair["rejected_ids"]))
-            truncated += n > max_len
-            (validation if ex["row"] in val else train).append(pair)
-        return PreferenceData(train, validation, truncated, 0, sorted(val))
+        position = 0
+        for batch in table.select_columns(["row", *TOKEN_COLUMNS]).iter(batch_size=1024):
+            for row, p, c, r in zip(batch["row"], *(batch[k] for k in TOKEN_COLUMNS)):
+                truncated += len(p) + max(len(c), len(r)) > max_len
+                (validation if row in val else train).append(position)
+                position += 1
+        tokens = table.select_columns(list(TOKEN_COLUMNS))
+        self.trainer.train_dataset = tokens  # the texts can go
+        del table
+        gc.collect()  # what loading and tokenizing left in cycles, before the first step
+        return PreferenceData(PairRows(tokens, train), PairRows(tokens, validation), truncated,
+                              0, sorted(val))
 
     def loss(self, model: Any, examples: list[dict[str, Any]], device: Any) -> tuple[Any, int]:
         """Mean DPO loss over these pairs, and the tokens they hold."""
