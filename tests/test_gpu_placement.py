@@ -30,6 +30,7 @@ from llmops_desktop.serving.config import (
 from llmops_desktop.serving.deploy import DeployRequest, check_gpus
 from llmops_desktop.serving.engines.base import EngineSettings
 from tests.mirror_fixtures import import_artifact
+from tests.test_gpu import _cuda_reason
 
 
 @pytest.mark.parametrize(("changes", "message"), [
@@ -187,16 +188,6 @@ def test_shares_per_gpu_follow_the_split_or_the_memory() -> None:
     assert GpuPlacement((1, 3), (3.0, 1.0)).shares(4) == [(1, 0.75), (3, 0.25)]
     assert GpuPlacement((0, 1), (), (30.0, 10.0)).shares(2) == [(0, 0.75), (1, 0.25)]
     assert GpuPlacement().shares(2) == [(0, 0.5), (1, 0.5)]
-
-
-def _cuda_reason() -> str | None:
-    try:
-        import torch
-    except ImportError:
-        return "torch is not installed"
-    if not torch.cuda.is_available():
-        return f"torch {torch.__version__} sees no CUDA GPU here"
-    return None
 
 
 @pytest.mark.gpu

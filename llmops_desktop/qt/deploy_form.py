@@ -28,6 +28,7 @@ from llmops_desktop.catalog import Artifact, ArtifactState
 from llmops_desktop.fields import FieldSpec, field_specs
 from llmops_desktop.qt.context import AppContext, icon
 from llmops_desktop.qt.forms import ComboBox, Editor, Override, SpecForm
+from llmops_desktop.qt.gpu_placement import GpuPlacementBox
 from llmops_desktop.serving.config import DEFAULT_HOST, ENGINE_FOR_KIND, ServeOptions
 from llmops_desktop.serving.defaults import Hardware, suggest_options
 from llmops_desktop.serving.deploy import DeployRequest
@@ -60,7 +61,7 @@ def _lora_editor(spec: FieldSpec) -> Editor:
 
 
 OVERRIDES = {
-    "engine": Override(none_text="by the model's kind"),
+    "engine": Override(none_text="by the model's kind", choice_texts={"vllm": "vLLM"}),
     "name": Override(none_text="default: NAME@VERSION"),
     "host": Override(suggestions=(DEFAULT_HOST, "0.0.0.0")),
     "port": Override(min_text="free port"),
@@ -124,6 +125,12 @@ class DeployForm(QGroupBox):
         self.ctx_spin, self.threads_spin = inputs["ctx"], inputs["threads"]
         self.parallel_spin, self.gpu_layers_spin = inputs["parallel"], inputs["gpu_layers"]
         self.template_combo = inputs.get("chat_template")
+        self.placement = GpuPlacementBox()
+        self.placement.sig_vllm.connect(self.set_vllm_available)
+        self.set_vllm_available(False, "Checking whether vLLM can run here…")
+        self.engine_combo.currentIndexChanged.connect(self._on_engine_changed)
+        for form in (self.main_form, self.tuning_form, self.placement.form):
+            form.sig_changed.connect(self.update_estimate)
         self.host_combo.currentTextChanged.connect(self._on_host_changed)
         self.api_key_edit = QLineEdit()
         self.api_key_edit.setEchoMode(QLineEdit.EchoMode.PasswordEchoOnEdit)
@@ -172,9 +179,11 @@ class DeployForm(QGroupBox):
         layout.addSpacing(12)
         layout.addWidget(self.tuning_form, 2, Qt.AlignmentFlag.AlignTop)
         outer.addLayout(layout)
+        outer.addWidget(self.placement)
         outer.addWidget(self._build_advanced())
         outer.addLayout(warn_row)
         outer.addLayout(start_row)
+        self.placement.read()
 
     def _build_advanced(self) -> QWidget:
         """The options most deployments leave alone (``llmops serve`` has each as a flag)."""
@@ -199,7 +208,35 @@ class DeployForm(QGroupBox):
     def serve_values(self) -> dict[str, Any]:
         """The serve options the form shows, by field name."""
         return {**self.main_form.values(), **self.tuning_form.values(),
-                **self.advanced_form.values()}
+                **self.advanced_form.values(), **self.placement.values()}
+
+    def engine(self) -> str:
+        """The engine the deployment will use: the chosen one, else the model kind's."""
+        kind = self.artifact_combo.currentData(Qt.ItemDataRole.UserRole + 1)
+        return self.engine_combo.currentData() or ENGINE_FOR_KIND.get(kind or "", "")
+
+    def set_vllm_available(self, ok: bool, reason: str) -> None:
+        """Offer vLLM, or grey it out with the reason (not installed, no NVIDIA GPU)."""
+        index = self.engine_combo.findData("vllm")
+        item = self.engine_combo.model().item(index)  # type: ignore[attr-defined]
+        if item is None:
+            return
+        item.setEnabled(ok)
+        item.setToolTip(reason if ok else f"Not available: {reason}")
+        if not ok and self.engine_combo.currentIndex() == index:
+            self.engine_combo.setCurrentIndex(0)
+
+    def update_estimate(self) -> None:
+        """The memory the chosen placement needs, per GPU, beside what each has free."""
+        from dataclasses import fields
+
+        known = {f.name for f in fields(ServeOptions)}
+        values = {k: v for k, v in self.serve_values().items() if k in known}
+        try:
+            options = ServeOptions(**{**values, "engine": self.engine() or None})
+        except (TypeError, ValueError):
+            return
+        self.placement.update_estimate(self.current_artifact(), options)
 
     def current_artifact(self) -> Artifact | None:
         artifact_id = self.artifact_combo.currentData()
@@ -331,7 +368,12 @@ class DeployForm(QGroupBox):
         if index >= 0 and self.artifact_combo.itemData(index) != self._defaults_for:
             self._defaults_for = self.artifact_combo.itemData(index)
             self.apply_defaults()
+        self._on_engine_changed()
         self.sig_artifact_changed.emit(self.artifact_combo.currentData())
+
+    def _on_engine_changed(self, *_: object) -> None:
+        self.placement.show_engine(self.engine())
+        self.update_estimate()
 
     def _on_host_changed(self, host: str) -> None:
         from llmops_desktop.netaddr import is_loopback
