@@ -90,7 +90,7 @@ def test_perplexity_is_measured_and_stored_on_the_right_artifacts(quantized) -> 
         assert v["perplexity_change"] is not None and v["bits_per_weight"] > 0
     for a in out["artifacts"]:
         evals = a["evaluations"]
-        assert [e["metric"] for e in evals] == ["perplexity"]
+        assert [e["metric"] for e in evals] == ["perplexity", "kl_divergence", "top1_agreement"]
         assert evals[0]["dataset"] == "heldout-en.txt" and evals[0]["params"]["tokens"] > 100
         assert evals[0]["dataset_sha256"] == parent_ppl[0]["dataset_sha256"]
 

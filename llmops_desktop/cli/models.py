@@ -58,11 +58,14 @@ def cmd_show(args: argparse.Namespace) -> int:
     audit = catalog.audit_entries(artifact_id=a.id)
     from llmops_desktop.quantize.variants import variant_table
 
+    from llmops_desktop.share.evalruns import artifact_eval_runs, run_text
+
     variants = variant_table(catalog, a.id)
+    eval_runs = artifact_eval_runs(catalog, a.id)
     if args.json:
         print_json({**a.to_json(), "files": [f.__dict__ for f in files],
                      "evaluations": [e.to_json() for e in catalog.evaluations(a.id)],
-                     "variants": variants,
+                     "eval_runs": eval_runs, "variants": variants,
                      "ancestors": [x.to_json() for x in ancestors],
                      "descendants": [x.to_json() | {"evaluations": [
                          e.to_json() for e in catalog.evaluations(x.id)]} for x in descendants],
@@ -88,13 +91,21 @@ def cmd_show(args: argparse.Namespace) -> int:
     for x in descendants:
         print(f"      └ {x.ref} (#{x.id}, {x.kind}, from #{x.parent_id})")
     if len(variants) > 1:
-        print("  variants:                    type          size  bits/w  perplexity  vs this")
+        print("  variants:                    type          size  bits/w  perplexity   vs this"
+              "  KL div.   top-1")
         for v in variants:
             ppl = f"{v['perplexity']:10.3f}" if v["perplexity"] is not None else " " * 10
             delta = f"{v['perplexity_change'] * 100:+7.2f}%" if v["perplexity_change"] is not None else ""
             bpw = f"{v['bits_per_weight']:6.2f}" if v["bits_per_weight"] else "      "
+            kl = (f"  {v['kl_divergence']:8.2e}  {v['top1_agreement'] * 100:6.2f}%"
+                  if v.get("kl_divergence") is not None and v.get("top1_agreement") is not None
+                  else "")
             print(f"    {v['ref'][:28]:<28} {v['type']:<8} {human_size(v['size_bytes']):>9} "
-                  f"{bpw}  {ppl}  {delta}")
+                  f"{bpw}  {ppl}  {delta:>8}{kl}")
+    if eval_runs:
+        print("  evaluation runs:")
+        for run in eval_runs:
+            print(f"    {run_text(run)}")
     print("  files:")
     for f in files:
         print(f"    {f.sha256}  {human_size(f.size):>9}  {f.relpath}")
@@ -260,7 +271,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"artifacts": [a.to_json() | {"evaluations": [
             e.to_json() for e in catalog.evaluations(a.id)]} for a in made],
-            "perplexity": result.get("perplexity", {})})
+            "perplexity": result.get("perplexity", {}), "kl": result.get("kl", {})})
         return 0
     ppl = result.get("perplexity", {})
     base = ppl.get("parent")
@@ -269,7 +280,15 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         figure = ppl.get(label)
         delta = f" ({(figure / base - 1) * 100:+.2f}% vs parent)" if figure and base else ""
         shown = f", perplexity {figure:.3f}{delta}" if figure else ""
+        kl = result.get("kl", {}).get(label) or {}
+        if kl.get("kl_divergence") is not None:
+            lo, hi = kl.get("kl_ci95") or (0.0, 0.0)
+            shown += (f", KL divergence {kl['kl_divergence']:.3g} (95 % {lo:.3g}–{hi:.3g}, "
+                      f"99th pct {kl.get('kl_p99', 0):.3g}), top-1 agreement "
+                      f"{kl['top1_agreement'] * 100:.2f} %")
         print(f"made {a.ref} (artifact #{a.id}, {human_size(a.size_bytes)}){shown}")
+        if kl.get("error"):
+            print(f"  KL divergence not measured: {kl['error']}")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""An artifact's variants side by side: a table and a small size-vs-perplexity chart.
+"""An artifact's variants side by side: a table (perplexity, and KL divergence and top-1
+agreement against the parent) and a small size-vs-perplexity chart.
 
 Used by the details pane's Variants tab. It reads ``variant_table`` only while it is
 shown (a hidden tab just remembers that it is stale), and pyqtgraph is imported the
@@ -34,10 +35,15 @@ COLUMNS: list[tuple[str, str]] = [
     ("Perplexity", "Perplexity on the held-out text, through llama.cpp (lower is better)"),
     ("Change", "Perplexity change against the model these details are for "
                "(only where both were measured on the same text)"),
+    ("KL div.", "Mean KL divergence of the variant's next-token distribution from its "
+                "parent's, per token over the whole vocabulary, on the same held-out text and "
+                "token ids (as llama-perplexity --kl-divergence; lower is closer, 0 is identical)"),
+    ("Top-1", "Share of positions where the variant's most likely next token is the "
+              "parent's (higher is closer, 100 % is identical)"),
     ("Artifact", "The variant in the catalog (double-click to show it)"),
 ]
-NUMERIC = {1, 2, 3, 4}
-COL_REF = 5
+NUMERIC = {1, 2, 3, 4, 5, 6}
+COL_KL, COL_TOP1, COL_REF = 5, 6, 7
 ACCENT = QColor("#4f86e0")
 POINT = QColor("#8a99b3")
 _RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
@@ -60,6 +66,39 @@ def format_change(change: float | None, *, is_base: bool = False) -> str:
     return "0.00 %" if abs(percent) < 0.005 else f"{percent:+.2f} %"
 
 
+def format_kl(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return "0" if value == 0 else (f"{value:.4f}" if value >= 0.001 else f"{value:.2e}")
+
+
+def format_agreement(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.2f} %"
+
+
+def kl_tooltip(row: dict[str, Any]) -> str:
+    """The KL divergence's interval and spread, and what it was measured against."""
+    if row.get("kl_divergence") is None:
+        return "Not measured (made before this was measured, or not a GGUF variant)"
+    lo, hi = row.get("kl_ci95") or (None, None)
+    lines = [f"Mean KL divergence {row['kl_divergence']:.6g}"
+             + (f" (95 % interval {lo:.6g}–{hi:.6g})" if lo is not None else "")]
+    if row.get("kl_median") is not None:
+        lines.append(f"Median {row['kl_median']:.6g}, 99th percentile {row['kl_p99']:.6g}")
+    if row.get("kl_reference"):
+        lines.append(f"Against {row['kl_reference']} over {row.get('kl_tokens') or '?'} tokens")
+    return "\n".join(lines)
+
+
+def top1_tooltip(row: dict[str, Any]) -> str:
+    if row.get("top1_agreement") is None:
+        return "Not measured"
+    lo, hi = row.get("top1_ci95") or (None, None)
+    return (f"Same most likely token at {row['top1_agreement'] * 100:.3f} % of positions"
+            + (f" (95 % interval {lo * 100:.2f}–{hi * 100:.2f} %)" if lo is not None else "")
+            + (f" against {row['kl_reference']}" if row.get("kl_reference") else ""))
+
+
 def variant_item(row: dict[str, Any], *, base: bool) -> QTreeWidgetItem:
     """One row of a variants table (also used by the Quantize dialog's results)."""
     bits = row.get("bits_per_weight")
@@ -67,6 +106,7 @@ def variant_item(row: dict[str, Any], *, base: bool) -> QTreeWidgetItem:
         str(row["type"]), human_size(row["size_bytes"]), f"{bits:.2f}" if bits else "—",
         format_perplexity(row.get("perplexity")),
         format_change(row.get("perplexity_change"), is_base=base),
+        format_kl(row.get("kl_divergence")), format_agreement(row.get("top1_agreement")),
         row["ref"]])
     item.setData(0, Qt.ItemDataRole.UserRole, row["artifact_id"])
     item.setToolTip(0, f"#{row['artifact_id']} {row['ref']} ({row['kind']})")
@@ -74,6 +114,8 @@ def variant_item(row: dict[str, Any], *, base: bool) -> QTreeWidgetItem:
     item.setToolTip(1, f"{row['size_bytes']:,} bytes")
     if row.get("perplexity") is not None:
         item.setToolTip(3, f"{row['perplexity']:.6f}")
+    item.setToolTip(COL_KL, kl_tooltip(row))
+    item.setToolTip(COL_TOP1, top1_tooltip(row))
     for column in NUMERIC:
         item.setTextAlignment(column, _RIGHT)
     if base:
@@ -257,9 +299,12 @@ class VariantsView(QWidget):
         row = next((r for r in self.rows if r["artifact_id"] == data), None)
         if row is None:
             return ""
+        kl = (f"\nKL divergence {format_kl(row['kl_divergence'])}, top-1 agreement "
+              f"{format_agreement(row.get('top1_agreement'))}"
+              if row.get("kl_divergence") is not None else "")
         return (f"{row['ref']} ({row['type']})\n{human_size(row['size_bytes'])}, perplexity "
                 f"{format_perplexity(row['perplexity'])}, "
-                f"{format_change(row['perplexity_change'], is_base=self._is_base(row))}")
+                f"{format_change(row['perplexity_change'], is_base=self._is_base(row))}{kl}")
 
     def _is_base(self, row: dict[str, Any]) -> bool:
         return row["artifact_id"] == self.artifact_id and row.get("parent_id") is None

@@ -5,7 +5,9 @@ to an F16 intermediate that the k-quants are made from, kept as an artifact of i
 own when asked); GGUF parents are quantized by llama.cpp; ``bnb-*`` targets save a
 bitsandbytes checkpoint. Every variant is registered as a child of what it was made
 from, with the exact parameters and tool versions, and its perplexity on the same
-held-out text is recorded beside its parent's.
+held-out text is recorded beside its parent's, with the KL divergence and top-1 token
+agreement of each GGUF variant against the parent on the same token ids
+(quantize/kl.py).
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ class QuantizeRequest(JobRequest):
         "measured on, so their figures compare (default: the English text shipped with the "
         "app).", label="Evaluation text", metavar="FILE")
     evaluate: bool = spec(
-        True, "Measure perplexity of the parent and each variant (off saves time on big "
+        True, "Measure perplexity of the parent and each variant, and each GGUF variant's KL "
+        "divergence and top-1 token agreement against the parent (off saves time on big "
         "models).", label="Measure perplexity", flag="--eval")
     force: bool = spec(
         False, "Allow requantizing to a higher precision than the parent has.",
@@ -175,7 +178,9 @@ class _Quantizer:
         self.versions = versions()
         self.made: list[int] = []
         self.figures: dict[str, float] = {}
-        self.enabled = True  # measure perplexity
+        self.kl: dict[str, dict[str, Any]] = {}  # per variant label: figures, or {"error": …}
+        self.reference: Any = None  # the parent's log-probabilities (kl.Reference), when needed
+        self.enabled = True  # measure perplexity, KL divergence and top-1 agreement
 
     @property
     def catalog(self) -> Catalog:
@@ -233,6 +238,57 @@ class _Quantizer:
         yield Log(f"perplexity of {artifact.ref}: {res.perplexity:.4f} over "
                   f"{res.tokens_scored} tokens")
 
+    def compare(self, artifact: Artifact, gguf: Path, label: str) -> Iterator[Event]:
+        """KL divergence and top-1 agreement of the variant ``gguf`` against the job's
+        parent on the perplexity text, recorded on ``artifact`` (reused if measured)."""
+        from llmops_desktop.quantize import kl
+
+        if not self.enabled:
+            return
+        for ev in self.catalog.evaluations(artifact.id):
+            if (ev.metric == kl.KL_METRIC and ev.dataset_sha256 == self.eval_sha
+                    and ev.params.get("n_ctx") == self.n_ctx
+                    and ev.params.get("reference_id") == self.parent.id):
+                self.kl[label] = {"kl_divergence": ev.value, **ev.params}
+                yield Log(f"KL divergence of {artifact.ref}: {ev.value:.6g} (measured before)")
+                return
+        try:
+            if self.reference is None:
+                yield Progress(0, None, "steps", "computing the parent's log-probabilities")
+                make = kl.reference_from_hf if self.parent.kind == "hf" else kl.reference_from_gguf
+                self.reference = yield from make(
+                    self.parent.path, self.eval_text, self.ctx.staging_dir / "kl-parent.f32",
+                    n_ctx=self.n_ctx, threads=self.threads)
+            yield Progress(0, None, "steps", f"measuring KL divergence of {label}")
+            res = yield from kl.compare_gguf(self.reference, gguf, self.eval_text,
+                                             threads=self.threads)
+        except InvalidInputError as exc:
+            self.kl[label] = {"error": str(exc)}
+            yield Log(f"KL divergence of {artifact.ref} not measured: {exc}", level="warning")
+            return
+        params = {"n_ctx": self.n_ctx, "engine": "llama.cpp", "reference_id": self.parent.id,
+                  "reference": self.parent.ref, "reference_engine": self.reference.engine,
+                  **res.params()}
+        self.catalog.add_evaluation(artifact.id, kl.KL_METRIC, res.kl_mean,
+                                    dataset=self.eval_name, dataset_sha256=self.eval_sha,
+                                    job_id=self.ctx.job_id, params=params)
+        self.catalog.add_evaluation(artifact.id, kl.TOP1_METRIC, res.top1_agreement,
+                                    dataset=self.eval_name, dataset_sha256=self.eval_sha,
+                                    job_id=self.ctx.job_id, params=params)
+        self.kl[label] = {"kl_divergence": res.kl_mean, "top1_agreement": res.top1_agreement,
+                          **params}
+        yield Metric(f"kl_divergence:{label}", res.kl_mean)
+        yield Metric(f"top1_agreement:{label}", res.top1_agreement)
+        yield Log(f"KL divergence of {artifact.ref} against {self.parent.ref}: "
+                  f"{res.kl_mean:.6g} (95 % {res.kl_ci95[0]:.6g}–{res.kl_ci95[1]:.6g}, median "
+                  f"{res.kl_median:.6g}, 99th percentile {res.kl_p99:.6g}); same top token at "
+                  f"{res.top1_agreement * 100:.2f} % of {res.tokens_scored} positions")
+
+    def measure_variant(self, artifact: Artifact, label: str) -> Iterator[Event]:
+        """A GGUF variant's perplexity, then its KL divergence against the parent."""
+        yield from self.measure(artifact, artifact.path, label)
+        yield from self.compare(artifact, artifact.path, label)
+
 
 def run_quantize(ctx: JobContext, artifact_id: int, targets: Sequence[str], *,
                  keep_intermediate: bool = False, threads: int | None = None,
@@ -279,7 +335,7 @@ def run_quantize(ctx: JobContext, artifact_id: int, targets: Sequence[str], *,
                                               tensors_total=tensors)
                 yield from q.register(out, f"{parent.model_name}-{t}", parent,
                                       {"target": t, "method": "convert"})
-                yield from q.measure(q.result_artifact, q.result_artifact.path, t)
+                yield from q.measure_variant(q.result_artifact, t)
             f16_artifact: Artifact | None = None
             if f16_path.exists():
                 # The parent's own figure is measured on its faithful GGUF rendering.
@@ -292,7 +348,7 @@ def run_quantize(ctx: JobContext, artifact_id: int, targets: Sequence[str], *,
                     source_gguf = f16_path
                 yield from q.measure(parent, source_gguf, "parent", note="F16 GGUF conversion")
                 if f16_artifact is not None:
-                    yield from q.measure(f16_artifact, source_gguf, "F16")
+                    yield from q.measure_variant(f16_artifact, "F16")
                     source_artifact = f16_artifact
             rest = [t for t in gguf_targets if not GGUF_TARGETS[t].convert_outtype]
         else:
@@ -311,7 +367,7 @@ def run_quantize(ctx: JobContext, artifact_id: int, targets: Sequence[str], *,
                                    "threads": q.threads, "from_quantization": have,
                                    **({"via": "F16 (not kept)"} if source_artifact is parent
                                       and parent.kind == "hf" else {})})
-            yield from q.measure(q.result_artifact, q.result_artifact.path, t)
+            yield from q.measure_variant(q.result_artifact, t)
 
     for t in bnb_targets:
         from llmops_desktop.quantize.bnb import quantize_bnb
@@ -324,7 +380,7 @@ def run_quantize(ctx: JobContext, artifact_id: int, targets: Sequence[str], *,
                               metadata={"quantization": t,
                                         "parameters": parent.metadata.get("parameters")})
     yield Result({"artifact_ids": q.made, "artifact_id": q.made[-1] if q.made else None,
-                  "perplexity": q.figures})
+                  "perplexity": q.figures, "kl": q.kl})
 
 
 @register_task("quantize", QuantizeRequest)

@@ -128,7 +128,8 @@ def test_quantize_dialog_makes_variants_with_perplexity(qtbot, window, catalog, 
     assert results["float32"][4] == "base"
     for target in ("Q8_0", "Q4_K_M"):
         assert results[target][3] != "—" and results[target][4].endswith("%")
-        assert results[target][5] == children[target].ref
+        assert results[target][5] != "—" and results[target][6].endswith("%")  # KL, top-1
+        assert results[target][-1] == children[target].ref
 
     # The parent's Variants tab, open all along, refreshed with the same rows and a chart.
     qtbot.waitUntil(lambda: len(details.variants.table_texts()) == 4, timeout=10_000)
