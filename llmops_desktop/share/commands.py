@@ -209,14 +209,24 @@ def cmd_import_package(args: argparse.Namespace, path: str | None = None) -> int
 
     request = PackageImportRequest(path=path, **params)
     result = cli.run_job_in_terminal(catalog, request, quiet=getattr(args, "json", False))
+    from llmops_desktop.share.evalruns import carried_runs, run_text
+
     main = catalog.artifact(result["artifact_id"])
+    runs = {i: carried_runs(catalog, i) for i in result.get("created") or []}
     if getattr(args, "json", False):
-        cli.print_json({**main.to_json(), "package": result})
+        cli.print_json({**main.to_json(), "package": result,
+                        "eval_runs": {str(i): r for i, r in runs.items() if r}})
     else:
         reused = len(result.get("reused") or [])
         extra = f", {reused} already here" if reused else ""
         print(f"imported {main.ref} (artifact #{main.id}, {_size(main.size_bytes)}{extra}; "
               f"{result.get('signature')}) -> {main.path}")
+        for artifact_id, carried in runs.items():
+            if carried:
+                print(f"  evaluation runs of {catalog.artifact(artifact_id).ref} "
+                      "(from the package):")
+            for run in carried:
+                print(f"    {run_text({**run, 'from_package': None})}")
     return 0
 
 

@@ -8,8 +8,9 @@ A package (``.llmpkg``) is an uncompressed tar archive::
 
 The manifest (format version :data:`FORMAT_VERSION`) names each artifact with its
 files' sizes and sha256, its lineage (parents, the job and parameters that made it,
-dataset hashes where recorded), evaluations, model card, license and governance
-status, and says which app version, user and host wrote the package.
+dataset hashes where recorded), evaluations and evaluation runs (summaries with
+intervals and the approval gate's verdict, share/evalruns.py), model card, license and
+governance status, and says which app version, user and host wrote the package.
 :func:`validate_manifest` checks all of it before a byte of data is read.
 """
 
@@ -24,6 +25,7 @@ from typing import Any
 from llmops_desktop.errors import UnsafePathError
 from llmops_desktop.safepath import check_relative_name
 from llmops_desktop.share.errors import PackageError, PackageVersionError, UnsafePackageError
+from llmops_desktop.share.evalruns import parse_eval_runs
 
 FORMAT = "llmops-package"
 FORMAT_VERSION = 1
@@ -130,6 +132,7 @@ class ManifestArtifact:
     parent_digest: str | None  # the parent's content digest, in or out of the package
     files: tuple[ManifestFile, ...]
     raw: dict[str, Any]
+    eval_runs: tuple[dict[str, Any], ...] = ()  # checked (share/evalruns.py)
 
     @property
     def size_bytes(self) -> int:
@@ -227,9 +230,11 @@ def parse_manifest(data: bytes) -> Manifest:
         _need(item.get("content_digest") in (None, digest),
               f"{key}'s content digest does not match its files")
         parent_digest = item.get("parent_digest")
+        eval_runs = parse_eval_runs(item.get("eval_runs"), key, _need)
         artifacts.append(ManifestArtifact(
             key, name, version_, kind, digest, parent,
-            parent_digest if isinstance(parent_digest, str) else None, tuple(files), item))
+            parent_digest if isinstance(parent_digest, str) else None, tuple(files), item,
+            eval_runs))
         keys.add(key)
     _need(model["id"] in keys, "the model entry names an artifact that is not listed")
     return Manifest(raw, tuple(artifacts))

@@ -203,6 +203,7 @@ def model_card(catalog: Catalog, artifact: Artifact) -> str:
 
 
 def _artifact_entry(catalog: Catalog, item: PlannedArtifact, keys: dict[int, str]) -> dict[str, Any]:
+    from llmops_desktop.share.evalruns import export_eval_runs
     from llmops_desktop.share.governance import get_status
 
     a = item.artifact
@@ -230,6 +231,7 @@ def _artifact_entry(catalog: Catalog, item: PlannedArtifact, keys: dict[int, str
         "params": a.params, "metadata": a.metadata, "job": job,
         "datasets": _datasets([a.params, *([job["params"]] if job else [])], evaluations),
         "evaluations": [e.to_json() for e in evaluations],
+        "eval_runs": export_eval_runs(catalog, a.id),
         "files": [{"path": f.relpath, "size": f.size, "sha256": f.sha256} for f in item.files],
     }
 

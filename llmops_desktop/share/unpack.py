@@ -39,6 +39,7 @@ from llmops_desktop.share.errors import (
     UnsignedPackageError,
     UntrustedSignerError,
 )
+from llmops_desktop.share.evalruns import store_eval_runs
 from llmops_desktop.share.hashpipe import HashPipe
 from llmops_desktop.share.keys import SignatureCheck, verify_signature
 from llmops_desktop.share.manifest import (
@@ -542,6 +543,7 @@ def _register(catalog: Catalog, info: PackageInfo, staged: _Staged, job_id: int 
                             dataset=str(ev.get("dataset", "")),
                             dataset_sha256=str(ev.get("dataset_sha256", "")),
                             params={**(ev.get("params") or {}), "from_package": info.path.name})
+                store_eval_runs(catalog, artifact.id, a.eval_runs, info.path.name)
                 os.replace(staged.folders[a.key], final_root)  # onto our own empty folder
                 renamed.append((final_root, staged.folders[a.key]))
     except BaseException:
