@@ -10,8 +10,12 @@ workers.
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -84,6 +88,84 @@ def test_vllm_serves_hugging_face_folders_only(catalog, demo_gguf) -> None:
     gguf = import_artifact(catalog, demo_gguf, "g")
     with pytest.raises(InvalidInputError, match="vllm engine serves hf artifacts"):
         DeploymentConfig.for_artifact(gguf, ServeOptions(engine="vllm"))
+
+
+STANDIN = Path(__file__).with_name("vllm_standin.py")
+
+
+def _standin(record: Path, *extra: str):
+    """vLLM's command line for the config, run by the stand-in (see tests/vllm_standin.py)."""
+    def command(config, port: int) -> list[str]:
+        return [sys.executable, str(STANDIN), *vllm_command(config, port)[3:],
+                "--record", str(record), *extra]
+    return command
+
+
+@pytest.fixture
+def hf_config(catalog, demo_model_dir):
+    from dataclasses import replace
+
+    hf = import_artifact(catalog, demo_model_dir, "hf")
+    config = DeploymentConfig.for_artifact(hf, ServeOptions(engine="torch", port=0))
+    return replace(config, options=replace(config.options, engine="vllm", gpus="1,3",
+                                           ctx=2048))
+
+
+def test_the_deployment_is_ready_once_the_server_answers_and_stops_with_it(
+        catalog, hf_config, tmp_path) -> None:
+    from llmops_desktop.procs import pid_alive
+    from llmops_desktop.serving.engines.vllm_engine import supervise
+    from llmops_desktop.serving.store import deployment
+
+    record, stop, seen = tmp_path / "started.json", threading.Event(), {}
+
+    def ready(info) -> None:
+        seen.update(info, row=deployment(catalog, info["deployment_id"]))
+        stop.set()
+
+    supervise(catalog, hf_config, "a-server-key-0123456789", ready,
+              _standin(record, "--slow", "1"), stop=stop)
+    started = json.loads(record.read_text())
+    assert started["env"] == {"CUDA_VISIBLE_DEVICES": "1,3",
+                              "VLLM_API_KEY": "a-server-key-0123456789", "LLMOPS_API_KEY": None}
+    assert started["pgid"] == started["pid"]  # its own group: its workers stop with it
+    assert seen["engine"] == "vllm" and seen["parallel"] == 2
+    assert seen["n_ctx"] == 2048  # read from its /v1/models, with the key
+    assert seen["url"].startswith("http://127.0.0.1:") and seen["pid"] == os.getpid()
+    assert (seen["row"].state, seen["row"].url, seen["row"].engine) == (
+        "running", seen["url"], "vllm")
+    assert not pid_alive(started["pid"])
+    assert deployment(catalog, seen["deployment_id"]).state == "stopped"
+
+
+def test_a_server_that_exits_before_answering_fails_the_deployment(catalog, hf_config,
+                                                                    tmp_path) -> None:
+    from llmops_desktop.serving.engines.vllm_engine import supervise
+
+    with pytest.raises(InvalidInputError, match=r"vLLM exited \(code 3\) before it answered"):
+        supervise(catalog, hf_config, None, None, _standin(tmp_path / "r.json", "--exit-first",
+                                                           "3"))
+    row = catalog.conn.execute("SELECT state, error FROM deployments").fetchone()
+    assert row[0] == "failed" and "code 3" in row[1]
+
+
+def test_a_stop_while_loading_stops_the_server(catalog, hf_config, tmp_path) -> None:
+    from llmops_desktop.procs import pid_alive
+    from llmops_desktop.serving.engines.vllm_engine import supervise
+
+    record, stop = tmp_path / "started.json", threading.Event()
+
+    def stop_once_started() -> None:
+        deadline = time.monotonic() + 60
+        while not record.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stop.set()
+
+    threading.Thread(target=stop_once_started, daemon=True).start()
+    supervise(catalog, hf_config, None, lambda info: pytest.fail("ready while loading"),
+              _standin(record, "--slow", "600"), stop=stop)
+    assert not pid_alive(json.loads(record.read_text())["pid"])
+    assert catalog.conn.execute("SELECT state FROM deployments").fetchone()[0] == "stopped"
 
 
 @pytest.mark.gpu

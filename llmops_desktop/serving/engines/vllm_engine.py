@@ -117,12 +117,12 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
         pass
 
 
-def start_vllm(config: Any, port: int, api_key: str | None) -> subprocess.Popen[bytes]:
+def start_vllm(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     """vLLM's server in its own session (stopped as a group: tensor-parallel workers go
     too), its output on our stderr (the serving log when the window started us)."""
-    return subprocess.Popen(vllm_command(config, port), env=vllm_environment(config, api_key),
-                            stdin=subprocess.DEVNULL, stdout=sys.stderr.fileno(),
-                            stderr=sys.stderr.fileno(), start_new_session=True,
+    return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,  # noqa: S603
+                            stdout=sys.stderr.fileno(), stderr=sys.stderr.fileno(),
+                            start_new_session=True,
                             preexec_fn=_die_with_parent if sys.platform == "linux" else None)
 
 
@@ -179,13 +179,24 @@ def served_context(base: str, api_key: str | None) -> int | None:
 def serve_vllm(catalog: Any, config: Any, api_key: str | None,
                on_ready: Callable[[dict[str, Any]], None] | None) -> None:
     """Serve ``config`` with vLLM until SIGTERM or Ctrl-C (or vLLM's end); blocks."""
+    require_vllm()
+    supervise(catalog, config, api_key, on_ready, vllm_command)
+
+
+def supervise(catalog: Any, config: Any, api_key: str | None,
+              on_ready: Callable[[dict[str, Any]], None] | None,
+              command: Callable[[Any, int], list[str]], *,
+              stop: threading.Event | None = None, timeout: float = LOAD_TIMEOUT_S) -> None:
+    """Record the deployment, start ``command(config, port)`` (vLLM's server), say it is
+    ready once its /health answers, and stop it with us: on SIGTERM or Ctrl-C (or
+    ``stop``, set from another thread); a server that ends on its own fails the
+    deployment. Must run on the main thread (it takes SIGTERM and SIGINT meanwhile)."""
     from dataclasses import replace
 
     from llmops_desktop.httpserve import bind_socket, socket_url
     from llmops_desktop.procs import terminate
     from llmops_desktop.serving.store import create_deployment, update_deployment
 
-    require_vllm()
     o = config.options
     sock = bind_socket(o.host, o.port)  # the port is free (0: pick one) before vLLM starts
     port = sock.getsockname()[1]
@@ -195,15 +206,15 @@ def serve_vllm(catalog: Any, config: Any, api_key: str | None,
         catalog, name=config.name, artifact_id=config.artifact_id,
         artifact_ref=config.artifact_ref, engine="vllm", host=o.host,
         settings=config.settings_json()))
-    stop = threading.Event()
+    stop = threading.Event() if stop is None else stop
     previous = {s: signal.signal(s, lambda *_: stop.set())
                 for s in (signal.SIGTERM, signal.SIGINT)}
     process = None
     error: str | None = None
     try:
-        process = start_vllm(config, port, api_key)
+        process = start_vllm(command(config, port), vllm_environment(config, api_key))
         base = _local_url(o.host, port)
-        if wait_until_healthy(process, base, stop):
+        if wait_until_healthy(process, base, stop, timeout):
             update_deployment(catalog, config.id, state="running", port=port, url=url,
                               pid=os.getpid())
             info = {"url": url, "deployment_id": config.id, "name": config.name,
