@@ -220,3 +220,8 @@ def test_a_deployment_pinned_to_gpu_0_sees_only_it_and_answers(home, catalog, de
             assert json.loads(r.text)["usage"]["completion_tokens"] == 3
         finally:
             stop_server(process)
+    from llmops_desktop.serving.engines.torch_engine import TorchEngine
+
+    with pytest.raises(InvalidInputError, match="Device map: a bitsandbytes"):
+        TorchEngine.load(demo_model_dir, EngineSettings(device_map="auto",
+                                                        quantization="bnb-nf4"))

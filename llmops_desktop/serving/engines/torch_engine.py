@@ -128,6 +128,10 @@ class TorchEngine(Engine):
             device = "cuda:0"  # the first chosen GPU: the embeddings, where inputs go
         config = json.loads(config_path.read_text(encoding="utf-8"))
         quantization = settings.quantization or bnb_mode_of(config)
+        if quantization and placement:
+            raise InvalidInputError(f"Device map: a bitsandbytes ({quantization}) model loads "
+                                    "on one GPU here; leave the device map empty, or serve "
+                                    "the unquantized model across GPUs.")
         try:
             if quantization:
                 model = load_bnb(model_path, settings.quantization, device=device)
