@@ -185,13 +185,18 @@ def gate_text(run: dict[str, Any]) -> str:
     return "fails its thresholds: " + "; ".join(run.get("failures") or ["(no reason given)"])
 
 
-def run_text(run: dict[str, Any]) -> str:
+def suite_ref(run: dict[str, Any]) -> str:
+    return str(run.get("suite_ref") or f"{run['suite']}@{run['suite_version']}")
+
+
+def run_text(run: dict[str, Any], *, with_suite: bool = True) -> str:
     """One line: the suite, items, each metric with its interval, and the gate."""
-    ref = run.get("suite_ref") or f"{run['suite']}@{run['suite_version']}"
     figures = ", ".join(
         f"{name} {s['mean']:.4f} [{s['ci_low']:.4f}, {s['ci_high']:.4f}]"
         if s.get("ci_low") is not None and s.get("ci_high") is not None
         else f"{name} {s['mean']:.4f}"
         for name, s in run["metrics"].items())
     where = f" (from the package {run['from_package']})" if run.get("from_package") else ""
-    return f"{ref} ({run.get('items')} items): {figures}; {gate_text(run)}{where}"
+    head = f"{suite_ref(run)} ({run.get('items')} items)" if with_suite else \
+        f"{run.get('items')} items"
+    return f"{head}: {figures}; {gate_text(run)}{where}"

@@ -30,7 +30,7 @@ from llmops_desktop.qt.formatting import human_count, human_size, local_time
 from llmops_desktop.qt.lineage_view import LineageView
 from llmops_desktop.qt.share_widgets import StatusBox
 from llmops_desktop.qt.variants_view import VariantsView, format_perplexity
-from llmops_desktop.share.evalruns import artifact_eval_runs, run_text
+from llmops_desktop.share.evalruns import artifact_eval_runs, run_text, suite_ref
 
 # Metadata keys shown first, with friendly labels; the rest follow as they are.
 _META_LABELS = {
@@ -257,7 +257,9 @@ class DetailsPane(QWidget):
                 rows.append(("Perplexity", f"{format_perplexity(ev.value)} on "
                              f"{ev.dataset or 'held-out text'}"
                              + (f" ({how_text})" if how_text else "")))
-        rows += [("Evaluation", run_text(run)) for run in artifact_eval_runs(self.catalog, a.id)]
+        rows += [(f"Evaluated on {suite_ref(run)}" + (" (package)" if run.get("from_package")
+                                                      else ""), run_text(run, with_suite=False))
+                 for run in artifact_eval_runs(self.catalog, a.id)]
         meta = {k: v for k, v in a.metadata.items() if k not in _SHOWN_ELSEWHERE}
         for key, label in _META_LABELS.items():
             if key in meta:
