@@ -109,3 +109,40 @@ def test_dpo_from_the_finetune_page_with_before_after_and_lineage(qtbot, window,
     qtbot.waitUntil(lambda: details.artifact is not None and details.artifact.id == base_id,
                     timeout=10_000)
     assert not details.tabs.isTabVisible(details.comparison_tab)
+
+
+def test_dpo_cancel_and_resume_from_the_page(qtbot, window, home, tmp_path) -> None:
+    from llmops_desktop.datasets.store import import_dataset
+    from tests.test_dpo import make_pairs
+
+    with Catalog.open(home) as cat:
+        import_dataset(cat, make_pairs(tmp_path / "pairs.jsonl", rows=16), name="pairs")
+    page = window.show_page("finetune")
+    page.set_option("method", "dpo")
+    page.reload()
+    steps = 10  # room for the Cancel to land mid-run on a fast machine too
+    for name, value in {**OPTIONS, "max_steps": steps, "save_steps": 1,
+                        "validation": 0.0}.items():
+        page.set_option(name, value)
+    job_id = page.start()
+    assert job_id is not None, page.status.text()
+    qtbot.waitUntil(lambda: len(page.charts.series("reward_margin")) >= 1,
+                    timeout=JOB_TIMEOUT_MS)
+    assert page.cancel_button.isEnabled()
+    page.cancel_button.click()
+    with Catalog.open(home) as cat:
+        qtbot.waitUntil(lambda: cat.job(job_id).state.finished, timeout=JOB_TIMEOUT_MS)
+        assert cat.job(job_id).state is JobState.CANCELLED
+    qtbot.waitUntil(page.resume_button.isEnabled, timeout=10_000)
+    stopped = len(page.charts.series("reward_margin"))
+    assert 1 <= stopped < steps
+    resumed = page.resume()
+    assert resumed is not None and resumed != job_id, page.status.text()
+    with Catalog.open(home) as cat:
+        qtbot.waitUntil(lambda: cat.job(resumed).state.finished, timeout=JOB_TIMEOUT_MS)
+        job = cat.job(resumed)
+        assert job.state is JobState.SUCCEEDED, job.error
+        assert cat.artifact(job.result["artifact_id"]).params["method"] == "dpo"
+    # The resumed job's charts carry on from the checkpoint's curve to the last step.
+    qtbot.waitUntil(lambda: len(page.charts.series("reward_margin")) == steps, timeout=10_000)
+    assert [s for s, _ in page.charts.series("reward_margin")] == list(range(1, steps + 1))
