@@ -1,6 +1,6 @@
 """A stand-in for vLLM's OpenAI server where vLLM cannot run (no NVIDIA GPU here): it takes
-vLLM's flags, answers ``/health`` and ``/v1/models`` (with ``max_model_len``) behind
-``VLLM_API_KEY`` as vLLM does, and writes what it was started with to ``--record FILE``,
+vLLM's flags, answers ``/health``, ``/metrics`` (vLLM's gauges) and ``/v1/models`` (with
+``max_model_len``, behind ``VLLM_API_KEY`` as vLLM does), and writes what it was started with to ``--record FILE``,
 so the deployment's supervision (ready line, catalog row, stop) runs for real. It is no
 model: the gpu-marked test in test_vllm_engine.py starts vLLM itself."""
 
@@ -12,6 +12,18 @@ import os
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+METRICS = """# HELP vllm:num_requests_running Number of requests in model execution batches.
+# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{{engine="0",model_name="{name}"}} 3.0
+# HELP vllm:num_requests_waiting Number of requests waiting to be processed.
+# TYPE vllm:num_requests_waiting gauge
+vllm:num_requests_waiting{{engine="0",model_name="{name}"}} 1.0
+# HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.
+# TYPE vllm:kv_cache_usage_perc gauge
+vllm:kv_cache_usage_perc{{engine="0",model_name="{name}"}} 0.25
+"""
 
 
 def main() -> int:
@@ -40,6 +52,8 @@ def main() -> int:
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             if self.path == "/health":
                 self._send(200, b"")
+            elif self.path == "/metrics":  # vLLM's gauges, labelled by model as vLLM does
+                self._send(200, METRICS.format(name=args.served_model_name[0]).encode())
             elif key and self.headers.get("Authorization") != f"Bearer {key}":
                 self._send(401, b'{"error": "Unauthorized"}')
             elif self.path == "/v1/models":

@@ -38,7 +38,12 @@ ENGINE_GAUGES = (("llmops_engine_slots_in_use", "slots in use"),
                  ("llmops_engine_slots", "slots"),
                  ("llmops_engine_queue_length", "engine queue"),
                  ("llmops_queue_depth", "waiting"),
-                 ("llmops_engine_batch_size", "batch size"))
+                 ("llmops_engine_batch_size", "batch size"),
+                 # vLLM's own (a vllm deployment is vLLM's server): requests, KV cache use
+                 ("vllm:num_requests_running", "running"),
+                 ("vllm:num_requests_waiting", "waiting"),
+                 ("vllm:kv_cache_usage_perc", "KV cache"),
+                 ("vllm:gpu_cache_usage_perc", "KV cache"))  # vLLM before 0.10
 
 
 def uptime_text(seconds: float | None) -> str:
@@ -105,8 +110,12 @@ def engine_figures(url: str, api_key: str | None) -> dict[str, float]:
 
     text = DeploymentScraper(timeout_s=3.0).fetch(url, api_key)
     wanted = {name for name, _ in ENGINE_GAUGES}
-    return {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples
-            if s.name in wanted}
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:  # vLLM labels its gauges by model: one model here
+            if sample.name in wanted:
+                out[sample.name] = out.get(sample.name, 0.0) + sample.value
+    return out
 
 
 def engine_text(figures: dict[str, float]) -> str:
@@ -124,6 +133,13 @@ def engine_text(figures: dict[str, float]) -> str:
         parts.append(f"{g['llmops_queue_depth']} waiting for a slot")
     if "llmops_engine_batch_size" in g:
         parts.append(f"last batch of {g['llmops_engine_batch_size']}")
+    if "vllm:num_requests_running" in g:
+        parts.append(f"{g['vllm:num_requests_running']} running")
+    if "vllm:num_requests_waiting" in g:
+        parts.append(f"{g['vllm:num_requests_waiting']} waiting")
+    cache = figures.get("vllm:kv_cache_usage_perc", figures.get("vllm:gpu_cache_usage_perc"))
+    if cache is not None:
+        parts.append(f"KV cache {cache:.0%} full")
     return "Engine: " + " · ".join(parts)
 
 

@@ -1,6 +1,7 @@
 """The Deployments page's GPU placement (#17 items 3, 4): each GPU's free memory or why
 there is none, the estimate for the chosen placement, the rows the chosen engine uses, and
-vLLM greyed out with the reason where it cannot run."""
+vLLM greyed out with the reason where it cannot run; a vLLM deployment's live figures come
+from vLLM's own /metrics."""
 
 from __future__ import annotations
 
@@ -93,3 +94,41 @@ def _options(form) -> dict:
 
     known = {f.name for f in fields(ServeOptions)}
     return {k: v for k, v in form.serve_values().items() if k in known}
+
+
+def test_a_vllm_deployments_live_figures_come_from_its_own_metrics(tmp_path) -> None:
+    """vLLM's gauges (read from the stand-in server's /metrics, in vLLM's format)."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import requests
+
+    from llmops_desktop.httpserve import bind_socket
+    from llmops_desktop.qt.deploy_details import engine_figures, engine_text
+
+    sock = bind_socket("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    sock.close()
+    standin = Path(__file__).parents[1] / "vllm_standin.py"
+    proc = subprocess.Popen([sys.executable, str(standin), "--host", "127.0.0.1", "--port",
+                             str(port), "--served-model-name", "team-model"])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "the stand-in never answered"
+            time.sleep(0.1)
+        figures = engine_figures(url, None)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert figures == {"vllm:num_requests_running": 3.0, "vllm:num_requests_waiting": 1.0,
+                       "vllm:kv_cache_usage_perc": 0.25}
+    assert engine_text(figures) == "Engine: 3 running · 1 waiting · KV cache 25% full"
