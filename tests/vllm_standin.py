@@ -1,8 +1,8 @@
 """A stand-in for vLLM's OpenAI server where vLLM cannot run (no NVIDIA GPU here): it takes
 vLLM's flags, answers ``/health``, ``/metrics`` (vLLM's gauges) and ``/v1/models`` (with
-``max_model_len``, behind ``VLLM_API_KEY`` as vLLM does), and writes what it was started with to ``--record FILE``,
-so the deployment's supervision (ready line, catalog row, stop) runs for real. It is no
-model: the gpu-marked test in test_vllm_engine.py starts vLLM itself."""
+``max_model_len``, behind ``VLLM_API_KEY`` as vLLM does), and writes what it was started
+with to ``--record FILE``, so the deployment's supervision (ready line, catalog row, stop)
+runs for real. It is no model: the gpu-marked test in test_vllm_engine.py starts vLLM."""
 
 from __future__ import annotations
 
