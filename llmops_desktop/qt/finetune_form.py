@@ -56,17 +56,23 @@ class SuitePicker(QListWidget):
         self.wanted: list[str] = []  # refs or names set before the list was filled
         self.itemChanged.connect(self._on_item_changed)
 
-    def set_suites(self, versions: list[tuple[str, str, int]]) -> None:
-        """(ref, name, items) of every suite version, the newest of a name last."""
+    def set_suites(self, versions: list[tuple[str, str, int, bool]]) -> None:
+        """(ref, name, items, judged) of every suite version, the newest of a name last. A
+        suite with judged items needs a judge model, which a fine-tune does not name: it is
+        listed greyed out, with where to evaluate it instead."""
         wanted = set(self.wanted)
-        latest = {name: ref for ref, name, _ in versions}
+        latest = {name: ref for ref, name, _, _ in versions}
         self.blockSignals(True)
         self.clear()
-        for ref, name, items in versions:
+        for ref, name, items, judged in versions:
             item = QListWidgetItem(f"{ref} ({items} items)")
             item.setData(Qt.ItemDataRole.UserRole, ref)
-            item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsUserCheckable)
-            ticked = ref in wanted or (name in wanted and latest[name] == ref)
+            item.setFlags(Qt.ItemFlag.ItemIsUserCheckable
+                          | (Qt.ItemFlag.NoItemFlags if judged else Qt.ItemFlag.ItemIsEnabled))
+            if judged:
+                item.setToolTip("Has judged items, which need a judge model: evaluate it on "
+                                "the Evaluate page (or 'llmops eval … --judge MODEL').")
+            ticked = not judged and (ref in wanted or (name in wanted and latest[name] == ref))
             item.setCheckState(Qt.CheckState.Checked if ticked else Qt.CheckState.Unchecked)
             self.addItem(item)
         if not versions:
@@ -77,7 +83,8 @@ class SuitePicker(QListWidget):
 
     def value(self) -> str:
         refs = [self.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.count())
-                if self.item(i).checkState() == Qt.CheckState.Checked]
+                if self.item(i).checkState() == Qt.CheckState.Checked
+                and self.item(i).flags() & Qt.ItemFlag.ItemIsEnabled]
         return ",".join(r for r in refs if r)
 
     def set_value(self, text: str | None) -> None:

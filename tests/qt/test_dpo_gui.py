@@ -47,7 +47,7 @@ def test_dpo_from_the_finetune_page_with_before_after_and_lineage(qtbot, window,
     # Only a chat dataset so far: DPO has nothing to train on, and says how to get pairs.
     assert page.dataset_combo.count() == 0 and not page.start_button.isEnabled()
     assert "preference pairs (prompt, chosen, rejected)" in page.start_reason.text()
-    assert not page.form._rows["beta"][1].isHidden()  # DPO's beta is shown for DPO
+    assert not page._inputs["beta"].isHidden()  # DPO's beta is shown for DPO
     with Catalog.open(home) as cat:
         pairs = import_dataset(cat, make_pairs(tmp_path / "pairs.jsonl", rows=24), name="pairs")
         import_suite(cat, _write_jsonl(tmp_path / "arc.jsonl", MC_ROWS[:6]), name="arc-mini")
@@ -57,7 +57,7 @@ def test_dpo_from_the_finetune_page_with_before_after_and_lineage(qtbot, window,
         == [pairs.id]
     assert page.start_button.isEnabled()
     page.set_option("method", "lora")  # supervised: every dataset again, no beta
-    assert page.dataset_combo.count() == 2 and page.form._rows["beta"][1].isHidden()
+    assert page.dataset_combo.count() == 2 and page._inputs["beta"].isHidden()
     page.set_option("method", "dpo")
     if page.qlora_reason:  # no bitsandbytes + CUDA here: 4-bit is greyed out with the reason
         assert not page._inputs["four_bit"].isEnabled()
@@ -67,6 +67,8 @@ def test_dpo_from_the_finetune_page_with_before_after_and_lineage(qtbot, window,
     for name, value in OPTIONS.items():
         page.set_option(name, value)
     assert page.options().method == "dpo" and page.options().suites == "arc-mini@1"
+    page.update_estimate()  # DPO's estimate: chosen and rejected sequences both
+    assert "memory needed on cpu" in page.estimate_label.text()
     job_id = page.start()
     assert job_id is not None, page.status.text()
 

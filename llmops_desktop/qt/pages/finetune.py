@@ -135,7 +135,7 @@ class FinetunePage(Page):
         self.base_combo.blockSignals(False)
         self.dataset_versions = [v for d in list_datasets(self.ctx.catalog) for v in d.versions]
         self._fill_datasets()
-        self.suite_picker.set_suites([(s.ref, s.name, s.items)
+        self.suite_picker.set_suites([(s.ref, s.name, s.items, bool(s.kinds.get("judged")))
                                       for s in list_suites(self.ctx.catalog)])
         if base is not None and self.base_combo.findData(base) >= 0:
             self.base_combo.setCurrentIndex(self.base_combo.findData(base))
