@@ -222,7 +222,7 @@ class DeployForm(QGroupBox):
         if item is None:
             return
         item.setEnabled(ok)
-        item.setToolTip(reason if ok else f"Not available: {reason}")
+        item.setToolTip(reason if ok or reason.endswith("…") else f"Not available: {reason}")
         if not ok and self.engine_combo.currentIndex() == index:
             self.engine_combo.setCurrentIndex(0)
 

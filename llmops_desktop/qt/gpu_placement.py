@@ -68,6 +68,9 @@ def placement_text(artifact: Artifact | None, options: ServeOptions,
         return head + ": all in RAM (device cpu).", False
     devices = {d.index: d for d in (diagnosis.devices if diagnosis is not None else ())}
     if diagnosis is not None and not diagnosis.available:
+        if placement.gpus:
+            return (f"{head}. GPUs {placement.visible_devices}: no CUDA GPU found here, so "
+                    "Start would be refused; leave GPUs empty to serve on the CPU."), True
         return head + ".", False
     missing = [i for i in placement.gpus if devices and i not in devices]
     if missing:

@@ -68,6 +68,10 @@ def test_gpus_estimate_and_vllm_greyed_out(qtbot, window, catalog, demo_gguf, de
     assert f"needs about {human_size(bigger)}" in box.estimate_label.text()
 
     # a placement the server would refuse says so before anything starts
+    if not found.available:
+        box.form.set_value("gpus", "0")
+        assert "GPUs 0: no CUDA GPU found here, so Start would be refused" in \
+            box.estimate_label.text()
     box.form.set_value("gpus", "0,0")
     assert "names a GPU twice" in box.estimate_label.text()
     assert form.serve_values()["gpus"] == "0,0"
