@@ -129,7 +129,7 @@ def test_the_deployment_is_ready_once_the_server_answers_and_stops_with_it(
     assert started["env"] == {"CUDA_VISIBLE_DEVICES": "1,3",
                               "VLLM_API_KEY": "a-server-key-0123456789", "LLMOPS_API_KEY": None}
     assert started["pgid"] == started["pid"]  # its own group: its workers stop with it
-    assert seen["engine"] == "vllm" and seen["parallel"] == 2
+    assert seen["engine"] == "vllm" and seen["tensor_parallel"] == 2
     assert seen["n_ctx"] == 2048  # read from its /v1/models, with the key
     assert seen["url"].startswith("http://127.0.0.1:") and seen["pid"] == os.getpid()
     assert (seen["row"].state, seen["row"].url, seen["row"].engine) == (

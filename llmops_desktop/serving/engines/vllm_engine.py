@@ -220,7 +220,8 @@ def supervise(catalog: Any, config: Any, api_key: str | None,
             info = {"url": url, "deployment_id": config.id, "name": config.name,
                     "model": config.artifact_ref, "engine": "vllm",
                     "n_ctx": served_context(base, api_key),
-                    "parallel": tensor_parallel_size(config), "pid": os.getpid(),
+                    "parallel": None,  # vLLM schedules its own batch (--max-num-seqs)
+                    "tensor_parallel": tensor_parallel_size(config), "pid": os.getpid(),
                     "engine_pid": process.pid}
             (on_ready or (lambda i: log.info("serving %s (vllm) on %s", i["name"],
                                              i["url"])))(info)
