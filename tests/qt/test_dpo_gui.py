@@ -89,6 +89,15 @@ def test_dpo_from_the_finetune_page_with_before_after_and_lineage(qtbot, window,
     _, chosen = page._curves["logps_chosen"].getData()
     assert len(chosen) == OPTIONS["max_steps"] and all(v < 0 for v in chosen)
 
+    assert page.merge_button.isEnabled()  # the adapter merged into its base: a new model
+    merge_id = page.merge()
+    assert merge_id is not None, page.status.text()
+    with Catalog.open(home) as cat:
+        qtbot.waitUntil(lambda: cat.job(merge_id).state.finished, timeout=JOB_TIMEOUT_MS)
+        merge_job = cat.job(merge_id)
+        assert merge_job.state is JobState.SUCCEEDED, merge_job.error
+        merged = cat.artifact(merge_job.result["artifact_id"])
+
     # The adapter's page: the before/after comparison on arc-mini, base against adapter.
     models = window.show_page("models")
     models.reload()
@@ -101,11 +110,12 @@ def test_dpo_from_the_finetune_page_with_before_after_and_lineage(qtbot, window,
     assert suite == "arc-mini@1" and "[" in base_text and "[" in adapter_text
     assert diff_text[0] in "+-" and verdict.split(" (")[0] in (
         "better", "worse", "no clear difference")
-    # The lineage timeline: base, then the DPO adapter under it, each with its figures.
+    # The lineage timeline: base → DPO adapter → merge, the first two with their figures.
     lineage = details.lineage.rows()
     assert [(d, text, step) for d, text, step, _ in lineage] == [
-        (0, f"#{base_id} tiny@1", "base"), (1, f"#{adapter.id} {adapter.ref}", "DPO adapter")]
-    assert all("arc-mini@1: acc " in figures for *_, figures in lineage)
+        (0, f"#{base_id} tiny@1", "base"), (1, f"#{adapter.id} {adapter.ref}", "DPO adapter"),
+        (2, f"#{merged.id} {merged.ref}", "merge")]
+    assert all("arc-mini@1: acc " in figures for *_, figures in lineage[:2])
     base_item = details.lineage.topLevelItem(0)
     details.lineage.itemClicked.emit(base_item, 0)  # a click opens the base
     qtbot.waitUntil(lambda: details.artifact is not None and details.artifact.id == base_id,
