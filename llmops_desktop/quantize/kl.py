@@ -28,6 +28,8 @@ from llmops_desktop.jobs.events import Event, Progress
 
 KL_METRIC = "kl_divergence"
 TOP1_METRIC = "top1_agreement"
+CHUNK_ROWS = 64
+"""Positions converted to float64 at a time (64 × a 128k vocabulary = 64 MiB)."""
 
 
 @dataclass(frozen=True)
@@ -104,10 +106,16 @@ def _llama_windows(llm: Any, text: str, n_ctx: int, max_tokens: int) -> list[lis
     return windows_of(tokens, llm.token_bos(), n_ctx)
 
 
-def _llama_log_probs(llm: Any, window: list[int]) -> Any:
+def _llama_logits(llm: Any, window: list[int]) -> Any:
+    """The logits at every position of ``window`` but the last (a view, float32)."""
     llm.reset()
     llm.eval(window)
-    return log_softmax(llm.scores[: len(window) - 1])
+    return llm.scores[: len(window) - 1]
+
+
+def _chunks(n: int) -> range:
+    """Row offsets of CHUNK_ROWS-row slices: float64 temporaries stay at CHUNK_ROWS rows."""
+    return range(0, n, CHUNK_ROWS)
 
 
 def _check_space(folder: Path, positions: int, n_vocab: int) -> None:
@@ -128,7 +136,7 @@ def reference_from_gguf(gguf: Path, text: str, out: Path, *, n_ctx: int = 512,
     try:
         windows = _llama_windows(llm, text, n_ctx, max_tokens)
         return (yield from _write(out, windows, int(llm.n_vocab()), "llama.cpp", text, n_ctx,
-                                  lambda w: _llama_log_probs(llm, w)))
+                                  lambda w: _llama_logits(llm, w)))
     finally:
         if hasattr(llm, "close"):
             llm.close()
@@ -147,16 +155,15 @@ def reference_from_hf(model_dir: Path, text: str, out: Path, *, n_ctx: int = 512
     windows = windows_of(tokens, tok.bos_token_id, n_ctx)
     n_vocab = int(model.get_output_embeddings().weight.shape[0])
 
-    def rows(window: list[int]) -> Any:
+    def logits_of(window: list[int]) -> Any:
         with torch.inference_mode():
-            logits = model(torch.tensor([window])).logits[0, : len(window) - 1]
-        return log_softmax(logits.float().numpy())
+            return model(torch.tensor([window])).logits[0, : len(window) - 1].float().numpy()
 
-    return (yield from _write(out, windows, n_vocab, "torch", text, n_ctx, rows))
+    return (yield from _write(out, windows, n_vocab, "torch", text, n_ctx, logits_of))
 
 
 def _write(out: Path, windows: list[list[int]], n_vocab: int, engine: str, text: str,
-           n_ctx: int, rows_of: Any) -> Iterator[Event]:
+           n_ctx: int, logits_of: Any) -> Iterator[Event]:
     import numpy as np
 
     if not windows:
@@ -170,8 +177,10 @@ def _write(out: Path, windows: list[list[int]], n_vocab: int, engine: str, text:
     for i, window in enumerate(windows):
         yield Progress(i, len(windows), "windows",
                        f"computing the parent's log-probabilities ({engine})")
-        lp = rows_of(window)
-        table[row: row + len(window) - 1] = lp
+        logits = logits_of(window)
+        for at in _chunks(len(logits)):
+            chunk = log_softmax(logits[at: at + CHUNK_ROWS])
+            table[row + at: row + at + len(chunk)] = chunk
         row += len(window) - 1
     table.flush()
     del table
@@ -208,9 +217,12 @@ def compare_gguf(reference: Reference, gguf: Path, text: str, *,
         for i, window in enumerate(windows):
             yield Progress(i, len(windows), "windows",
                            f"comparing {gguf.name} with the parent (KL divergence, top-1)")
-            q = _llama_log_probs(llm, window)
+            logits = _llama_logits(llm, window)
             n = len(window) - 1
-            kl[row: row + n], same[row: row + n] = kl_rows(parent[row: row + n], q)
+            for at in _chunks(n):
+                part = slice(row + at, row + min(at + CHUNK_ROWS, n))
+                kl[part], same[part] = kl_rows(parent[part],
+                                               log_softmax(logits[at: at + CHUNK_ROWS]))
             row += n
         del parent
     finally:
