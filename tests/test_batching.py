@@ -328,3 +328,60 @@ def test_two_conversations_keep_their_caches(engine) -> None:
     assert turn(a1 + engine.tokenize(" and then?").ids[1:]) >= len(a1)
     assert turn(b1 + engine.tokenize(" and then?").ids[1:]) >= len(b1)
     assert turn(c1 + engine.tokenize(" and then?").ids[1:]) >= len(c1)
+
+
+def test_streams_running_together_keep_their_sequence_ids_contiguous(cat: Catalog) -> None:
+    """With a KV stream per sequence, llama.cpp decodes each run of consecutive sequence
+    ids as a separate ubatch, so two streams on ids 0 and 3 cost about two steps each
+    time. After three conversations have left their caches in slots 0-2, two new streams
+    started together must sit side by side (the least recently used rule alone put them
+    on 3 and 0)."""
+    from llmops_desktop.serving.engines.llama_batch import SequenceRequest, _runs
+
+    eng = get_engine("llama.cpp").load(cat.resolve("demo-gguf").path,
+                                       EngineSettings(threads=1, parallel=4))
+    try:
+        sched = eng._scheduler
+        for text in ("Alice asks about importing", "Bob asks about numbers",
+                     "Carol writes every file"):
+            list(sched.submit(SequenceRequest(eng.tokenize(text).ids, 4,
+                                              temperature=0)).pieces())
+        assert [bool(s.cache) for s in sched.slots] == [True, True, True, False]
+        # "Hello" runs on without an end token, so the second request joins it
+        reqs = [SequenceRequest(eng.tokenize("Hello").ids, 200, temperature=0),
+                SequenceRequest(eng.tokenize("Erin asks about the mirror").ids, 8,
+                                temperature=0)]
+        for r in reqs:
+            sched.submit(r)
+        for r in reqs:
+            list(r.pieces())
+        seqs = {next(s.seq for s in sched.slots if s.cache[:len(r.ids)] == r.ids)
+                for r in reqs}
+        assert len(seqs) == 2 and _runs(seqs) == 1, seqs
+    finally:
+        eng.close()
+
+
+def test_a_stream_that_fills_its_context_ends_without_failing_the_others(cat: Catalog) -> None:
+    """A sequence that reaches the end of its KV stream stops there (as a length stop);
+    the stream decoding beside it goes on to its own end."""
+    from llmops_desktop.serving.engines.llama_batch import SequenceRequest
+
+    eng = get_engine("llama.cpp").load(cat.resolve("demo-gguf").path,
+                                       EngineSettings(threads=1, parallel=2, ctx=64))
+    try:
+        sched = eng._scheduler
+        ids = eng.tokenize("Hello").ids
+        first = sched.submit(SequenceRequest(ids, 1000, temperature=0))
+        pieces = first.pieces()
+        got_first = [next(pieces) for _ in range(5)]
+        second = sched.submit(SequenceRequest(ids, 1000, temperature=0))  # 5 steps behind
+        got_first += list(pieces)  # the first fills its stream while the second runs
+        got_second = list(second.pieces())
+        room = eng.n_ctx - len(ids)  # and one more: the last sampled token needs no cell
+        assert sum(p.tokens for p in got_first) == room + 1
+        assert sum(p.tokens for p in got_second) == room + 1
+        assert sched.stats.slots_in_use == 0
+    finally:
+        eng.close()
+
