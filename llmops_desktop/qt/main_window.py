@@ -57,6 +57,9 @@ PAGES: list[type[Page]] = [ModelsPage, DownloadPage, DatasetsPage, FinetunePage,
                            PlaygroundPage, PromptsPage,
                            MonitorPage, JobsPage, SettingsPage]
 MODEL_SUFFIXES = (".gguf", ".llmpkg")
+# pages past the tenth (no Ctrl+<n> left): Jobs as in a browser's downloads, Settings as
+# Preferences is on every desktop
+EXTRA_PAGE_SHORTCUTS = {"jobs": "Ctrl+J", "settings": "Ctrl+,"}
 
 
 def droppable_paths(urls: list) -> list[Path]:
@@ -250,9 +253,10 @@ class MainWindow(QMainWindow):
         view_menu = bar.addMenu("&View")
         self.page_actions: list[QAction] = []
         for n, page in enumerate(self.pages.values(), start=1):
+            # Ctrl+1..9, the tenth Ctrl+0; past ten, the pages with a shortcut of their own
+            shortcut = f"Ctrl+{n % 10}" if n <= 10 else EXTRA_PAGE_SHORTCUTS.get(page.page_id)
             action = self._act(page.icon_name, page.title,
-                               lambda _=False, pid=page.page_id: self.show_page(pid),
-                               f"Ctrl+{n % 10}" if n <= 10 else None)  # the tenth: Ctrl+0
+                               lambda _=False, pid=page.page_id: self.show_page(pid), shortcut)
             view_menu.addAction(action)
             self.page_actions.append(action)
         view_menu.addSeparator()

@@ -249,6 +249,7 @@ def test_help_works_offline(qtbot, home, three, tmp_path):
     table = sheet.findChild(QTableWidget, "shortcuts")
     pairs = {table.item(r, 0).text(): table.item(r, 1).text() for r in range(table.rowCount())}
     assert pairs["Model › Quantize"] == "Ctrl+Shift+Q" and pairs["View › Prompts"] == "Ctrl+9"
+    assert pairs["View › Jobs"] == "Ctrl+J" and pairs["View › Settings"] == "Ctrl+,"
     assert pairs["Help › Keyboard shortcuts"] == "Ctrl+/"
     sheet.close()
 
@@ -299,7 +300,8 @@ def test_jobs_read_as_words_in_one_vocabulary(qtbot, home, three, catalog):
     win = _open(qtbot, home)
     page = win.show_page("jobs")
     qtbot.mouseClick(win.sidebar.viewport(), Qt.MouseButton.LeftButton,
-                     pos=win.sidebar.visualItemRect(win.sidebar.item(8)).center())
+                     pos=win.sidebar.visualItemRect(
+                         win.sidebar.item(list(win.pages).index("jobs"))).center())
     assert win.current_page_id() == "jobs"
     table = page.table
     rect = table.visualRect(page.model.index(0, 2))

@@ -4,7 +4,8 @@ Tabs: **Suites** (versions, import, preview), **Run** (artifacts × a suite vers
 ``eval`` job, the same typed request ``llmops eval`` submits) and **Results** (the
 artifacts × metrics matrix with 95 % intervals, bars with error bars, two artifacts
 compared with paired tests and their flipped items, CSV and HTML export through
-``evaluate.report``). Further tabs (the arena's ratings) go in with :meth:`add_tab`.
+``evaluate.report``) and **Arena** (Bradley-Terry ratings from the Playground's blind
+side-by-side picks, :mod:`.arena_ratings`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from llmops_desktop.catalog import Catalog
+from llmops_desktop.qt.arena_ratings import ArenaRatingsView
 from llmops_desktop.qt.context import AppContext, Page
 from llmops_desktop.qt.eval_chart import MetricBars
 from llmops_desktop.qt.eval_compare import CompareView
@@ -65,6 +67,9 @@ class EvaluatePage(Page):
         self.suites.sig_selected.connect(self._on_suite_chosen)
         self.tabs.addTab(self.run_form, "Run")
         self.tabs.addTab(self._build_results(), "Results")
+        self.arena = ArenaRatingsView(ctx)
+        self.tabs.addTab(self.arena, "Arena")
+        self.tabs.currentChanged.connect(self._on_tab_changed)
         layout.addWidget(self.tabs)
         ctx.jobs.sig_job_finished.connect(self._on_job_finished)
 
@@ -114,9 +119,9 @@ class EvaluatePage(Page):
         self.results_split = split
         return w
 
-    def add_tab(self, widget: QWidget, title: str) -> int:
-        """Another view of evaluations (the arena's ratings) as a tab of this page."""
-        return self.tabs.addTab(widget, title)
+    def _on_tab_changed(self, index: int) -> None:
+        if self.tabs.widget(index) is self.arena:
+            self.arena.refresh()  # picks arrive from the Playground while the page is away
 
     # ---- data -------------------------------------------------------------------------------
 
