@@ -101,14 +101,18 @@ _SUITE_ACTIONS: dict[str, Any] = {"import": _suite_import, "list": _suite_list,
 def cmd_eval(args: argparse.Namespace) -> int:
     if args.artifacts and args.artifacts[0] == "compare":
         return _compare(args, args.artifacts[1:])
+    from llmops_desktop.evaluate.judge import JUDGE_KEY_ENV, judge_key_environment
     from llmops_desktop.evaluate.task import EvalRequest
     from llmops_desktop.fields import values_from_args
+    from llmops_desktop.serving.commands import api_key_from_args
 
     cli = _cli()
     catalog = cli.open_catalog(args)
+    judge_key = api_key_from_args(args, "judge_api_key", JUDGE_KEY_ENV) or ""
     request = EvalRequest(artifacts=tuple(args.artifacts),
                           **values_from_args(args, EvalRequest)).check(catalog)
-    result = cli.run_job_in_terminal(catalog, request, quiet=args.json)
+    with judge_key_environment(judge_key):  # the job's child inherits it; its row does not
+        result = cli.run_job_in_terminal(catalog, request, quiet=args.json)
     if args.json:
         cli.print_json(result)
         return 0
@@ -186,5 +190,9 @@ def register(add) -> None:
     p.add_argument("artifacts", nargs="+", metavar="ARTIFACT",
                    help="artifacts to evaluate (or: compare A B)")
     add_arguments(p, EvalRequest)
+    p.add_argument("--judge-api-key-file", metavar="FILE",
+                   help="read the judge's API key (a gateway key) from FILE ('-': from stdin); "
+                        "or set LLMOPS_JUDGE_API_KEY")
+    p.add_argument("--judge-api-key", help=argparse.SUPPRESS)  # refused: never on a command line
     p.add_argument("--csv", metavar="FILE", help="compare: write the matrix as CSV")
     p.add_argument("--html", metavar="FILE", help="compare: write a self-contained HTML report")

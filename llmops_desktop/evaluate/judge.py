@@ -1,5 +1,10 @@
 """A deployment as the judge: any OpenAI-compatible server, by address or deployment name.
 
+A gateway (one address, many models, a key per person) judges too: the request names the
+judge's model (``--judge-model``), and the key comes from ``$LLMOPS_JUDGE_API_KEY`` (set by
+``--judge-api-key-file`` or the Run tab's key field for the job's child alone), never from a
+command line or the job's stored parameters.
+
 Pointwise: the judge rates one answer 1–10 with a reason. Pairwise: the judge sees the
 model's answer and another one twice, once in each order, and a win counts only when
 both orders agree (position bias cancels; a split is a tie). The prompts come from the
@@ -9,10 +14,13 @@ suite version, so a run is judged by exactly what was versioned.
 from __future__ import annotations
 
 import json
+import os
 import re
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from llmops_desktop.catalog import Catalog
@@ -20,6 +28,30 @@ from llmops_desktop.evaluate.errors import JudgeError
 
 _SCORE = re.compile(r"\"?score\"?\s*[:=]\s*\"?(10|[1-9])\b", re.I)
 _WINNER = re.compile(r"\"?winner\"?\s*[:=]\s*\"?(A|B|tie)\b", re.I)
+JUDGE_KEY_ENV = "LLMOPS_JUDGE_API_KEY"  # the eval job's child reads the judge's key here
+MAX_REPLY_BYTES = 4 << 20  # a judge's answer is short; a longer one is refused
+
+
+@contextmanager
+def judge_key_environment(api_key: str) -> Iterator[None]:
+    """``api_key`` as ``$LLMOPS_JUDGE_API_KEY`` while a job's child is spawned in this block
+    (it inherits the environment), then the previous value back: the key reaches the child
+    without a command line or the job row holding it. An empty key changes nothing."""
+    if not api_key:
+        yield
+        return
+    from llmops_desktop.netaddr import check_secret
+
+    api_key = check_secret(api_key, "judge API key")
+    old = os.environ.get(JUDGE_KEY_ENV)
+    os.environ[JUDGE_KEY_ENV] = api_key
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(JUDGE_KEY_ENV, None)
+        else:
+            os.environ[JUDGE_KEY_ENV] = old
 
 
 def resolve_judge_url(catalog: Catalog, judge: str) -> str:
@@ -43,18 +75,28 @@ class Judge:
     model: str = ""
     timeout: float = 120.0
     max_tokens: int = 128
+    api_key: str = field(default="", repr=False)  # sent as Bearer; never logged or stored
 
     def _post(self, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data,
-                                     headers={"Content-Type": "application/json"},
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        req = urllib.request.Request(self.url + path, data=data, headers=headers,
                                      method="GET" if body is None else "POST")
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return json.loads(resp.read())
+                raw = resp.read(MAX_REPLY_BYTES + 1)
+            if len(raw) > MAX_REPLY_BYTES:
+                raise ValueError(f"its answer is over {MAX_REPLY_BYTES >> 20} MiB")
+            return json.loads(raw)
         except urllib.error.HTTPError as exc:
+            hint = ""
+            if exc.code in (401, 403):
+                hint = (f" Give the judge a key it accepts: set {JUDGE_KEY_ENV}, pass "
+                        "--judge-api-key-file FILE, or fill in the Run tab's Judge key.")
             raise JudgeError(f"The judge at {self.url} answered {exc.code}: "
-                             f"{exc.read()[:300].decode('utf-8', 'replace')}") from None
+                             f"{exc.read(300).decode('utf-8', 'replace')}{hint}") from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise JudgeError(f"Cannot ask the judge at {self.url}: {exc}. Is it running?") from None
 

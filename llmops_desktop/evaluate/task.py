@@ -37,7 +37,11 @@ class EvalRequest(JobRequest):
                              minimum=1, metavar="N")
     judge: str | None = spec(
         None, "The judge of judged items: a running deployment's name or an OpenAI-compatible "
-        "address (http://HOST:PORT).", label="Judge", metavar="MODEL")
+        "address (http://HOST:PORT), such as the gateway's.", label="Judge", metavar="MODEL")
+    judge_model: str | None = spec(
+        None, "The judge's model name, for a judge that serves several (a gateway: one of its "
+        "/v1/models); default: the first model it lists. Its key, if it needs one: "
+        "$LLMOPS_JUDGE_API_KEY or --judge-api-key-file.", label="Judge model", metavar="NAME")
     baseline: str | None = spec(
         None, "Pairwise items compare each answer with this artifact's answer (default: the "
         "item's own 'baseline' answer).", label="Pairwise baseline", metavar="ARTIFACT")
@@ -71,8 +75,10 @@ class EvalRequest(JobRequest):
 
     def run_params(self) -> dict[str, Any]:
         """What makes two runs of an artifact comparable (and resumable as one)."""
-        return {"limit": self.limit, "judge": self.judge, "baseline": self.baseline,
-                "shots": self.shots, "seed": self.seed, "max_tokens": self.max_tokens}
+        judge_model = {"judge_model": self.judge_model} if self.judge_model else {}
+        return {"limit": self.limit, "judge": self.judge, **judge_model,
+                "baseline": self.baseline, "shots": self.shots, "seed": self.seed,
+                "max_tokens": self.max_tokens}
 
 
 def _items(suite: SuiteVersion, limit: int | None) -> list[tuple[int, dict[str, Any]]]:
@@ -141,9 +147,7 @@ def evaluate_artifact(ctx: JobContext, request: EvalRequest, artifact: Artifact,
                 scores = score_generation(answer, it)
             else:
                 if judge is None:
-                    from llmops_desktop.evaluate.judge import Judge, resolve_judge_url
-
-                    judge = Judge(resolve_judge_url(ctx.catalog, request.judge or ""))
+                    judge = _open_judge(ctx, request)
                 scores, details = _judge_item(judge, suite, it, answer,
                                               (baseline_answers or {}).get(i))
             out = [ItemResult(i, it["kind"], prompt or _prompt_text(it), answer, scores, details,
@@ -183,6 +187,18 @@ def _corpus(stored: list[ItemResult], items: dict[int, dict[str, Any]]) -> dict[
     return corpus_scores([g[0] for g in gen], [g[1] for g in gen]) if gen else {}
 
 
+def _open_judge(ctx: JobContext, request: EvalRequest) -> Any:
+    """The request's judge, at its address, with its model and the key from the environment."""
+    import os
+
+    from llmops_desktop.evaluate.judge import JUDGE_KEY_ENV, Judge, resolve_judge_url
+    from llmops_desktop.netaddr import check_secret
+
+    return Judge(resolve_judge_url(ctx.catalog, request.judge or ""),
+                 model=(request.judge_model or "").strip(),
+                 api_key=check_secret(os.environ.get(JUDGE_KEY_ENV, ""), "judge API key"))
+
+
 def _judge_item(judge: Any, suite: SuiteVersion, item: dict[str, Any], answer: str,
                 other: str | None) -> tuple[dict[str, float], dict[str, Any]]:
     prompts = suite.judge_prompts
@@ -198,11 +214,12 @@ def _judge_item(judge: Any, suite: SuiteVersion, item: dict[str, Any], answer: s
         scores = {} if outcome is None else {
             "pairwise_win": float(outcome == "ours"),
             "pairwise_score": {"ours": 1.0, "tie": 0.5, "other": 0.0}[outcome]}
-        return scores, {"judge": judge.url, "baseline_answer": other, **verdict}
+        return scores, {"judge": judge.url, "judge_model": judge.model, "baseline_answer": other,
+                        **verdict}
     verdict = judge.pointwise(prompts["pointwise"], prompt=text, answer=answer,
                               rubric=item["rubric"])
     scores = {} if verdict["score"] is None else {"judge_score": float(verdict["score"])}
-    return scores, {"judge": judge.url, **verdict}
+    return scores, {"judge": judge.url, "judge_model": judge.model, **verdict}
 
 
 def _baseline_answers(ctx: JobContext, request: EvalRequest, suite: SuiteVersion

@@ -115,19 +115,22 @@ def add_api_key_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-key", help=argparse.SUPPRESS)  # refused: see api_key_from_args
 
 
-def api_key_from_args(args: argparse.Namespace) -> str | None:
+def api_key_from_args(args: argparse.Namespace, name: str = "api_key",
+                      env: str = "") -> str | None:
     """The key from ``--api-key-file`` (its first non-blank line), else None (``serve``
     then reads ``$LLMOPS_API_KEY``). A key given on the command line is refused: every
-    user of the machine can read it there. No message shows the key."""
+    user of the machine can read it there. No message shows the key. ``name``/``env``:
+    another key's flags (``--NAME-file``, ``--NAME`` refused) and variable."""
     from llmops_desktop.netaddr import check_secret
     from llmops_desktop.serving.config import API_KEY_ENV
 
-    if getattr(args, "api_key", None) is not None:
+    variable, option = env or API_KEY_ENV, "--" + name.replace("_", "-") + "-file"
+    if getattr(args, name, None) is not None:
         raise InvalidInputError(
             "An API key is not taken on the command line, where every user of this machine "
-            f"can read it (ps): put it in a file only you can read and pass --api-key-file "
-            f"FILE (or --api-key-file - and send it on stdin), or set {API_KEY_ENV}.")
-    source = getattr(args, "api_key_file", None)
+            f"can read it (ps): put it in a file only you can read and pass {option} "
+            f"FILE (or {option} - and send it on stdin), or set {variable}.")
+    source = getattr(args, name + "_file", None)
     if not source:
         return None
     if source == "-":
@@ -138,7 +141,7 @@ def api_key_from_args(args: argparse.Namespace) -> str | None:
                 text = f.read()
         except FileNotFoundError:
             raise NotFoundError(f"No API key file {source}: write the key in it, or set "
-                                f"{API_KEY_ENV}.") from None
+                                f"{variable}.") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise InvalidInputError(f"Cannot read the API key file {source} "
                                     f"({getattr(exc, 'strerror', None) or type(exc).__name__}); "
