@@ -2,12 +2,10 @@
 
 The page shows one core :class:`~llmops_desktop.serving.chat_session.ChatSession` per
 deployment (the conversation, the request, the figures, the ratings; ``llmops chat`` uses
-the same) and listens to it. A reply's events come from the session's generator on a
-worker thread through the pump (:mod:`llmops_desktop.qt.pump`) and are drawn at most 25
-times a second. Stop closes the connection, which stops the server's generation as well.
-Under each reply: time to first token and tokens per second (the server's decode timing,
-the figure its request log keeps). A model without a chat template is used in plain
-completion (``/v1/completions``); the page says which mode it is in.
+the same) and listens to it; :mod:`llmops_desktop.qt.chat_pane` draws the conversation
+and streams the replies. Under each reply: time to first token and tokens per second (the
+server's decode timing, the figure its request log keeps). A model without a chat template
+is used in plain completion (``/v1/completions``); the page says which mode it is in.
 Thumbs up or down store the reply, its conversation and the deployment's artifact in the
 catalog; Export writes every rating as JSONL. Each deployment keeps its own conversation
 while the app runs.
@@ -17,16 +15,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
     QHBoxLayout,
     QLabel,
-    QPlainTextEdit,
     QPushButton,
-    QScrollArea,
     QSplitter,
     QStackedWidget,
     QVBoxLayout,
@@ -35,16 +31,10 @@ from PySide6.QtWidgets import (
 
 from llmops_desktop.errors import LLMOpsError
 from llmops_desktop.qt.arena_panel import ARENA, ArenaPanel
-from llmops_desktop.qt.chat_widgets import (
-    ChatSettingsBox,
-    MessageView,
-    mode_combo,
-    mode_label,
-    show_mode,
-)
+from llmops_desktop.qt.chat_pane import ChatPane
+from llmops_desktop.qt.chat_widgets import ChatSettingsBox, mode_combo, mode_label, show_mode
 from llmops_desktop.qt.context import AppContext, Page, icon
 from llmops_desktop.qt.deploy_controller import DeployController, LiveDeployment
-from llmops_desktop.qt.pump import create_worker
 from llmops_desktop.qt.deploy_details import can_chat
 from llmops_desktop.qt.prompt_dialogs import PromptDialog, save_as_prompt_dialog
 from llmops_desktop.serving.chat_session import (
@@ -52,13 +42,8 @@ from llmops_desktop.serving.chat_session import (
     COMPLETION,
     ChatSession,
     ChatTarget,
-    Delta,
-    ReplyEnded,
-    Turn,
 )
 from llmops_desktop.serving.feedback import export_jsonl
-
-REDRAW_MS = 40
 
 
 class PlaygroundPage(Page):
@@ -79,12 +64,6 @@ class PlaygroundPage(Page):
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(ctx, parent)
         self.sessions: dict[int, ChatSession] = {}  # by deployment key
-        self._views: list[MessageView] = []
-        self._stream: tuple[ChatSession, Turn] | None = None  # the reply being streamed
-        self._dirty = False
-        self.redraw = QTimer(self)
-        self.redraw.setInterval(REDRAW_MS)
-        self.redraw.timeout.connect(self._flush)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
@@ -130,7 +109,17 @@ class PlaygroundPage(Page):
         self.max_tokens_spin, self.seed_spin, self.key_edit = (
             box.max_tokens_spin, box.seed_spin, box.key_edit)
         splitter.addWidget(box)
-        self.chat_area = self._build_chat()
+        self.chat_area = ChatPane()  # the conversation; its widgets, as the page's own
+        pane = self.chat_area
+        self._views, self.messages, self.scroll = pane.views, pane.messages, pane.scroll
+        self.empty_label, self.input = pane.empty_label, pane.input
+        self.send_button, self.stop_button = pane.send_button, pane.stop_button
+        self.send_button.clicked.connect(self.send)
+        self.stop_button.clicked.connect(self.stop)
+        pane.sig_rated.connect(self.rate_reply)
+        pane.sig_reply_finished.connect(lambda _: self._update_buttons())
+        pane.sig_reply_finished.connect(self.sig_reply_finished)
+        pane.sig_reply_piece.connect(self.sig_reply_piece)
         self.arena_panel = ArenaPanel(ctx, self.settings_box, self._target)  # blind mode
         self.chat_stack = QStackedWidget()
         self.chat_stack.addWidget(self.chat_area)
@@ -150,44 +139,6 @@ class PlaygroundPage(Page):
 
         self.deploy: DeployController | None = None
         self._update_buttons()
-
-    # ---- building -------------------------------------------------------------------------
-
-    def _build_chat(self) -> QWidget:
-        self.messages = QWidget()
-        self.messages_layout = QVBoxLayout(self.messages)
-        self.messages_layout.setContentsMargins(4, 4, 4, 4)
-        self.messages_layout.addStretch(1)
-        self.scroll = QScrollArea()
-        self.scroll.setWidgetResizable(True)
-        self.scroll.setWidget(self.messages)
-        self.empty_label = QLabel()
-        self.empty_label.setWordWrap(True)
-        self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.empty_label.setStyleSheet("color: palette(mid);")
-        self.input = QPlainTextEdit()
-        self.input.setPlaceholderText("Message (Ctrl+Enter sends, Esc stops)")
-        self.input.setMaximumHeight(110)
-        self.send_button = QPushButton(icon("send"), "Send")
-        self.send_button.setToolTip("Send (Ctrl+Enter)")
-        self.send_button.clicked.connect(self.send)
-        self.stop_button = QPushButton(icon("cancel"), "Stop")
-        self.stop_button.setToolTip("Stop the reply (Esc)")
-        self.stop_button.clicked.connect(self.stop)
-        buttons = QVBoxLayout()
-        buttons.addWidget(self.send_button)
-        buttons.addWidget(self.stop_button)
-        buttons.addStretch(1)
-        bottom = QHBoxLayout()
-        bottom.addWidget(self.input, 1)
-        bottom.addLayout(buttons)
-        w = QWidget()
-        layout = QVBoxLayout(w)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.empty_label)
-        layout.addWidget(self.scroll, 1)
-        layout.addLayout(bottom)
-        return w
 
     # ---- public ---------------------------------------------------------------------------
 
@@ -248,7 +199,7 @@ class PlaygroundPage(Page):
             return ""
         d, session = self.current(), self.conversation()
         text = (text if isinstance(text, str) else self.input.toPlainText()).strip()
-        if d is None or session is None or not text or self._stream is not None:
+        if d is None or session is None or not text or self.chat_area.streaming:
             return ""
         try:
             session.sampling = self.settings_box.sampling()
@@ -259,24 +210,17 @@ class PlaygroundPage(Page):
         session.target = self._target(d)  # a restarted deployment has a new address
         session.system = self.settings_box.system()
         turn = session.ask(text)
-        self._add_view(session.turns[-2])
-        self._add_view(turn)
-        self._stream = (session, turn)
-        create_worker(session.stream, turn, yielded=self._on_event,
-                      errored=lambda exc: self._on_failed(turn, exc), receiver=self,
-                      name="llmops-chat")
-        self.redraw.start()
+        self.chat_area.stream(session, turn)
         self._update_buttons()
         return turn.reply_id
 
     def stop(self) -> None:
         self.arena_panel.stop()
-        if self._stream is not None:
-            self._stream[0].stop(self._stream[1])
+        self.chat_area.stop()
 
     def new_chat(self) -> None:
         session = self.conversation()
-        if session is None or self._stream is not None:
+        if session is None or self.chat_area.streaming:
             return
         session.reset()
         self._show_conversation()
@@ -291,9 +235,7 @@ class PlaygroundPage(Page):
         except (LLMOpsError, OSError, ValueError) as exc:
             self.ctx.events.sig_error.emit(f"Could not store the rating: {exc}")
             return
-        for view in self._views:
-            if view.turn is turn:
-                view.refresh()
+        self.chat_area.refresh_turn(turn)
         if rating:
             self.ctx.events.sig_info.emit("Feedback stored" if rating > 0 else
                                           "Feedback stored (thumbs down)")
@@ -341,17 +283,6 @@ class PlaygroundPage(Page):
             except OSError as exc:
                 self.ctx.events.sig_error.emit(f"Could not write {path}: {exc.strerror or exc}")
 
-    def _add_view(self, turn: Turn) -> None:
-        view = MessageView(turn)
-        view.sig_rated.connect(self.rate_reply)
-        self._views.append(view)
-        self.messages_layout.insertWidget(self.messages_layout.count() - 1, view)
-        QTimer.singleShot(0, self._scroll_to_end)
-
-    def _scroll_to_end(self) -> None:
-        bar = self.scroll.verticalScrollBar()
-        bar.setValue(bar.maximum())
-
     def _on_mode_changed(self, _index: int) -> None:
         arena = self.mode_combo.currentData() == ARENA
         self.chat_stack.setCurrentWidget(self.arena_panel if arena else self.chat_area)
@@ -374,18 +305,13 @@ class PlaygroundPage(Page):
 
     def _show_conversation(self) -> None:
         self._show_mode()
-        for view in self._views:
-            view.setParent(None)
-            view.deleteLater()
-        self._views.clear()
         session = self.conversation()
-        for turn in session.turns if session else []:
-            self._add_view(turn)
+        self.chat_area.show_turns(session.turns if session else [])
         self._update_buttons()
 
     def _update_buttons(self) -> None:
         d = self.current()
-        streaming = self._stream is not None
+        streaming = self.chat_area.streaming
         self.send_button.setEnabled(d is not None and not streaming)
         self.stop_button.setEnabled(streaming)
         self.new_button.setEnabled(d is not None and not streaming)
@@ -403,48 +329,3 @@ class PlaygroundPage(Page):
             n_ctx = d.info.get("n_ctx")
             if isinstance(n_ctx, int) and n_ctx > 1:
                 self.max_tokens_spin.setMaximum(n_ctx - 1)  # the prompt needs a token at least
-
-    def _on_event(self, event: Delta | ReplyEnded) -> None:
-        if self._stream is None or event.reply_id != self._stream[1].reply_id:
-            return
-        if isinstance(event, Delta):  # the session added it to the turn already
-            self._dirty = True
-            self.sig_reply_piece.emit(event.text)
-        else:
-            self._on_done()
-
-    def _on_failed(self, turn: Turn, exc: BaseException) -> None:
-        if turn.state == "streaming":  # the session says failures itself; this is a bug
-            turn.state, turn.error = "failed", f"{type(exc).__name__}: {exc}"
-        if self._stream is not None and self._stream[1] is turn:
-            self._on_done()
-
-    def _flush(self) -> None:
-        if not self._dirty or self._stream is None:
-            return
-        self._dirty = False
-        turn = self._stream[1]
-        for view in reversed(self._views):
-            if view.turn is turn:
-                bar = self.scroll.verticalScrollBar()
-                at_end = bar.value() >= bar.maximum() - 4
-                view.refresh()
-                if at_end:
-                    QTimer.singleShot(0, self._scroll_to_end)
-                break
-
-    def _on_done(self) -> None:
-        assert self._stream is not None
-        _, turn = self._stream
-        self._stream = None
-        self.redraw.stop()
-        self._dirty = True
-        self._stream_flush_final(turn)
-        self._update_buttons()
-        self.sig_reply_finished.emit(turn.reply_id)
-
-    def _stream_flush_final(self, turn: Turn) -> None:
-        for view in self._views:
-            if view.turn is turn:
-                view.refresh()
-        QTimer.singleShot(0, self._scroll_to_end)
