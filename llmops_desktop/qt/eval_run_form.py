@@ -1,9 +1,12 @@
 """The Evaluate page's "Run an evaluation" tab: artifacts, a suite version, an optional limit
-and judge, and a button that starts the same ``eval`` job ``llmops eval`` does (an
+and judge (a deployment, an address, or the window's gateway with one of its models and a
+key), and a button that starts the same ``eval`` job ``llmops eval`` does (an
 ``EvalRequest`` through the window's job controller, so progress and cancel show in the
 status bar and on the Jobs page)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeySequence
@@ -12,6 +15,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QListWidget,
     QListWidgetItem,
     QPushButton,
@@ -21,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from llmops_desktop.errors import LLMOpsError
+from llmops_desktop.fields import spec_of
 from llmops_desktop.qt.context import AppContext
 
 EVALUATED_KINDS = ("hf", "gguf")
@@ -37,6 +42,7 @@ class RunForm(QWidget):
         super().__init__(parent)
         self.ctx = ctx
         self.job_ids: list[int] = []
+        self.gateway: Any = None  # the window's GatewayController, once attached
         layout = QVBoxLayout(self)
         form = QFormLayout()
         self.artifact_list = QListWidget()
@@ -53,10 +59,25 @@ class RunForm(QWidget):
         form.addRow("Limit", self.limit_spin)
         self.judge_combo = QComboBox()
         self.judge_combo.setEditable(True)
-        self.judge_combo.setToolTip("Judged items need a judge: a running deployment (listed), "
-                                    "or type the OpenAI-compatible address of a server or "
-                                    "the gateway, http://HOST:PORT.")
+        self.judge_combo.setToolTip("Judged items need a judge: a running deployment or the "
+                                    "window's gateway (listed), or type the OpenAI-compatible "
+                                    "address of a server or a gateway, http://HOST:PORT.")
+        self.judge_combo.currentTextChanged.connect(lambda _: self._fill_judge_models())
         form.addRow("Judge", self.judge_combo)
+        from llmops_desktop.evaluate.task import EvalRequest
+
+        self.judge_model_combo = QComboBox()
+        self.judge_model_combo.setEditable(True)
+        self.judge_model_combo.lineEdit().setPlaceholderText("the first model it lists")
+        self.judge_model_combo.setToolTip(spec_of(EvalRequest, "judge_model").description)
+        form.addRow("Judge model", self.judge_model_combo)
+        self.judge_key_edit = QLineEdit()
+        self.judge_key_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self.judge_key_edit.setPlaceholderText("only if the judge asks for a key")
+        self.judge_key_edit.setToolTip("The key the judge accepts (a gateway key: 'llmops apikey "
+                                       "create NAME'). The job gets it in its environment; it "
+                                       "is not stored with the job or the run.")
+        form.addRow("Judge key", self.judge_key_edit)
         layout.addLayout(form)
         row = QHBoxLayout()
         self.status = QLabel()
@@ -74,7 +95,6 @@ class RunForm(QWidget):
 
     def reload(self) -> None:
         from llmops_desktop.evaluate.suites import list_suites
-        from llmops_desktop.serving.store import deployments
 
         checked = set(self.checked_refs())
         self.artifact_list.clear()
@@ -93,19 +113,51 @@ class RunForm(QWidget):
             self.suite_combo.addItem(f"{v.ref}  ({v.items} items)", v.ref)
         if suite is not None:
             self.select_suite(suite)
-        judge = self.judge_combo.currentText()
-        self.judge_combo.clear()
-        self.judge_combo.addItem(NO_JUDGE, "")
-        for d in deployments(self.ctx.catalog):
-            if d.state == "running":
-                self.judge_combo.addItem(f"{d.name}", d.name)
-        self.judge_combo.setCurrentText(judge or NO_JUDGE)
+        self._fill_judges()
         self.start_button.setEnabled(self.artifact_list.count() > 0
                                      and self.suite_combo.count() > 0)
         if not self.start_button.isEnabled():
             self.status.setText("Import a suite (Suites tab) and a model (Models page) to "
                                 "evaluate." if self.suite_combo.count() == 0 else
                                 "No Hugging Face or GGUF model in the catalog to evaluate.")
+
+    def attach_gateway(self, gateway: Any) -> None:
+        """Offer the window's gateway (a GatewayController) as a judge, with its models."""
+        self.gateway = gateway
+        gateway.sig_started.connect(lambda _: self._fill_judges())
+        gateway.sig_models.connect(lambda _: self._fill_judges())
+        gateway.sig_stopped.connect(lambda _: self._fill_judges())
+        self._fill_judges()
+
+    def _gateway_url(self) -> str:
+        return (self.gateway.url or "") if self.gateway is not None else ""
+
+    def _fill_judges(self) -> None:
+        from llmops_desktop.serving.store import deployments
+
+        judge = self.judge_combo.currentText()
+        self.judge_combo.blockSignals(True)
+        self.judge_combo.clear()
+        self.judge_combo.addItem(NO_JUDGE, "")
+        if self._gateway_url():
+            self.judge_combo.addItem(f"gateway  ({self._gateway_url()})", self._gateway_url())
+        for d in deployments(self.ctx.catalog):
+            if d.state == "running":
+                self.judge_combo.addItem(f"{d.name}", d.name)
+        self.judge_combo.setCurrentText(judge or NO_JUDGE)
+        self.judge_combo.blockSignals(False)
+        self._fill_judge_models()
+
+    def _fill_judge_models(self) -> None:
+        """The gateway's models to choose from when it is the judge; else a typed name."""
+        typed = self.judge_model_combo.currentText()
+        self.judge_model_combo.clear()
+        if self._gateway_url() and self.judge() == self._gateway_url():
+            names = [str(m["model"]) for m in self.gateway.models if m.get("model")]
+            self.judge_model_combo.addItems(names)
+            if typed not in names and names:
+                typed = names[0]
+        self.judge_model_combo.setCurrentText(typed)
 
     def select_suite(self, ref: str) -> None:
         index = self.suite_combo.findData(ref)
@@ -131,11 +183,14 @@ class RunForm(QWidget):
             text = self.judge_combo.itemData(index) or ""
         return text or None
 
+    def judge_model(self) -> str | None:
+        return self.judge_model_combo.currentText().strip() or None
+
     def start(self) -> int | None:
         """Check the request as the CLI does and start its job; returns the job id."""
-        from llmops_desktop.evaluate.task import EvalRequest
-
+        from llmops_desktop.evaluate.judge import judge_key_environment
         from llmops_desktop.evaluate.suites import resolve_suite
+        from llmops_desktop.evaluate.task import EvalRequest
 
         refs = self.checked_refs()
         if not refs:
@@ -151,8 +206,11 @@ class RunForm(QWidget):
                 return None
             request = EvalRequest(artifacts=tuple(refs), suite=suite.ref,
                                   limit=self.limit_spin.value() or None,
-                                  judge=self.judge()).check(self.ctx.catalog)
-            job = self.ctx.jobs.start(request)
+                                  judge=self.judge(),
+                                  judge_model=self.judge_model() if self.judge() else None,
+                                  ).check(self.ctx.catalog)
+            with judge_key_environment(self.judge_key_edit.text()):  # the child inherits it
+                job = self.ctx.jobs.start(request)
         except (LLMOpsError, LookupError, ValueError) as exc:
             self.status.setText(f"Cannot start: {exc}")
             return None

@@ -165,6 +165,9 @@ class MainWindow(QMainWindow):
         self.models_page.sig_selection_changed.connect(self.deployments_page.note_model_selected)
         self.models_page.sig_chat_requested.connect(self.chat_with_artifact)
         self.playground_page.attach(self.deployments_page.deploy)
+        evaluate = self.pages["evaluate"]
+        assert isinstance(evaluate, EvaluatePage)
+        evaluate.run_form.attach_gateway(self.deployments_page.gateway)  # a judge (#18)
         self.playground_page.sig_show_prompt_requested.connect(self.show_prompt)
         self.deployments_page.sig_chat_requested.connect(self.chat_with)
         download = self.download_page
