@@ -84,7 +84,8 @@ class PlaygroundPage(Page):
         self.export_button.clicked.connect(self._ask_export)
         self.prompt_button = QPushButton(icon("prompt"), "Save as prompt…")
         self.prompt_button.setToolTip("Keep the system prompt, the last question (as a "
-                                      "template) and the settings as a versioned prompt")
+                                      "template) and the settings as a versioned prompt "
+                                      "(Ctrl+Shift+S)")
         self.prompt_button.clicked.connect(self.save_as_prompt)
         self.mode_combo, self.mode_label = mode_combo(), mode_label()
         self.mode_combo.currentIndexChanged.connect(self._on_mode_changed)
@@ -136,6 +137,10 @@ class PlaygroundPage(Page):
             sc = QShortcut(QKeySequence(keys), self)
             sc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
             sc.activated.connect(slot)
+        # While the page is shown, wherever the focus is (a hidden page's shortcut never fires).
+        self.prompt_shortcut = QShortcut(QKeySequence("Ctrl+Shift+S"), self)
+        self.prompt_shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
+        self.prompt_shortcut.activated.connect(self.save_as_prompt)
 
         self.deploy: DeployController | None = None
         self._update_buttons()
