@@ -1,7 +1,8 @@
 """Child processes that end with their parent: the gateway's deployments, the window's gateway.
 
 A gateway killed with SIGKILL cannot stop its deployments, and each of them holds a model
-in memory. So the gateway starts them with Linux's ``PR_SET_PDEATHSIG``: the kernel sends
+in memory. So the gateway starts them with Linux's ``PR_SET_PDEATHSIG``
+(:func:`llmops_desktop.procs.die_with_parent_preexec`): the kernel sends
 the child SIGTERM (a clean stop: its request log is written, its row marked stopped) the
 moment its parent goes, however it goes. The window starts its gateway the same way.
 
@@ -12,62 +13,23 @@ gone (:func:`reap_orphans`): a second line for where the kernel cannot send the 
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
-import signal
 import subprocess
-import sys
-from collections.abc import Callable
 
 from llmops_desktop.paths import Home
 
-PR_SET_PDEATHSIG = 1
 GATEWAY_PID_ENV = "LLMOPS_GATEWAY_PID"
 log = logging.getLogger("llmops_desktop.gateway")
 
 
-def _libc_prctl() -> Callable[..., int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-
-_PRCTL = _libc_prctl()
-
-
-def die_with_parent(sig: signal.Signals = signal.SIGTERM) -> Callable[[], None] | None:
-    """A ``preexec_fn`` that has the child sent ``sig`` when this process ends; None where
-    the kernel cannot do that. (The parent is the thread that forks: start children from
-    a thread that lives as long as the process, such as the main thread or a pool's.)"""
-    prctl, parent = _PRCTL, os.getpid()
-    if prctl is None:
-        return None
-
-    def preexec() -> None:  # in the child, between fork and exec: nothing that allocates
-        prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
-        if os.getppid() != parent:  # the parent went before prctl took effect
-            os._exit(128 + int(sig))
-
-    return preexec
-
-
 def start_deployment(request, home: Home) -> subprocess.Popen[bytes]:  # noqa: ANN001
     """:func:`~llmops_desktop.serving.deploy.start_server`, with the server made to stop
-    when the process that starts it (the gateway) ends."""
-    from llmops_desktop.serving.deploy import serving_log
+    when the process that starts it (the gateway) ends, and carrying that process's pid."""
+    from llmops_desktop.serving.deploy import start_server
 
-    request.check()
-    log_path = serving_log(home)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = {**request.environment(), GATEWAY_PID_ENV: str(os.getpid())}
-    with open(log_path, "ab") as out:
-        return subprocess.Popen(  # noqa: S603 - our own server module, no shell
-            request.to_argv(home), stdout=subprocess.PIPE, stderr=out, stdin=subprocess.DEVNULL,
-            env=env, start_new_session=True, preexec_fn=die_with_parent())
+    return start_server(request, home, die_with_parent=True,
+                        extra_env={GATEWAY_PID_ENV: str(os.getpid())})
 
 
 def gateway_of(pid: int) -> int | None:

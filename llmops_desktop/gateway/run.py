@@ -122,7 +122,6 @@ def _log_ready(info: dict[str, Any]) -> None:
 
 
 STOP_GRACE_S = 20.0  # the gateway stops each deployment cleanly before it exits
-MAX_LINE = 65_536  # bytes of one line a gateway child may print
 
 
 def gateway_argv(home: Home, options: GatewayOptions) -> list[str]:
@@ -144,39 +143,22 @@ def gateway_argv(home: Home, options: GatewayOptions) -> list[str]:
 def start_gateway_process(options: GatewayOptions, home: Home) -> subprocess.Popen[bytes]:
     """The gateway as a child (the window's): its stderr joins its stdout, and it stops
     (stopping its deployments) when the process that started it ends."""
-    from llmops_desktop.gateway.children import die_with_parent
+    from llmops_desktop.procs import die_with_parent_preexec
 
     options = options.checked()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.Popen(gateway_argv(home, options), stdout=subprocess.PIPE,  # noqa: S603
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                            start_new_session=True, preexec_fn=die_with_parent())
+                            start_new_session=True, preexec_fn=die_with_parent_preexec())
 
 
 def gateway_lines(process: subprocess.Popen[bytes]) -> Generator[dict[str, Any] | str, None, int]:
     """What a gateway child prints, to its end: its JSON lines as dicts, the rest as text
-    (each line bounded); the generator returns its exit code."""
-    import json
+    (each line bounded; :func:`llmops_desktop.procs.read_output`); the generator returns
+    its exit code."""
+    from llmops_desktop.procs import follow, read_output
 
-    assert process.stdout is not None, "start the gateway with stdout=subprocess.PIPE"
-    while True:
-        raw = process.stdout.readline(MAX_LINE)
-        if not raw:
-            break
-        text = raw.decode("utf-8", "replace").rstrip("\r\n")
-        if text.startswith("{"):
-            try:
-                event = json.loads(text)
-            except ValueError:
-                event = None
-            if isinstance(event, dict) and isinstance(event.get("type"), str):
-                yield event
-                continue
-        if text:
-            yield text
-    code = process.wait()
-    process.stdout.close()
-    return code
+    return follow(process, read_output)
 
 
 def stop_gateway_process(process: subprocess.Popen[bytes], *, wait: bool = False) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 from llmops_desktop.errors import InvalidInputError
 from llmops_desktop.fields import field_specs
 from llmops_desktop.paths import Home
-from llmops_desktop.procs import terminate
+from llmops_desktop.procs import die_with_parent_preexec, terminate
 from llmops_desktop.serving.config import (
     API_KEY_ENV,
     DEFAULT_HOST,
@@ -162,17 +163,22 @@ def serving_log(home: Home) -> Path:
     return home.root / "logs" / "serving.log"
 
 
-def start_server(request: DeployRequest, home: Home) -> subprocess.Popen[bytes]:
+def start_server(request: DeployRequest, home: Home, *, die_with_parent: bool = False,
+                 extra_env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Check ``request`` and start its server child: JSON lines on its stdout
     (:func:`llmops_desktop.procs.follow`), stderr appended to :func:`serving_log`. The
-    child runs in its own session, so it may outlive the window and a terminal's hang-up."""
+    child runs in its own session, so it may outlive the window and a terminal's hang-up;
+    with ``die_with_parent`` it is sent SIGTERM when this process ends, however it ends
+    (the gateway's deployments). ``extra_env`` is added to its environment."""
     request.check()
     log_path = serving_log(home)
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = {**request.environment(), **(extra_env or {})}
+    preexec = die_with_parent_preexec() if die_with_parent else None
     with open(log_path, "ab") as log:
         return subprocess.Popen(request.to_argv(home), stdout=subprocess.PIPE, stderr=log,
-                                stdin=subprocess.DEVNULL, env=request.environment(),
-                                start_new_session=True)
+                                stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+                                preexec_fn=preexec)
 
 
 def stop_server(target: subprocess.Popen[bytes] | int, *, wait: bool = True,
