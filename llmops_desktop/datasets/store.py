@@ -139,22 +139,33 @@ def list_datasets(catalog: Catalog) -> list[Dataset]:
 
 def resolve_version(catalog: Catalog, ref: str | int) -> DatasetVersion:
     """A version by ``name`` (the latest), ``name@N`` or its numeric id."""
+    return DatasetVersion.from_row(find_version_row(
+        catalog, _SELECT, "d.name", ref, lambda text: DatasetNotFoundError(
+            f"No dataset {text!r}. 'llmops dataset list' shows the datasets you have; "
+            "'llmops dataset import FILE' adds one.")))
+
+
+def find_version_row(catalog: Catalog, select: str, name_column: str, ref: str | int,
+                     not_found: Callable[[str], Exception]) -> dict[str, Any]:
+    """The row of a version by ``name`` (the latest), ``name@N`` or its numeric id, from
+    ``select`` (the versions as ``v``, joined to what names them, whose name is
+    ``name_column``: our own SQL, never outside text); raises ``not_found(ref as text)``
+    if there is none. Shared by datasets and evaluation suites, versioned alike."""
     text = str(ref).strip()
     if text.isdigit():
-        rows = catalog.rows(_SELECT + " WHERE v.id = ?", (int(text),))
+        rows = catalog.rows(select + " WHERE v.id = ?", (int(text),))
     else:
         name, _, version = text.partition("@")
         if version and not version.isdigit():
             raise InvalidInputError(f"{text!r}: the part after '@' must be a version number.")
-        rows = (catalog.rows(_SELECT + " WHERE d.name = ? AND v.version = ?", (name, int(version)))
+        rows = (catalog.rows(select + f" WHERE {name_column} = ? AND v.version = ?",
+                             (name, int(version)))
                 if version else
-                catalog.rows(_SELECT + " WHERE d.name = ? ORDER BY v.version DESC LIMIT 1",
-                      (name,)))
+                catalog.rows(select + f" WHERE {name_column} = ? ORDER BY v.version DESC "
+                             "LIMIT 1", (name,)))
     if not rows:
-        raise DatasetNotFoundError(
-            f"No dataset {text!r}. 'llmops dataset list' shows the datasets you have; "
-            "'llmops dataset import FILE' adds one.")
-    return DatasetVersion.from_row(rows[0])
+        raise not_found(text)
+    return rows[0]
 
 
 def read_rows(version: DatasetVersion, offset: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
@@ -170,14 +181,19 @@ def read_rows(version: DatasetVersion, offset: int = 0, limit: int | None = None
 
 
 def iter_rows(version: DatasetVersion) -> Iterator[dict[str, Any]]:
+    yield from iter_canonical(version.data_path, f"The rows of {version.ref} are missing "
+                              f"({version.data_path}). Import the dataset again.")
+
+
+def iter_canonical(path: Path, missing: str) -> Iterator[dict[str, Any]]:
+    """The objects of a canonical JSONL file an import wrote (one per line); raises
+    InvalidInputError(``missing``) if the file is gone."""
     try:
-        with open(version.data_path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8") as fh:
             for line in fh:
                 yield json.loads(line)
     except FileNotFoundError:
-        raise InvalidInputError(
-            f"The rows of {version.ref} are missing ({version.data_path}). Import the dataset "
-            "again.") from None
+        raise InvalidInputError(missing) from None
 
 
 def verify(version: DatasetVersion) -> None:

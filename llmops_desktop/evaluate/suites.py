@@ -22,7 +22,7 @@ from typing import Any
 from llmops_desktop.catalog import Catalog, utcnow
 from llmops_desktop.datasets.formats import detect_format, read_rows
 from llmops_desktop.datasets.shapes import BadRow, RowError
-from llmops_desktop.datasets.store import describe_bad_rows
+from llmops_desktop.datasets.store import describe_bad_rows, find_version_row, iter_canonical
 from llmops_desktop.errors import ConflictError, EmptySourceError, InvalidInputError
 from llmops_desktop.evaluate.errors import SuiteBadRowsError, SuiteNotFoundError
 from llmops_desktop.evaluate.layouts import detect_layout, to_item
@@ -110,31 +110,15 @@ def list_suites(catalog: Catalog) -> list[SuiteVersion]:
 
 def resolve_suite(catalog: Catalog, ref: str | int) -> SuiteVersion:
     """A version by ``name`` (the latest), ``name@N`` or its numeric id."""
-    text = str(ref).strip()
-    if text.isdigit():
-        rows = catalog.rows(_SELECT + " WHERE v.id = ?", (int(text),))
-    else:
-        name, _, version = text.partition("@")
-        if version and not version.isdigit():
-            raise InvalidInputError(f"{text!r}: the part after '@' must be a version number.")
-        rows = (catalog.rows(_SELECT + " WHERE s.name = ? AND v.version = ?", (name, int(version)))
-                if version else
-                catalog.rows(_SELECT + " WHERE s.name = ? ORDER BY v.version DESC LIMIT 1",
-                      (name,)))
-    if not rows:
-        raise SuiteNotFoundError(f"No suite {text!r}. 'llmops suite list' shows the suites you "
-                                 "have; 'llmops suite import FILE --name NAME' adds one.")
-    return SuiteVersion.from_row(rows[0])
+    return SuiteVersion.from_row(find_version_row(
+        catalog, _SELECT, "s.name", ref, lambda text: SuiteNotFoundError(
+            f"No suite {text!r}. 'llmops suite list' shows the suites you have; "
+            "'llmops suite import FILE --name NAME' adds one.")))
 
 
 def iter_items(suite: SuiteVersion) -> Iterator[dict[str, Any]]:
-    try:
-        with open(suite.items_path, encoding="utf-8") as fh:
-            for line in fh:
-                yield json.loads(line)
-    except FileNotFoundError:
-        raise InvalidInputError(f"The items of {suite.ref} are missing ({suite.items_path}). "
-                                "Import the suite again.") from None
+    yield from iter_canonical(suite.items_path, f"The items of {suite.ref} are missing "
+                              f"({suite.items_path}). Import the suite again.")
 
 
 def verify_suite(suite: SuiteVersion) -> None:
