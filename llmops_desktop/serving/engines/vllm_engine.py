@@ -32,6 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 from llmops_desktop.errors import InvalidInputError
+from llmops_desktop.procs import die_with_parent_preexec
 
 log = logging.getLogger("llmops_desktop.serving")
 
@@ -107,23 +108,13 @@ def vllm_environment(config: Any, api_key: str | None) -> dict[str, str]:
     return env
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """Linux: vLLM gets SIGTERM if the process that started it dies (even by SIGKILL)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def start_vllm(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     """vLLM's server in its own session (stopped as a group: tensor-parallel workers go
     too), its output on our stderr (the serving log when the window started us)."""
     return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,  # noqa: S603
                             stdout=sys.stderr.fileno(), stderr=sys.stderr.fileno(),
                             start_new_session=True,
-                            preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+                            preexec_fn=die_with_parent_preexec())  # gone if we die (Linux)
 
 
 def _local_url(host: str, port: int) -> str:
