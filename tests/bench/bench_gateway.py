@@ -87,7 +87,8 @@ def main() -> None:
                               env=env)
         try:
             assert gw.stdout is not None
-            url = json.loads(gw.stdout.readline())["url"]
+            url = next(info["url"] for info in map(json.loads, gw.stdout)
+                       if "url" in info)  # "models" state lines may come first
             print(f"model {model.name} ({model.stat().st_size / 1e6:.0f} MB), {args.tokens} "
                   f"tokens, {args.rounds} rounds; load average {os.getloadavg()[0]:.1f}",
                   flush=True)

@@ -3,7 +3,8 @@
 Import (with the detected shape and a column mapping the user may change), a preview of
 the rows, a token-length histogram for a chosen model's tokenizer (computed off the GUI
 thread), duplicates and empty rows, the bad rows with their line numbers, and the
-train/validation split. Every step calls :mod:`llmops_desktop.datasets`, as the CLI does.
+train/validation split; "From feedback…" makes a version from rated replies and arena picks
+(:mod:`.feedback_dataset_dialog`). Every step calls the same core code the CLI does.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from llmops_desktop.catalog import Catalog
 from llmops_desktop.datasets.shapes import SHAPE_LABELS
 from llmops_desktop.qt.context import AppContext, Page
 from llmops_desktop.qt.datasets_empty import SAMPLE_NAME, EmptyDatasets, sample_dataset_path
+from llmops_desktop.qt.feedback_dataset_dialog import FeedbackDatasetDialog
 from llmops_desktop.qt.workers import run_in_thread
 
 PREVIEW_ROWS = 100
@@ -136,8 +138,24 @@ class DatasetsPage(Page):
         opts.addWidget(self.seed_spin)
         opts.addStretch(1)
         opts.addWidget(self.import_button)
+        self.feedback_button = QPushButton("From feedback…")
+        self.feedback_button.setToolTip("Make a dataset version from rated replies and arena "
+                                        "picks (as 'llmops feedback to-dataset' does)")
+        self.feedback_button.clicked.connect(lambda: self.open_feedback_dialog())
+        opts.addWidget(self.feedback_button)
         form.addRow(opts)
         return box
+
+    def open_feedback_dialog(self) -> FeedbackDatasetDialog:
+        dialog = FeedbackDatasetDialog(self.ctx, self)
+        dialog.sig_made.connect(self._on_imported)
+        dialog.open()
+        return dialog
+
+    def _on_imported(self, version_id: int) -> None:
+        self.reload()
+        self.select_version(version_id)
+        self.sig_imported.emit(version_id)
 
     def import_sample(self) -> None:
         """Import the bundled sample as the user would a file of theirs."""
@@ -308,10 +326,8 @@ class DatasetsPage(Page):
 
         def done(version_id: int) -> None:
             self.import_button.setEnabled(True)
-            self.reload()
-            self.select_version(version_id)
             self.status.setText("imported")
-            self.sig_imported.emit(version_id)
+            self._on_imported(version_id)
 
         def failed(exc: BaseException) -> None:
             self.import_button.setEnabled(True)

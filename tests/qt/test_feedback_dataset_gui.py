@@ -1,0 +1,66 @@
+"""The Datasets page's "From feedback…": rated replies become a preference dataset version
+from the window, with the count shown before anything is written (#19 item 3)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QDate, Qt
+
+from llmops_desktop.datasets.store import read_rows, resolve_version
+from llmops_desktop.qt.feedback_dataset_dialog import FeedbackDatasetDialog
+from llmops_desktop.serving.feedback import Feedback, feedback_rows, rate
+
+
+def _rate(catalog, rid: str, rating: int, reply: str, question: str, correction: str = ""):
+    rate(catalog, Feedback(reply_id=rid, rating=rating, reply=reply, prompt=question,
+                           messages=[{"role": "user", "content": question}],
+                           system_prompt="Be kind.", correction=correction))
+
+
+def test_feedback_becomes_a_preference_dataset_from_the_datasets_page(qtbot, window, catalog):
+    _rate(catalog, "a1", 1, "Paris.", "Capital of France?")
+    _rate(catalog, "a2", -1, "Lyon.", "Capital of France?")
+    _rate(catalog, "b1", -1, "Two.", "1+2?", correction="Three.")
+    _rate(catalog, "c1", 1, "Alone.", "Unpaired?")  # liked, but no disliked twin
+    ids = {f.reply_id: i for i, f in enumerate(feedback_rows(catalog), start=1)}
+
+    page = window.show_page("datasets")
+    qtbot.mouseClick(page.feedback_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: page.findChild(FeedbackDatasetDialog) is not None, timeout=5000)
+    dialog = page.findChild(FeedbackDatasetDialog)
+    qtbot.waitUntil(lambda: "rows from" in dialog.count_label.text(), timeout=10_000)
+    assert dialog.count_label.text().startswith("3 rows from 3 rated replies")  # SFT first
+    assert not dialog.make_button.isEnabled()  # no name yet
+
+    # ratings from the future: nothing to make, and the dialog says where ratings come from
+    with qtbot.waitSignal(dialog.sig_counted, timeout=10_000):
+        dialog.since_check.setChecked(True)
+    with qtbot.waitSignal(dialog.sig_counted, timeout=10_000):
+        dialog.since_date.setDate(QDate.currentDate().addDays(2))
+    assert "no rows" in dialog.count_label.text() and "Playground" in dialog.count_label.text()
+    dialog.name_edit.setText("from-users")
+    assert not dialog.make_button.isEnabled()
+
+    with qtbot.waitSignal(dialog.sig_counted, timeout=10_000):
+        dialog.since_check.setChecked(False)
+    with qtbot.waitSignal(dialog.sig_counted, timeout=10_000):
+        dialog.kind_combo.setCurrentIndex(dialog.kind_combo.findData("preference"))
+    assert dialog.count_label.text().startswith("2 rows from 3 rated replies")
+    assert dialog.make_button.isEnabled()
+    with qtbot.waitSignal(dialog.sig_made, timeout=20_000) as made:
+        qtbot.mouseClick(dialog.make_button, Qt.MouseButton.LeftButton)
+
+    version = resolve_version(catalog, made.args[0])
+    assert version.ref == "from-users@1" and version.shape == "preference"
+    rows = read_rows(version)
+    system = {"role": "system", "content": "Be kind."}
+    assert {"prompt": [system, {"role": "user", "content": "Capital of France?"}],
+            "chosen": "Paris.", "rejected": "Lyon."} in rows
+    assert {"prompt": [system, {"role": "user", "content": "1+2?"}],
+            "chosen": "Three.", "rejected": "Two."} in rows
+    assert len(rows) == 2
+    assert sorted(version.metadata["from_feedback"]["ids"]) == sorted(
+        [ids["a1"], ids["a2"], ids["b1"]])
+    # the page lists the new version and shows it
+    assert page.current_id == version.id
+    shown = [page.list.topLevelItem(i).text(0) for i in range(page.list.topLevelItemCount())]
+    assert any("from-users" in t for t in shown)
