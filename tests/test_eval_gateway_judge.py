@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 
@@ -57,7 +58,12 @@ def test_a_gateway_model_judges_with_a_key_and_the_log_names_the_key(home, catal
     assert isinstance(point.details["judge_reply"], str) and point.details["judge_reply"]
     assert ("judge_score" in point.scores) == (point.details["score"] is not None)
     assert [o["ours_is"] for o in pair.details["orders"]] == ["A", "B"]
-    asked = [r for r in gateway_log(catalog) if r.endpoint == "/v1/chat/completions"]
+    deadline = time.monotonic() + 15  # the gateway writes its log a moment after answering
+    while True:
+        asked = [r for r in gateway_log(catalog) if r.endpoint == "/v1/chat/completions"]
+        if sum(r.status == 200 for r in asked) >= 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert [(r.key_name, r.model, r.status) for r in asked if r.status == 200] == \
         [("judge-bot", beta.ref, 200)] * 3  # pointwise once, pairwise in both orders
     assert ("-", "", 401) in {(r.key_name, r.model, r.status) for r in asked}

@@ -91,35 +91,50 @@ def main() -> None:
             cpu: dict[str, list[float]] = {"curl -o FILE": []}  # the client's CPU seconds
 
             for r in range(args.rounds):
-                out = tmp / "curl.out"
-                mirrors = [("", url, server)] + ([(" @compare mirror", f"http://127.0.0.1:"
-                                                  f"{args.port + 1}", other)] if other else [])
-                for label, base, proc in mirrors if r % 2 == 0 else mirrors[::-1]:
-                    os.sync()  # the last round's writing is not this one's
-                    m0, c = sum(psutil.Process(proc.pid).cpu_times()[:2]), _children_cpu()
-                    t = time.perf_counter()
-                    subprocess.run(["curl", "-sf", "-o", str(out), file_url.replace(url, base)],
-                                   check=True)
-                    rows.setdefault(f"curl -o FILE{label}", []).append(time.perf_counter() - t)
-                    cpu.setdefault(f"curl -o FILE{label}", []).append(_children_cpu() - c)
-                    (mirror_cpu if proc is server else other_cpu).append(
-                        sum(psutil.Process(proc.pid).cpu_times()[:2]) - m0)
-                    out.unlink()
-                clients = [("", None)] + ([(" @compare", args.compare)] if args.compare else [])
-                for label, src in clients if r % 2 == 0 else clients[::-1]:
-                    dest = tmp / "dest"
-                    shutil.rmtree(dest, ignore_errors=True)
-                    llmops(dest, "settings", "offline", "off", src=src)
-                    os.sync()
-                    t, c = time.perf_counter(), _children_cpu()
-                    result = llmops(dest, "download", "bench/big", "--endpoint", url, "--json",
-                                    src=src)
-                    rows.setdefault(f"llmops download{label} (whole cmd)", []).append(
-                        time.perf_counter() - t)
-                    cpu.setdefault(f"llmops download{label}", []).append(_children_cpu() - c)
-                    job = llmops(dest, "jobs", "show", str(result["job_id"]), "--json", src=src)
-                    rows.setdefault(f"llmops download{label} (transfer)", []).append(
-                        job["result"]["download_seconds"])
+
+                def curl_side() -> None:
+                    out = tmp / "curl.out"
+                    mirrors = [("", url, server)] + (
+                        [(" @compare mirror", f"http://127.0.0.1:{args.port + 1}", other)]
+                        if other else [])
+                    for label, base, proc in mirrors if r % 2 == 0 else mirrors[::-1]:
+                        os.sync()  # the last round's writing is not this one's
+                        m0, c = sum(psutil.Process(proc.pid).cpu_times()[:2]), _children_cpu()
+                        t = time.perf_counter()
+                        subprocess.run(["curl", "-sf", "-o", str(out),
+                                        file_url.replace(url, base)], check=True)
+                        rows.setdefault(f"curl -o FILE{label}", []).append(
+                            time.perf_counter() - t)
+                        cpu.setdefault(f"curl -o FILE{label}", []).append(_children_cpu() - c)
+                        (mirror_cpu if proc is server else other_cpu).append(
+                            sum(psutil.Process(proc.pid).cpu_times()[:2]) - m0)
+                        out.unlink()
+
+                def client_side() -> None:
+                    clients = [("", None)] + (
+                        [(" @compare", args.compare)] if args.compare else [])
+                    for label, src in clients if r % 2 == 0 else clients[::-1]:
+                        dest = tmp / "dest"
+                        shutil.rmtree(dest, ignore_errors=True)
+                        llmops(dest, "settings", "offline", "off", src=src)
+                        os.sync()
+                        t, c = time.perf_counter(), _children_cpu()
+                        result = llmops(dest, "download", "bench/big", "--endpoint", url,
+                                        "--json", src=src)
+                        rows.setdefault(f"llmops download{label} (whole cmd)", []).append(
+                            time.perf_counter() - t)
+                        cpu.setdefault(f"llmops download{label}", []).append(
+                            _children_cpu() - c)
+                        job = llmops(dest, "jobs", "show", str(result["job_id"]), "--json",
+                                     src=src)
+                        rows.setdefault(f"llmops download{label} (transfer)", []).append(
+                            job["result"]["download_seconds"])
+
+                # alternate which goes first, so writeback of the one before and the
+                # freeing of its file do not always fall on the same side
+                for side in (curl_side, client_side) if r % 2 == 0 else (client_side,
+                                                                        curl_side):
+                    side()
                 print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in rows.items()),
                       flush=True)
         finally:

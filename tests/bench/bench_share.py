@@ -71,23 +71,36 @@ def main() -> None:
         rows: dict[str, list[float]] = {}
         for r in range(args.rounds):
             tar_out = tmp / "plain.tar"
-            rows.setdefault("tar -cf", []).append(timed(["tar", "-cf", str(tar_out), "-C",
-                                                         str(folder), "."]))
-            tar_out.unlink()
-            # The export flushes the package to disk before saying it is done (a USB stick
-            # may be pulled next), so tar with the same flush is the like-for-like figure.
-            rows.setdefault("tar -cf + sync FILE", []).append(timed(
-                ["sh", "-c", f"tar -cf '{tar_out}' -C '{folder}' . && sync '{tar_out}'"]))
-            tar_out.unlink()
+
+            def tar_side() -> None:
+                os.sync()
+                rows.setdefault("tar -cf", []).append(timed(["tar", "-cf", str(tar_out), "-C",
+                                                             str(folder), "."]))
+                tar_out.unlink()
+                # The export flushes the package to disk before saying it is done (a USB
+                # stick may be pulled next), so tar with the same flush is the like-for-like
+                # figure.
+                os.sync()
+                rows.setdefault("tar -cf + sync FILE", []).append(timed(
+                    ["sh", "-c", f"tar -cf '{tar_out}' -C '{folder}' . && sync '{tar_out}'"]))
+                tar_out.unlink()
+
+            def export_side() -> None:
+                apps = [("", None)] + ([(" @compare", args.compare)] if args.compare else [])
+                for label, app in apps if r % 2 == 0 else apps[::-1]:
+                    out = pkg if app is None else tmp / "compare.llmpkg"
+                    os.sync()
+                    res, wall = llmops(home, "export", "bench", "-o", str(out), src=app)
+                    rows.setdefault(f"export{label} (job)", []).append(res["seconds"])
+                    rows.setdefault(f"export{label} (whole cmd)", []).append(wall)
+                    if app is not None:
+                        out.unlink()
+
             pkg = tmp / "bench.llmpkg"
-            apps = [("", None)] + ([(" @compare", args.compare)] if args.compare else [])
-            for label, app in apps if r % 2 == 0 else apps[::-1]:
-                out = pkg if app is None else tmp / "compare.llmpkg"
-                res, wall = llmops(home, "export", "bench", "-o", str(out), src=app)
-                rows.setdefault(f"export{label} (job)", []).append(res["seconds"])
-                rows.setdefault(f"export{label} (whole cmd)", []).append(wall)
-                if app is not None:
-                    out.unlink()
+            # alternate which goes first: freeing a 2 GB file and the disk's writeback of the
+            # one before otherwise fall on the same side every round
+            for side in (tar_side, export_side) if r % 2 == 0 else (export_side, tar_side):
+                side()
             rows.setdefault("sha256sum", []).append(timed(["sha256sum", *files]))
             other = tmp / "home-b"
             shutil.rmtree(other, ignore_errors=True)

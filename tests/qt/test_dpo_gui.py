@@ -132,7 +132,7 @@ def test_dpo_cancel_and_resume_from_the_page(qtbot, window, home, tmp_path) -> N
     page = window.show_page("finetune")
     page.set_option("method", "dpo")
     page.reload()
-    steps = 10  # room for the Cancel to land mid-run on a fast machine too
+    steps = 30  # room for the Cancel to land mid-run (10 steps could all end before it did)
     for name, value in {**OPTIONS, "max_steps": steps, "save_steps": 1,
                         "validation": 0.0}.items():
         page.set_option(name, value)
@@ -156,5 +156,6 @@ def test_dpo_cancel_and_resume_from_the_page(qtbot, window, home, tmp_path) -> N
         assert job.state is JobState.SUCCEEDED, job.error
         assert cat.artifact(job.result["artifact_id"]).params["method"] == "dpo"
     # The resumed job's charts carry on from the checkpoint's curve to the last step.
-    qtbot.waitUntil(lambda: len(page.charts.series("reward_margin")) == steps, timeout=10_000)
+    qtbot.waitUntil(lambda: len(page.charts.series("reward_margin")) == steps,
+                    timeout=JOB_TIMEOUT_MS)
     assert [s for s, _ in page.charts.series("reward_margin")] == list(range(1, steps + 1))

@@ -67,9 +67,13 @@ def test_the_windows_gateway_judges_with_a_chosen_model_and_key(qtbot, window, c
     run_id = run_store.latest_run(catalog, alpha.id, suite.id).id
     rows = run_store.results(catalog, run_id)
     assert [r.details["judge_model"] for r in rows] == [beta.ref, beta.ref]
-    asked = [(r.key_name, r.model, r.status) for r in gateway_log(catalog)
-             if r.endpoint == "/v1/chat/completions"]
-    assert asked == [("eval-judge", beta.ref, 200)] * 3
+
+    def asked() -> list[tuple]:  # the gateway writes its log a moment after answering
+        return [(r.key_name, r.model, r.status) for r in gateway_log(catalog)
+                if r.endpoint == "/v1/chat/completions"]
+
+    qtbot.waitUntil(lambda: len(asked()) >= 3, timeout=15_000)
+    assert asked() == [("eval-judge", beta.ref, 200)] * 3
     assert key not in json.dumps(job.params) + json.dumps([r.details for r in rows])
 
     form.judge_combo.setCurrentIndex(0)  # no judge: no gateway models offered
