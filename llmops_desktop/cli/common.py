@@ -78,7 +78,8 @@ def hub_client(args: argparse.Namespace):
 
 # ---- running a job with a progress bar ---------------------------------------------------------
 
-def run_job_in_terminal(catalog, request: Any, *, quiet: bool) -> dict[str, Any]:
+def run_job_in_terminal(catalog, request: Any, *, quiet: bool,
+                        secrets: dict[str, str] | None = None) -> dict[str, Any]:
     """Start a job for a checked request, draw its progress on stderr, return its result or
     raise its error."""
     from rich.console import Console
@@ -95,7 +96,7 @@ def run_job_in_terminal(catalog, request: Any, *, quiet: bool) -> dict[str, Any]
     from llmops_desktop.jobs.events import Error, Log, Progress, Result
 
     console = Console(stderr=True)
-    run = runner.start(catalog, request)
+    run = runner.start(catalog, request, secrets=secrets)
     kind = request.kind
     result: dict[str, Any] | None = None
     error: Error | None = None

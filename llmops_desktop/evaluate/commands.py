@@ -101,7 +101,7 @@ _SUITE_ACTIONS: dict[str, Any] = {"import": _suite_import, "list": _suite_list,
 def cmd_eval(args: argparse.Namespace) -> int:
     if args.artifacts and args.artifacts[0] == "compare":
         return _compare(args, args.artifacts[1:])
-    from llmops_desktop.evaluate.judge import JUDGE_KEY_ENV, judge_key_environment
+    from llmops_desktop.evaluate.judge import JUDGE_KEY_ENV, judge_secrets
     from llmops_desktop.evaluate.task import EvalRequest
     from llmops_desktop.fields import values_from_args
     from llmops_desktop.serving.commands import api_key_from_args
@@ -111,8 +111,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     judge_key = api_key_from_args(args, "judge_api_key", JUDGE_KEY_ENV) or ""
     request = EvalRequest(artifacts=tuple(args.artifacts),
                           **values_from_args(args, EvalRequest)).check(catalog)
-    with judge_key_environment(judge_key):  # the job's child inherits it; its row does not
-        result = cli.run_job_in_terminal(catalog, request, quiet=args.json)
+    result = cli.run_job_in_terminal(catalog, request, quiet=args.json,
+                                     secrets=judge_secrets(judge_key))
     if args.json:
         cli.print_json(result)
         return 0

@@ -14,12 +14,9 @@ suite version, so a run is judged by exactly what was versioned.
 from __future__ import annotations
 
 import json
-import os
 import re
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,26 +29,15 @@ JUDGE_KEY_ENV = "LLMOPS_JUDGE_API_KEY"  # the eval job's child reads the judge's
 MAX_REPLY_BYTES = 4 << 20  # a judge's answer is short; a longer one is refused
 
 
-@contextmanager
-def judge_key_environment(api_key: str) -> Iterator[None]:
-    """``api_key`` as ``$LLMOPS_JUDGE_API_KEY`` while a job's child is spawned in this block
-    (it inherits the environment), then the previous value back: the key reaches the child
-    without a command line or the job row holding it. An empty key changes nothing."""
+def judge_secrets(api_key: str) -> dict[str, str]:
+    """The judge's key as the eval job's child receives it: ``$LLMOPS_JUDGE_API_KEY`` in its
+    environment (``runner.spawn(secrets=...)``), never its command line or job row. An
+    empty key gives nothing."""
     if not api_key:
-        yield
-        return
+        return {}
     from llmops_desktop.netaddr import check_secret
 
-    api_key = check_secret(api_key, "judge API key")
-    old = os.environ.get(JUDGE_KEY_ENV)
-    os.environ[JUDGE_KEY_ENV] = api_key
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(JUDGE_KEY_ENV, None)
-        else:
-            os.environ[JUDGE_KEY_ENV] = old
+    return {JUDGE_KEY_ENV: check_secret(api_key, "judge API key")}
 
 
 def resolve_judge_url(catalog: Catalog, judge: str) -> str:

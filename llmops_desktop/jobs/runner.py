@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -50,8 +50,11 @@ def child_command(job_id: int) -> list[str]:
     return [sys.executable, "-m", "llmops_desktop.jobs.child", str(job_id)]
 
 
-def child_env(home: Home, settings: Settings | None = None) -> dict[str, str]:
-    """The child's environment: our home, unbuffered output, offline switches, proxy."""
+def child_env(home: Home, settings: Settings | None = None,
+              secrets: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The child's environment: our home, unbuffered output, offline switches, proxy, and
+    ``secrets`` (a key the job needs, such as an eval judge's: never on its command line or
+    in its job row)."""
     settings = settings or load_settings(home.settings_path)
     offline = settings.offline
     env = dict(os.environ)
@@ -72,18 +75,21 @@ def child_env(home: Home, settings: Settings | None = None) -> dict[str, str]:
             env[var] = "1"
         else:
             env.pop(var, None)
+    env.update(secrets or {})
     return env
 
 
-def spawn(catalog: Catalog, job: Job) -> subprocess.Popen[bytes]:
-    """Start the job's child; its stderr (warnings, a crash before it could report) goes
-    to the job's log file."""
+def spawn(catalog: Catalog, job: Job, *,
+          secrets: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start the job's child (``secrets`` added to its environment only); its stderr
+    (warnings, a crash before it could report) goes to the job's log file."""
     assert job.log_path is not None
     job.log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(job.log_path, "ab") as log:
         return subprocess.Popen(
             child_command(job.id), stdout=subprocess.PIPE, stderr=log,
-            stdin=subprocess.DEVNULL, env=child_env(catalog.home), start_new_session=True)
+            stdin=subprocess.DEVNULL, env=child_env(catalog.home, secrets=secrets),
+            start_new_session=True)
 
 
 @dataclass
@@ -108,9 +114,10 @@ class JobRun:
 
 
 def start(catalog: Catalog, request: JobRequest | str,
-          params: dict[str, Any] | None = None) -> JobRun:
+          params: dict[str, Any] | None = None, *,
+          secrets: Mapping[str, str] | None = None) -> JobRun:
     job = submit(catalog, request, params)
-    return JobRun(catalog, job.id, spawn(catalog, job))
+    return JobRun(catalog, job.id, spawn(catalog, job, secrets=secrets))
 
 
 def describe_exit(code: int | None) -> str:

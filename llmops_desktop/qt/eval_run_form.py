@@ -188,7 +188,7 @@ class RunForm(QWidget):
 
     def start(self) -> int | None:
         """Check the request as the CLI does and start its job; returns the job id."""
-        from llmops_desktop.evaluate.judge import judge_key_environment
+        from llmops_desktop.evaluate.judge import judge_secrets
         from llmops_desktop.evaluate.suites import resolve_suite
         from llmops_desktop.evaluate.task import EvalRequest
 
@@ -209,8 +209,8 @@ class RunForm(QWidget):
                                   judge=self.judge(),
                                   judge_model=self.judge_model() if self.judge() else None,
                                   ).check(self.ctx.catalog)
-            with judge_key_environment(self.judge_key_edit.text()):  # the child inherits it
-                job = self.ctx.jobs.start(request)
+            job = self.ctx.jobs.start(request,
+                                      secrets=judge_secrets(self.judge_key_edit.text()))
         except (LLMOpsError, LookupError, ValueError) as exc:
             self.status.setText(f"Cannot start: {exc}")
             return None

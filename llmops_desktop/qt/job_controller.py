@@ -82,10 +82,12 @@ class JobController(QObject):
 
     # ---- actions --------------------------------------------------------------------------
 
-    def start(self, request: JobRequest) -> Job:
-        """Submit a checked request's job and start its child; returns the job row."""
+    def start(self, request: JobRequest, *,
+              secrets: dict[str, str] | None = None) -> Job:
+        """Submit a checked request's job and start its child (``secrets`` in its
+        environment only); returns the job row."""
         job = runner.submit(self.catalog, request)
-        process = runner.spawn(self.catalog, job)
+        process = runner.spawn(self.catalog, job, secrets=secrets)
         self._owned[job.id] = process
         job_id = job.id
         create_worker(follow, process, yielded=lambda ev: self._on_child_event(job_id, ev),
