@@ -51,11 +51,12 @@ def gemma_gguf(folder: Path) -> Path:
     return Path(gemma.assemble(folder / "gemma-3-270m-Q4_K_M.gguf"))
 
 
-def start_server(home: Path, threads: int, ctx: int, parallel: int
-                 ) -> tuple[subprocess.Popen[str], str]:
+def start_serving(home: Path, *options: str) -> tuple[subprocess.Popen[str], str]:
+    """``python -m llmops_desktop.serving`` of the artifact "bench" with ``options``; the
+    process and its address once it says it is ready (its later output is drained)."""
     proc = subprocess.Popen([sys.executable, "-m", "llmops_desktop.serving", "--home", str(home),
-                             "--artifact", "bench", "--port", "0", "--threads", str(threads),
-                             "--ctx", str(ctx), "--parallel", str(parallel), "--max-queue", "64"],
+                             "--artifact", "bench", "--port", "0", "--max-queue", "64",
+                             *options],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -66,6 +67,12 @@ def start_server(home: Path, threads: int, ctx: int, parallel: int
         if event.get("type") == "error":
             sys.exit(f"the server did not start: {event['message']}")
     sys.exit("the server exited before it was ready")
+
+
+def start_server(home: Path, threads: int, ctx: int, parallel: int
+                 ) -> tuple[subprocess.Popen[str], str]:
+    return start_serving(home, "--threads", str(threads), "--ctx", str(ctx),
+                         "--parallel", str(parallel))
 
 
 def stop_server(proc: subprocess.Popen[str]) -> None:

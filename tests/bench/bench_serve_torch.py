@@ -24,32 +24,22 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
 
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_serve import start_serving  # noqa: E402
+
 PROMPT = "Round {i}, reader {j}. Here is a long story about a lighthouse keeper:"
 
 
 def start_server(home: Path, threads: int, device: str, parallel: int
                  ) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, "-m", "llmops_desktop.serving", "--home", str(home),
-                             "--artifact", "bench", "--engine", "torch", "--port", "0",
-                             "--threads", str(threads), "--device", device,
-                             "--parallel", str(parallel), "--max-queue", "64"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        event = json.loads(line) if line.startswith("{") else {}
-        if event.get("type") == "result":
-            threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
-            return proc, event["data"]["url"]
-        if event.get("type") == "error":
-            sys.exit(f"the server did not start: {event['message']}")
-    sys.exit("the server exited before it was ready")
+    return start_serving(home, "--engine", "torch", "--threads", str(threads), "--device",
+                         device, "--parallel", str(parallel))
 
 
 def complete(url: str, prompt: str, tokens: int) -> tuple[str, int]:
