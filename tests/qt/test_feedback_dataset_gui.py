@@ -7,13 +7,8 @@ from PySide6.QtCore import QDate, Qt
 
 from llmops_desktop.datasets.store import read_rows, resolve_version
 from llmops_desktop.qt.feedback_dataset_dialog import FeedbackDatasetDialog
-from llmops_desktop.serving.feedback import Feedback, feedback_rows, rate
-
-
-def _rate(catalog, rid: str, rating: int, reply: str, question: str, correction: str = ""):
-    rate(catalog, Feedback(reply_id=rid, rating=rating, reply=reply, prompt=question,
-                           messages=[{"role": "user", "content": question}],
-                           system_prompt="Be kind.", correction=correction))
+from llmops_desktop.serving.feedback import feedback_rows
+from tests.test_feedback_loop import _rate
 
 
 def test_feedback_becomes_a_preference_dataset_from_the_datasets_page(qtbot, window, catalog):
