@@ -24,6 +24,18 @@ from typing import Any, ClassVar, TypeVar
 from llmops_desktop.errors import InvalidInputError, NotFoundError
 
 
+def check_embed_inputs(inputs: Sequence[Sequence[int]], limit: int) -> None:
+    """Each input has 1..``limit`` token ids (what an engine can embed in one pass), else
+    InvalidInputError naming the input and what to do."""
+    for i, ids in enumerate(inputs):
+        if not ids:
+            raise InvalidInputError(f"input[{i}] is empty.")
+        if len(ids) > limit:
+            raise InvalidInputError(
+                f"input[{i}] has {len(ids)} tokens; this deployment embeds at most {limit} "
+                "per input. Split the text.")
+
+
 class ChatTemplateMissingError(InvalidInputError):
     """The model carries no chat template, so chat requests cannot be formatted."""
 

@@ -14,8 +14,7 @@ import queue
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmops_desktop.errors import InvalidInputError
-from llmops_desktop.serving.engines.base import EmbeddingsUnsupportedError
+from llmops_desktop.serving.engines.base import EmbeddingsUnsupportedError, check_embed_inputs
 
 N_SEQ = 8  # inputs per decode
 MAX_TOKENS = 512  # per decode, so per input too: encoders need a whole batch in one ubatch
@@ -65,13 +64,7 @@ class Embedder:
         """One L2-normalised vector per input, in order."""
         import numpy as np
 
-        for i, ids in enumerate(inputs):
-            if not ids:
-                raise InvalidInputError(f"input[{i}] is empty.")
-            if len(ids) > self.max_tokens:
-                raise InvalidInputError(
-                    f"input[{i}] is {len(ids)} tokens; this deployment embeds at most "
-                    f"{self.max_tokens} tokens per input. Split the text.")
+        check_embed_inputs(inputs, self.max_tokens)
         lib, b = self._lib, self.batch
         vectors: list[list[float]] = []
         for group in self._groups(inputs):

@@ -30,6 +30,7 @@ from llmops_desktop.serving.engines.base import (
     Piece,
     PromptTokens,
     SamplingParams,
+    check_embed_inputs,
     pin_gpus,
     register_engine,
 )
@@ -226,13 +227,7 @@ class TorchEngine(Engine):
                 self._scheduler.wake()
 
     def embed(self, inputs: list[list[int]]) -> list[list[float]]:
-        for i, ids in enumerate(inputs):
-            if not ids:
-                raise InvalidInputError(f"input[{i}] is empty.")
-            if len(ids) > self._n_ctx:
-                raise InvalidInputError(
-                    f"input[{i}] has {len(ids)} tokens; this deployment embeds at most "
-                    f"{self._n_ctx} per input. Split the text.")
+        check_embed_inputs(inputs, self._n_ctx)
         return self._scheduler.embed(inputs)
 
     def stats(self) -> dict[str, int]:
