@@ -305,20 +305,15 @@ class BatchScheduler:
             req = self._pending.popleft()
             busy = {s.seq for s in self.slots if s.req is not None}
 
-            def reuse(s: _Slot) -> int:
-                n = _common_prefix(s.cache, req.ids)
-                return n if n >= max(2, len(req.ids) // 10) else 0
-
-            best = max(reuse(s) for s in free)
-            near = [s for s in free if reuse(s) >= best - max(8, best // 8)]
-
-            def score(s: _Slot) -> tuple[int, int, int]:
-                return -_runs(busy | {s.seq}), -s.used_at, reuse(s)
-
-            slot = max(near, key=score)
+            shared = {s.seq: _common_prefix(s.cache, req.ids) for s in free}
+            real = max(2, len(req.ids) // 10)
+            reuse = {q: n if n >= real else 0 for q, n in shared.items()}
+            best = max(reuse.values())
+            near = [s for s in free if reuse[s.seq] >= best - max(8, best // 8)]
+            slot = max(near, key=lambda s: (-_runs(busy | {s.seq}), -s.used_at, reuse[s.seq]))
             self._admitted += 1
             slot.used_at = self._admitted
-            keep = min(_common_prefix(slot.cache, req.ids), len(req.ids) - 1)
+            keep = min(shared[slot.seq], len(req.ids) - 1)
             if not self._lib.llama_memory_seq_rm(self.mem, slot.seq, keep, -1):
                 self._forget(slot)  # this memory cannot cut a sequence: start over
                 keep = 0
