@@ -42,6 +42,7 @@ from llmops_desktop.errors import (
 from llmops_desktop.formats.gguf_meta import gguf_summary, read_gguf_info
 from llmops_desktop.formats.hf_meta import config_summary, read_config, read_model_card
 from llmops_desktop.formats.safetensors_meta import read_safetensors_info
+from llmops_desktop.hashing import content_digest, write_all
 from llmops_desktop.hfcache import find_cached_repo, repo_id_from_dirname, resolve_cached
 from llmops_desktop.import_request import ImportRequest
 from llmops_desktop.jobs.events import Event, Log, Progress, Result
@@ -381,9 +382,7 @@ def _copy_and_hash(src: Path, dst: Path | None, counter: _Counter, rel: str,
                 chunk = view[:n]
                 h.update(chunk)
                 if out is not None:
-                    written = 0
-                    while written < n:
-                        written += out.write(chunk[written:])
+                    write_all(out, chunk)
                 counter.done += n
                 yield Progress(counter.done, counter.total, "bytes", f"hashing {rel}"), None
         if out is not None:
@@ -487,7 +486,6 @@ def import_model(
         elapsed = max(time.monotonic() - start, 1e-9)
         yield Progress(total, total, "bytes", "verified")
         yield Log(f"hashed {total / 1e6:.1f} MB in {elapsed:.2f} s ({total / 1e6 / elapsed:.0f} MB/s)")
-        from llmops_desktop.hashing import content_digest
 
         digest = content_digest((f.relpath, f.sha256) for f in files)
         existing = catalog.find_by_digest(digest)

@@ -43,7 +43,7 @@ from llmops_desktop.errors import (
     PickleRefusedError,
     UnsafePathError,
 )
-from llmops_desktop.hashing import HashPipe, content_digest
+from llmops_desktop.hashing import HashPipe, content_digest, write_all
 from llmops_desktop.jobs.events import Event, Log, Progress, Result
 from llmops_desktop.jobs.tasks import JobContext, register_task
 from llmops_desktop.paths import Home
@@ -274,10 +274,7 @@ class _Transfer:
             # the free-space check before the transfer already fails early on a full disk.
             out.seek(offset)
             for chunk in pipe.chunks(resp.readinto, left, hashers):
-                n = len(chunk)
-                written = 0
-                while written < n:
-                    written += out.write(chunk[written:])
+                n = write_all(out, chunk)
                 offset += n
                 self.offset = offset
                 self.fetched += n

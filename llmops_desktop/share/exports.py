@@ -28,7 +28,7 @@ from llmops_desktop import __version__
 from llmops_desktop.catalog import Artifact, ArtifactFile, Catalog
 from llmops_desktop.catalog.catalog import utcnow
 from llmops_desktop.errors import CorruptFileError, DiskFullError, InvalidInputError
-from llmops_desktop.hashing import HashPipe, WriteBehind
+from llmops_desktop.hashing import HashPipe, WriteBehind, write_all
 from llmops_desktop.jobs.events import Event, Log, Progress
 from llmops_desktop.share.package import artifact_root, check_space, model_card, slug, type_of
 
@@ -64,10 +64,7 @@ def copy_verified(src: Path, dst: Path, f: ArtifactFile, count: _Count,
                 HashPipe(CHUNK) as pipe:
             behind = WriteBehind(fout.fileno())  # the disk writes while we copy and hash
             for chunk in pipe.chunks(fin.readinto, f.size + 1, h):
-                n = len(chunk)
-                written = 0
-                while written < n:
-                    written += fout.write(chunk[written:])
+                n = write_all(fout, chunk)
                 behind.wrote(n)
                 count.done += n
                 yield Progress(count.done, count.total, "bytes", f"copying {label}")

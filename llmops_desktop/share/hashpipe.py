@@ -4,6 +4,6 @@
 from __future__ import annotations
 
 from llmops_desktop.hashing import PIPE_CHUNK as CHUNK
-from llmops_desktop.hashing import HashPipe, WriteBehind, new_sha256
+from llmops_desktop.hashing import HashPipe, WriteBehind, new_sha256, write_all
 
-__all__ = ["CHUNK", "HashPipe", "WriteBehind", "new_sha256"]
+__all__ = ["CHUNK", "HashPipe", "WriteBehind", "new_sha256", "write_all"]

@@ -28,7 +28,7 @@ from llmops_desktop.catalog import Artifact, ArtifactFile, Catalog
 from llmops_desktop.catalog.catalog import current_user, utcnow
 from llmops_desktop.errors import CorruptFileError, DiskFullError, InvalidInputError
 from llmops_desktop.jobs.events import Event, Progress
-from llmops_desktop.share.hashpipe import HashPipe, WriteBehind
+from llmops_desktop.share.hashpipe import HashPipe, WriteBehind, write_all
 from llmops_desktop.share.manifest import (
     ARTIFACTS_DIR,
     FORMAT,
@@ -310,12 +310,9 @@ class _Writer:
         self.behind = WriteBehind(fh.fileno())  # the disk writes while we copy and hash
 
     def write(self, data: bytes | memoryview) -> None:
-        view = memoryview(data)
-        written = 0
-        while written < len(view):
-            written += self.fh.write(view[written:])
-        self.done += len(view)
-        self.behind.wrote(len(view))
+        n = write_all(self.fh, data)
+        self.done += n
+        self.behind.wrote(n)
 
 
 def write_package(catalog: Catalog, plan: ExportPlan, dest: Path, *,

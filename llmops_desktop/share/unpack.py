@@ -40,7 +40,7 @@ from llmops_desktop.share.errors import (
     UntrustedSignerError,
 )
 from llmops_desktop.share.evalruns import store_eval_runs
-from llmops_desktop.share.hashpipe import HashPipe
+from llmops_desktop.share.hashpipe import HashPipe, write_all
 from llmops_desktop.share.keys import SignatureCheck, verify_signature
 from llmops_desktop.share.manifest import (
     MANIFEST_NAME,
@@ -409,9 +409,7 @@ def _verify_members(info: PackageInfo, tar: tarfile.TarFile, member: tarfile.Tar
                 for chunk in pipe.chunks(data.readinto, member.size, h):
                     n = len(chunk)
                     if out is not None:
-                        written = 0
-                        while written < n:
-                            written += out.write(chunk[written:])
+                        write_all(out, chunk)
                     got += n
                     done += n
                     yield Progress(done, total, "bytes", f"verifying {mf.relpath}",
