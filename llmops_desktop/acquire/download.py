@@ -21,7 +21,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -49,8 +49,14 @@ from llmops_desktop.jobs.tasks import JobContext, register_task
 from llmops_desktop.paths import Home
 from llmops_desktop.safepath import safe_join
 
-CHUNK = 1024 * 1024  # bytes received at once: progress and pause stay prompt on slow links
-HASH_BUFFERS = 8  # chunks the hash thread may lag behind the network
+CHUNK = 1024 * 1024  # bytes read at once when resuming (hashing what is on disk)
+# Bytes received at once: as many as arrive in about READ_SECONDS, between MIN_READ and
+# MAX_READ (:class:`_PacedReader`). Few Python steps per GB on a fast link (2 GiB from the
+# mirror on loopback: 4 MiB reads 1.3-1.6 s, 1 MiB reads 1.9 s, curl -o 1.8-2.0 s), while
+# progress, pause and cancel stay prompt on a slow one.
+MIN_READ, MAX_READ = 64 * 1024, 4 * 1024 * 1024
+READ_SECONDS = 0.25
+HASH_BUFFERS = 4  # MAX_READ buffers per file: the hash thread may lag behind by 3
 PARALLEL_FILES = 4  # files of one repo fetched at the same time
 UNKNOWN_SIZE = 1 << 62  # a file the hub gives no size for: read to the end
 MAX_RETRIES = 5
@@ -169,6 +175,26 @@ def _hash_existing(path: Path, hashers: _Hashers) -> int:
     return n
 
 
+class _PacedReader:
+    """``read_into(view)`` in pieces that take about READ_SECONDS to arrive: the size
+    doubles (up to MAX_READ) while a full piece comes in under half that, and halves (down
+    to MIN_READ) when one takes longer."""
+
+    def __init__(self, read_into: Callable[[memoryview], int], size: int = CHUNK) -> None:
+        self.read_into, self.size = read_into, size
+
+    def __call__(self, view: memoryview) -> int:
+        want = min(len(view), self.size)
+        started = time.monotonic()
+        n = self.read_into(view[:want])
+        took = time.monotonic() - started
+        if n == want == self.size and took < READ_SECONDS / 2:
+            self.size = min(self.size * 2, MAX_READ)
+        elif took > READ_SECONDS:
+            self.size = max(self.size // 2, MIN_READ)
+        return n
+
+
 class _Transfer:
     """Moves one file's bytes into ``<folder>/<path>.part`` and verifies them."""
 
@@ -200,7 +226,7 @@ class _Transfer:
                     yield Log(f"resuming {f.path} at byte {offset:,}")
         self.counter[0] += offset
         # hashes on its own thread while the next chunks arrive
-        with HashPipe(CHUNK, HASH_BUFFERS) as pipe:
+        with HashPipe(MAX_READ, HASH_BUFFERS) as pipe:
             offset = yield from self._fetch(f, part, hashers, offset, pipe)
             hashers = self._hashers
             pipe.drain()
@@ -261,8 +287,8 @@ class _Transfer:
 
     def _stream(self, resp, part: Path, hashers: _Hashers, f: RemoteFile,
                 pipe: HashPipe) -> Iterator[Event]:
-        """Append the response body from ``self.offset``: received in 1 MiB buffers into the
-        .part file, each buffer handed to the hash thread once written
+        """Append the response body from ``self.offset``: received in paced reads
+        (:class:`_PacedReader`) into the .part file, each buffer handed to the hash thread once written
         (the mirror sends with sendfile, so the hash has a core of its own). ``self.offset``
         always equals the bytes on disk and handed to the hash, in order, even when the
         connection breaks mid-way."""
@@ -273,7 +299,7 @@ class _Transfer:
             # transfer of 2 GB 1.8-4.8 s slower in every round of bench_download --compare;
             # the free-space check before the transfer already fails early on a full disk.
             out.seek(offset)
-            for chunk in pipe.chunks(resp.readinto, left, hashers):
+            for chunk in pipe.chunks(_PacedReader(resp.readinto), left, hashers):
                 n = write_all(out, chunk)
                 offset += n
                 self.offset = offset
