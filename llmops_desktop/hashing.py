@@ -15,7 +15,6 @@ megabytes instead of the whole file: the disk works while the CPUs hash.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import hashlib
 import os
 import sys
@@ -135,9 +134,8 @@ def _sync_file_range() -> object | None:
     """libc's ``sync_file_range`` (Linux), or None."""
     if not sys.platform.startswith("linux"):
         return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        fn = libc.sync_file_range
+    try:  # the process's own symbols hold libc's (find_library would run ldconfig -p)
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
     except (OSError, AttributeError):
         return None
     fn.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
