@@ -1,7 +1,7 @@
 """Package export and verified import against ``tar -cf`` and ``sha256sum``, side by side.
 
     .venv/bin/python tests/bench/bench_share.py [--size-mib 1024] [--rounds 3]
-        [--compare CHECKOUT]
+        [--compare CHECKOUT] [--settle SECONDS]
 
 Makes an HF-style folder whose weights are one file of random bytes and imports it into a
 scratch home. Per round: ``tar -cf`` of the artifact's folder vs ``llmops export`` of it
@@ -11,6 +11,12 @@ store). Prints MB/s and the ratios, best and median (goals: export at least 0.95
 ``tar -cf`` + ``sync``, verified import at least 0.8x ``sha256sum``), which sha256sum ran
 and whether the CPU has SHA instructions. ``--compare CHECKOUT`` also exports with the app
 in that folder (a git worktree of an older commit), in alternating order every round.
+
+Before every timed command: ``sync``, then ``--settle`` seconds (default 6) of rest. The
+disk here mounts with ``discard``, and ext4 issues a deleted file's discards at its next
+journal commit (every 5 s): without the rest, whichever command followed the deletion of
+the 2 GB file before it paid for those discards (the same command took 1.6 s or 4-5 s by
+its place in the round, tar + sync as much as the export).
 """
 
 from __future__ import annotations
@@ -52,7 +58,14 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--compare", type=Path, metavar="CHECKOUT",
                     help="also export with the app in this folder, alternating every round")
+    ap.add_argument("--settle", type=float, default=6.0, metavar="SECONDS",
+                    help="rest after the sync before each timed command (default 6)")
     args = ap.parse_args()
+
+    def settle() -> None:
+        os.sync()
+        time.sleep(args.settle)
+
     sha = subprocess.run(["sha256sum", "--version"], capture_output=True, text=True)
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     print(f"{shutil.which('sha256sum')}: {sha.stdout.splitlines()[0] if sha.stdout else '?'}; "
@@ -73,14 +86,14 @@ def main() -> None:
             tar_out = tmp / "plain.tar"
 
             def tar_side() -> None:
-                os.sync()
+                settle()
                 rows.setdefault("tar -cf", []).append(timed(["tar", "-cf", str(tar_out), "-C",
                                                              str(folder), "."]))
                 tar_out.unlink()
                 # The export flushes the package to disk before saying it is done (a USB
                 # stick may be pulled next), so tar with the same flush is the like-for-like
                 # figure.
-                os.sync()
+                settle()
                 rows.setdefault("tar -cf + sync FILE", []).append(timed(
                     ["sh", "-c", f"tar -cf '{tar_out}' -C '{folder}' . && sync '{tar_out}'"]))
                 tar_out.unlink()
@@ -89,7 +102,7 @@ def main() -> None:
                 apps = [("", None)] + ([(" @compare", args.compare)] if args.compare else [])
                 for label, app in apps if r % 2 == 0 else apps[::-1]:
                     out = pkg if app is None else tmp / "compare.llmpkg"
-                    os.sync()
+                    settle()
                     res, wall = llmops(home, "export", "bench", "-o", str(out), src=app)
                     rows.setdefault(f"export{label} (job)", []).append(res["seconds"])
                     rows.setdefault(f"export{label} (whole cmd)", []).append(wall)
@@ -101,9 +114,11 @@ def main() -> None:
             # one before otherwise fall on the same side every round
             for side in (tar_side, export_side) if r % 2 == 0 else (export_side, tar_side):
                 side()
+            settle()
             rows.setdefault("sha256sum", []).append(timed(["sha256sum", *files]))
             other = tmp / "home-b"
             shutil.rmtree(other, ignore_errors=True)
+            settle()
             res, wall = llmops(other, "import", str(pkg), "--allow-unsigned")
             rows.setdefault("import package (job)", []).append(res["package"]["seconds"])
             rows.setdefault("import package (whole cmd)", []).append(wall)
