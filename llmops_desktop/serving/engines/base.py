@@ -36,6 +36,26 @@ def check_embed_inputs(inputs: Sequence[Sequence[int]], limit: int) -> None:
                 "per input. Split the text.")
 
 
+def scheduled_pieces(scheduler: Any, request: Any, cancel: threading.Event) -> Iterator[Piece]:
+    """Hand ``request`` to a batching ``scheduler`` (``submit``, ``wake``) and yield its
+    pieces (``request.pieces()``) until it ends or ``cancel`` is set. A reader that stops
+    early (a client gone, a stop string matched) sets ``cancel`` and wakes the scheduler,
+    so the request's place in the batch is freed at the next step, not when it would have
+    finished."""
+    scheduler.submit(request)
+    done = False
+    try:
+        for piece in request.pieces():
+            if cancel.is_set():
+                return
+            yield piece
+        done = True
+    finally:
+        if not done and not cancel.is_set():
+            cancel.set()
+            scheduler.wake()
+
+
 class ChatTemplateMissingError(InvalidInputError):
     """The model carries no chat template, so chat requests cannot be formatted."""
 

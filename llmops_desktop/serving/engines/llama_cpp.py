@@ -33,6 +33,7 @@ from llmops_desktop.serving.engines.base import (
     SamplingParams,
     pin_gpus,
     register_engine,
+    scheduled_pieces,
 )
 from llmops_desktop.serving.engines.llama_batch import BatchScheduler, SequenceRequest
 
@@ -211,18 +212,7 @@ class LlamaCppEngine(Engine):
                               temperature=params.temperature, top_p=params.top_p, seed=seed,
                               logprobs=params.logprobs, grammar=params.grammar,
                               cancel=cancel)
-        self._scheduler.submit(req)
-        done = False
-        try:
-            for piece in req.pieces():
-                if cancel.is_set():
-                    return
-                yield piece
-            done = True
-        finally:
-            if not done and not cancel.is_set():  # the reader stopped early: free the slot
-                cancel.set()
-                self._scheduler.wake()
+        yield from scheduled_pieces(self._scheduler, req, cancel)
 
     def embed(self, inputs: list[list[int]]) -> list[list[float]]:
         return self._scheduler.embed(inputs)

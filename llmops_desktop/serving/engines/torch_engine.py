@@ -33,6 +33,7 @@ from llmops_desktop.serving.engines.base import (
     check_embed_inputs,
     pin_gpus,
     register_engine,
+    scheduled_pieces,
 )
 
 DEFAULT_MAX_CTX = 4096
@@ -213,18 +214,7 @@ class TorchEngine(Engine):
         req = TorchRequest(list(prompt.ids), params.max_tokens, temperature=params.temperature,
                            top_p=params.top_p, seed=seed, logprobs=params.logprobs,
                            matcher=matcher, cancel=cancel)
-        self._scheduler.submit(req)
-        done = False
-        try:
-            for piece in req.pieces():
-                if cancel.is_set():
-                    return
-                yield piece
-            done = True
-        finally:
-            if not done and not cancel.is_set():  # the reader stopped early: free the row
-                cancel.set()
-                self._scheduler.wake()
+        yield from scheduled_pieces(self._scheduler, req, cancel)
 
     def embed(self, inputs: list[list[int]]) -> list[list[float]]:
         check_embed_inputs(inputs, self._n_ctx)
