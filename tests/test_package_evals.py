@@ -137,3 +137,43 @@ def test_a_package_without_runs_still_imports(home, catalog, demo_gguf, tmp_path
         members, lambda m: m["artifacts"][0].pop("eval_runs")))
     out = llmops(second_home(tmp_path), "import", str(old), "--allow-unsigned").stdout
     assert "imported plain@1" in out and "evaluation runs" not in out
+
+
+def test_the_evaluate_matrix_shows_a_carried_run_until_one_is_made_here(exported, tmp_path,
+                                                                        qtbot) -> None:
+    """On a suite with the same content (items, thresholds; here under another name), the
+    Results matrix lists
+    the artifact with the figures it brought, marked as from the package and left out of
+    paired comparisons; once it is evaluated here, the run made here is the one shown."""
+    from llmops_desktop.qt.eval_matrix import MatrixModel, suite_matrix
+
+    gguf, pkg, summary = exported
+    home_b = second_home(tmp_path)
+    llmops(home_b, "import", str(pkg), "--allow-unsigned")
+    with Catalog.open(home_b) as cat_b:
+        local = import_suite(cat_b, tmp_path / "arc.jsonl", name="arc-here",
+                             thresholds=["acc>=0.0"])
+        rows, metrics = suite_matrix(cat_b, local.id)
+        assert metrics == ["acc", "acc_norm"]
+        [row] = rows
+        assert (row["artifact"], row["run_id"], row["from_package"], row["items"]) == (
+            gguf.ref, None, pkg.name, len(MC_ROWS))
+        acc = summary["metrics"]["acc"]
+        assert row["metrics"]["acc"] == pytest.approx(
+            {"mean": acc["mean"], "ci_low": acc["ci_low"], "ci_high": acc["ci_high"],
+             "n": len(MC_ROWS)})
+        model = MatrixModel()
+        model.set_matrix(rows, metrics)
+        assert model.headerData(0, 2) == f"{gguf.ref} (package)"
+        assert f"from the package {pkg.name}" in model.headerData(0, 2, 3)  # ToolTipRole
+        assert "not part of paired comparisons" in model.data(model.index(0, 0), 3)
+        # a suite with other items, or other thresholds, shows nothing of it
+        other = tmp_path / "other.jsonl"
+        _write_jsonl(other, MC_ROWS[:3])
+        assert suite_matrix(cat_b, import_suite(cat_b, other, name="arc-short").id) == ([], [])
+        plain = import_suite(cat_b, tmp_path / "arc.jsonl", name="arc-plain")
+        assert suite_matrix(cat_b, plain.id) == ([], [])
+
+        result, _ = run_eval(cat_b, artifacts=[gguf.ref], suite="arc-here")
+        [row] = suite_matrix(cat_b, local.id)[0]
+        assert row["run_id"] == result["runs"][0]["run_id"] and "from_package" not in row

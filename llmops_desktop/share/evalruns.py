@@ -171,6 +171,22 @@ def carried_runs(catalog: Catalog, artifact_id: int) -> list[dict[str, Any]]:
     return list(runs.values())
 
 
+def carried_on_suite(catalog: Catalog, suite_sha256: str) -> dict[int, dict[str, Any]]:
+    """Per artifact, the newest run it brought in a package on a suite with this content
+    (the suite version's sha256: its items, judge prompts and thresholds, whatever it is
+    called here)."""
+    found: dict[int, dict[str, Any]] = {}
+    ids = [r["artifact_id"] for r in catalog.rows(
+        "SELECT DISTINCT artifact_id FROM evaluations WHERE dataset_sha256 = ?",
+        (suite_sha256,))]
+    for artifact_id in ids:
+        runs = [r for r in carried_runs(catalog, artifact_id)
+                if r["suite_sha256"] == suite_sha256]
+        if runs:
+            found[artifact_id] = max(runs, key=lambda r: str(r.get("finished_at") or ""))
+    return found
+
+
 def artifact_eval_runs(catalog: Catalog, artifact_id: int) -> list[dict[str, Any]]:
     """The artifact's own latest finished runs, then those it brought in a package
     (``from_package`` names the file)."""

@@ -161,17 +161,21 @@ class EvaluatePage(Page):
             self.results_status.setText("No suites yet: import one on the Suites tab.")
         else:
             self.rows, self.metrics = suite_matrix(self.ctx.catalog, int(version_id))
+            carried = sum(1 for r in self.rows if r["run_id"] is None)
             self.results_status.setText(
                 f"{len(self.rows)} artifacts with a finished run on "
-                f"{self.results_suite.currentText()}" if self.rows else
+                f"{self.results_suite.currentText()}"
+                + (f" ({carried} measured elsewhere, from packages)" if carried else "")
+                if self.rows else
                 f"No finished run on {self.results_suite.currentText()} yet: start one on the "
                 "Run tab.")
         self.matrix.set_matrix(self.rows, self.metrics)
         self.chart.set_matrix(self.rows, self.metrics)
-        self.compare.set_artifacts(self.results_suite.currentText(),
-                                   [r["artifact"] for r in self.rows])
-        for button in (self.csv_button, self.html_button):
-            button.setEnabled(bool(self.rows))
+        # runs carried in packages have no per-item results: no paired tests, no report
+        here = [r["artifact"] for r in self.rows if r["run_id"] is not None]
+        self.compare.set_artifacts(self.results_suite.currentText(), here)
+        self.csv_button.setEnabled(bool(self.rows))
+        self.html_button.setEnabled(bool(here))
         self.sig_matrix_loaded.emit(len(self.rows))
 
     def _on_suite_chosen(self, version_id: int) -> None:
@@ -232,9 +236,10 @@ class EvaluatePage(Page):
         """The self-contained HTML report of every artifact in the matrix, A first (off the
         GUI thread: the paired tests resample)."""
         path = self._ask_path("Export an HTML report", "html", path)
-        if not path or not self.rows:
+        here = [r["artifact"] for r in self.rows if r["run_id"] is not None]
+        if not path or not here:
             return
-        refs = self.compare.order() if len(self.rows) > 1 else [self.rows[0]["artifact"]]
+        refs = self.compare.order() if len(here) > 1 else here
         suite, home = self.results_suite.currentText(), self.ctx.home
         self.html_button.setEnabled(False)
         self.results_status.setText(f"writing {path} …")
