@@ -40,7 +40,7 @@ from llmops_desktop.share.errors import (
     UntrustedSignerError,
 )
 from llmops_desktop.share.evalruns import store_eval_runs
-from llmops_desktop.share.hashpipe import HashPipe, write_all
+from llmops_desktop.share.hashpipe import HashPipe, WriteBehind, write_all
 from llmops_desktop.share.keys import SignatureCheck, verify_signature
 from llmops_desktop.share.manifest import (
     MANIFEST_NAME,
@@ -402,14 +402,15 @@ def _verify_members(info: PackageInfo, tar: tarfile.TarFile, member: tarfile.Tar
                 target = safe_join(folder, mf.relpath, what="package member")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 out = open(target, "wb", buffering=0)
+            behind = WriteBehind(out.fileno()) if out is not None else None
             h = hashlib.sha256()
             try:
                 data = _PRead(fd, member.offset_data)
                 got = 0
                 for chunk in pipe.chunks(data.readinto, member.size, h):
                     n = len(chunk)
-                    if out is not None:
-                        write_all(out, chunk)
+                    if behind is not None:
+                        behind.wrote(write_all(out, chunk))  # the disk writes as we go
                     got += n
                     done += n
                     yield Progress(done, total, "bytes", f"verifying {mf.relpath}",
@@ -419,8 +420,8 @@ def _verify_members(info: PackageInfo, tar: tarfile.TarFile, member: tarfile.Tar
                         f"The package is truncated: {art.ref}/{mf.relpath} stops "
                         f"{member.size - got:,} bytes short. Copy the package again; nothing "
                         "was imported.")
-                if out is not None:
-                    os.fsync(out.fileno())  # on disk before the catalog calls it READY
+                if behind is not None:
+                    behind.flush()  # on disk before the catalog calls it READY
             except OSError as exc:
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
                     raise DiskFullError(f"The disk filled up while importing ({exc.strerror}). "
