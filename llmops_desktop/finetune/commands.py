@@ -6,8 +6,6 @@ import argparse
 import sys
 from typing import Any
 
-_SKIP = ("name",)
-
 
 def _cli():
     from llmops_desktop.cli import common as cli
@@ -145,10 +143,16 @@ def cmd_lora_gguf(args: argparse.Namespace) -> int:
 def add_option_arguments(p: argparse.ArgumentParser) -> None:
     """A flag per fine-tune option, from the same specification as the page's form."""
     from llmops_desktop.fields import add_arguments
-    from llmops_desktop.finetune.config import FinetuneOptions
+    from llmops_desktop.finetune.config import FinetuneOptions, defaults_for
 
-    add_arguments(p, FinetuneOptions, help_suffix=lambda s: "" if s.name in _SKIP else
-                  f" (default {s.default}, or by model size)")
+    sized = set(defaults_for(None))  # the options whose default follows the model's size
+
+    def suffix(s: Any) -> str:
+        if s.name in sized:
+            return f" (default {s.default}, or by model size)"
+        return "" if s.default in ("", None) else f" (default {s.default})"
+
+    add_arguments(p, FinetuneOptions, help_suffix=suffix)
 
 
 def register(add) -> None:
