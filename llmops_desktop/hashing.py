@@ -25,13 +25,13 @@ from typing import Any
 
 CHUNK = 4 * 1024 * 1024
 # The most bytes handed to one write(). Reads stay large (few Python steps per GB), but
-# each write() is sliced: on Linux 6.18 ext4 (large folios) a write of n bytes fills the
-# page cache with folios of up to n bytes, and on this VM (virtio-balloon free page
-# reporting) allocating those high-order pages is what costs: writing 2 GiB in 1 MiB
-# write()s took 8.7-10.7 s after the machine had idled a few seconds, in 256 KiB 1.97 s,
-# in 128 KiB 0.43 s, in 64 KiB 0.44 s, in 16 KiB 0.53 s (curl -o, which writes 16 KiB at
-# a time, 2.0 s for the whole download). On other machines 64 KiB writes cost a few
-# thousand syscalls per GB more, which is noise beside the copy itself.
+# each write() is sliced. Measured on the development VM (Linux 6.18, ext4, which fills
+# the page cache with folios as large as the write; Firecracker with a memory balloon):
+# writing 2 GiB to a new file in 1 MiB write()s took 8.7-10.7 s once the machine had
+# idled a few seconds, in 256 KiB 1.97 s, in 128 KiB 0.43 s, in 64 KiB 0.44 s, in 16 KiB
+# 0.53 s (curl -o writes 16 KiB at a time). Allocating the large folios is the likely
+# cost. Elsewhere 64 KiB writes cost a few thousand syscalls per GB more: noise beside
+# the copy itself.
 WRITE_SLICE = 64 * 1024
 
 

@@ -288,8 +288,8 @@ class _Transfer:
     def _stream(self, resp, part: Path, hashers: _Hashers, f: RemoteFile,
                 pipe: HashPipe) -> Iterator[Event]:
         """Append the response body from ``self.offset``: received in paced reads
-        (:class:`_PacedReader`) into the .part file, each buffer handed to the hash thread once written
-        (the mirror sends with sendfile, so the hash has a core of its own). ``self.offset``
+        (:class:`_PacedReader`) into the .part file, each buffer handed to the hash thread
+        once written (the mirror sends with sendfile, so the hash has a core of its own). ``self.offset``
         always equals the bytes on disk and handed to the hash, in order, even when the
         connection breaks mid-way."""
         offset = self.offset

@@ -4,10 +4,10 @@ with its 95 % bootstrap interval, as the catalog stored them at the end of each 
 :func:`suite_matrix` reads the latest finished run of every artifact on the version (the
 same run ``llmops eval compare`` picks), and for an artifact never evaluated here the run
 it brought in a package on a suite with the same content (the version's sha256: items,
-judge prompts, thresholds; ``run_id`` None,
-``from_package`` the file: figures without items, so not part of paired comparisons); :class:`MatrixModel` is the thin table model a
-``QTableView`` shows. The rows have the shape of ``compare_runs``' matrix, so the CSV and
-HTML exports of ``evaluate.report`` take them as they are.
+judge prompts, thresholds): ``run_id`` None, ``from_package`` the file; figures without
+the items' results, so not part of paired comparisons. :class:`MatrixModel` is the thin
+table model a ``QTableView`` shows. The rows have the shape of ``compare_runs``' matrix,
+so the CSV and HTML exports of ``evaluate.report`` take them as they are.
 """
 
 from __future__ import annotations
