@@ -106,14 +106,20 @@ def _rate(catalog: Catalog, rid: str, rating: int, reply: str, question: str, *,
                            prompt_ref=prompt_ref))
 
 
-def test_preference_rows_from_liked_disliked_pairs_and_corrections(catalog: Catalog) -> None:
-    _rate(catalog, "a1", 1, "Paris.", "Capital of France?", prompt_ref="geo@1")
-    _rate(catalog, "a2", -1, "Lyon.", "Capital of France?", prompt_ref="geo@1")
-    _rate(catalog, "b1", -1, "Two.", "1+2?", correction="Three.", prompt_ref="math@1")
-    _rate(catalog, "c1", 1, "Alone.", "Unpaired?", prompt_ref="geo@2")  # no disliked twin
-    ids = {f.reply_id: i for i, f in enumerate(feedback_rows(catalog), start=1)}
+def _rate_sample(catalog: Catalog, refs: tuple[str, str, str, str] = ("", "", "", "")
+                 ) -> dict[str, int]:
+    """A liked and a disliked answer to one question, a disliked one with a correction, and
+    a liked one with no disliked twin (each served with the prompt in ``refs``); the
+    feedback rows' ids by reply."""
+    _rate(catalog, "a1", 1, "Paris.", "Capital of France?", prompt_ref=refs[0])
+    _rate(catalog, "a2", -1, "Lyon.", "Capital of France?", prompt_ref=refs[1])
+    _rate(catalog, "b1", -1, "Two.", "1+2?", correction="Three.", prompt_ref=refs[2])
+    _rate(catalog, "c1", 1, "Alone.", "Unpaired?", prompt_ref=refs[3])  # no disliked twin
+    return {f.reply_id: i for i, f in enumerate(feedback_rows(catalog), start=1)}
 
-    version = feedback_to_dataset(catalog, name="prefs", kind="preference")
+
+def _assert_sample_pairs(version, ids: dict[str, int]) -> None:
+    """The two preference rows :func:`_rate_sample` makes, and the ratings they came from."""
     assert version.shape == "preference"
     rows = read_rows(version)
     system = {"role": "system", "content": "Be kind."}
@@ -124,6 +130,13 @@ def test_preference_rows_from_liked_disliked_pairs_and_corrections(catalog: Cata
     assert len(rows) == 2
     assert sorted(version.metadata["from_feedback"]["ids"]) == sorted(
         [ids["a1"], ids["a2"], ids["b1"]])
+
+
+def test_preference_rows_from_liked_disliked_pairs_and_corrections(catalog: Catalog) -> None:
+    ids = _rate_sample(catalog, ("geo@1", "geo@1", "math@1", "geo@2"))
+
+    version = feedback_to_dataset(catalog, name="prefs", kind="preference")
+    _assert_sample_pairs(version, ids)
 
     sft = feedback_to_dataset(catalog, name="sft", kind="sft")
     replies = sorted(r["messages"][-1]["content"] for r in read_rows(sft))

@@ -5,18 +5,13 @@ from __future__ import annotations
 
 from PySide6.QtCore import QDate, Qt
 
-from llmops_desktop.datasets.store import read_rows, resolve_version
+from llmops_desktop.datasets.store import resolve_version
 from llmops_desktop.qt.feedback_dataset_dialog import FeedbackDatasetDialog
-from llmops_desktop.serving.feedback import feedback_rows
-from tests.test_feedback_loop import _rate
+from tests.test_feedback_loop import _assert_sample_pairs, _rate_sample
 
 
 def test_feedback_becomes_a_preference_dataset_from_the_datasets_page(qtbot, window, catalog):
-    _rate(catalog, "a1", 1, "Paris.", "Capital of France?")
-    _rate(catalog, "a2", -1, "Lyon.", "Capital of France?")
-    _rate(catalog, "b1", -1, "Two.", "1+2?", correction="Three.")
-    _rate(catalog, "c1", 1, "Alone.", "Unpaired?")  # liked, but no disliked twin
-    ids = {f.reply_id: i for i, f in enumerate(feedback_rows(catalog), start=1)}
+    ids = _rate_sample(catalog)  # two pairs, and a liked reply with no disliked twin
 
     page = window.show_page("datasets")
     qtbot.mouseClick(page.feedback_button, Qt.MouseButton.LeftButton)
@@ -45,16 +40,8 @@ def test_feedback_becomes_a_preference_dataset_from_the_datasets_page(qtbot, win
         qtbot.mouseClick(dialog.make_button, Qt.MouseButton.LeftButton)
 
     version = resolve_version(catalog, made.args[0])
-    assert version.ref == "from-users@1" and version.shape == "preference"
-    rows = read_rows(version)
-    system = {"role": "system", "content": "Be kind."}
-    assert {"prompt": [system, {"role": "user", "content": "Capital of France?"}],
-            "chosen": "Paris.", "rejected": "Lyon."} in rows
-    assert {"prompt": [system, {"role": "user", "content": "1+2?"}],
-            "chosen": "Three.", "rejected": "Two."} in rows
-    assert len(rows) == 2
-    assert sorted(version.metadata["from_feedback"]["ids"]) == sorted(
-        [ids["a1"], ids["a2"], ids["b1"]])
+    assert version.ref == "from-users@1"
+    _assert_sample_pairs(version, ids)
     # the page lists the new version and shows it
     assert page.current_id == version.id
     shown = [page.list.topLevelItem(i).text(0) for i in range(page.list.topLevelItemCount())]
