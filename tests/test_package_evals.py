@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -139,13 +140,25 @@ def test_a_package_without_runs_still_imports(home, catalog, demo_gguf, tmp_path
     assert "imported plain@1" in out and "evaluation runs" not in out
 
 
+@pytest.fixture
+def window_b(qtbot, tmp_path):
+    """A window on a second home (closed and destroyed after the test, as tests/qt's)."""
+    from tests.qt.windows import dispose, open_window
+
+    win = open_window(qtbot, second_home(tmp_path))
+    yield win
+    dispose(win)
+
+
 def test_the_evaluate_matrix_shows_a_carried_run_until_one_is_made_here(exported, tmp_path,
-                                                                        qtbot) -> None:
+                                                                        window_b, qtbot) -> None:
     """On a suite with the same content (items, thresholds; here under another name), the
-    Results matrix lists
-    the artifact with the figures it brought, marked as from the package and left out of
-    paired comparisons; once it is evaluated here, the run made here is the one shown."""
-    from llmops_desktop.qt.eval_matrix import MatrixModel, suite_matrix
+    Evaluate page's Results matrix lists the artifact with the figures it brought, marked as
+    from the package and left out of Compare and the HTML report; once it is evaluated
+    here, the run made here is the one shown and it can be compared."""
+    from PySide6.QtCore import Qt
+
+    from llmops_desktop.qt.eval_matrix import suite_matrix
 
     gguf, pkg, summary = exported
     home_b = second_home(tmp_path)
@@ -153,20 +166,6 @@ def test_the_evaluate_matrix_shows_a_carried_run_until_one_is_made_here(exported
     with Catalog.open(home_b) as cat_b:
         local = import_suite(cat_b, tmp_path / "arc.jsonl", name="arc-here",
                              thresholds=["acc>=0.0"])
-        rows, metrics = suite_matrix(cat_b, local.id)
-        assert metrics == ["acc", "acc_norm"]
-        [row] = rows
-        assert (row["artifact"], row["run_id"], row["from_package"], row["items"]) == (
-            gguf.ref, None, pkg.name, len(MC_ROWS))
-        acc = summary["metrics"]["acc"]
-        assert row["metrics"]["acc"] == pytest.approx(
-            {"mean": acc["mean"], "ci_low": acc["ci_low"], "ci_high": acc["ci_high"],
-             "n": len(MC_ROWS)})
-        model = MatrixModel()
-        model.set_matrix(rows, metrics)
-        assert model.headerData(0, 2) == f"{gguf.ref} (package)"
-        assert f"from the package {pkg.name}" in model.headerData(0, 2, 3)  # ToolTipRole
-        assert "not part of paired comparisons" in model.data(model.index(0, 0), 3)
         # a suite with other items, or other thresholds, shows nothing of it
         other = tmp_path / "other.jsonl"
         _write_jsonl(other, MC_ROWS[:3])
@@ -174,6 +173,37 @@ def test_the_evaluate_matrix_shows_a_carried_run_until_one_is_made_here(exported
         plain = import_suite(cat_b, tmp_path / "arc.jsonl", name="arc-plain")
         assert suite_matrix(cat_b, plain.id) == ([], [])
 
+    page = window_b.show_page("evaluate")
+    bar = page.tabs.tabBar()
+    results = next(i for i in range(page.tabs.count()) if page.tabs.tabText(i) == "Results")
+    qtbot.mouseClick(bar, Qt.MouseButton.LeftButton, pos=bar.tabRect(results).center())
+    assert page.tabs.currentIndex() == results
+    page.results_suite.setCurrentIndex(page.results_suite.findData(local.id))  # the user's pick
+    assert page.matrix.metrics == ["acc", "acc_norm"]
+    [row] = page.rows
+    assert (row["artifact"], row["run_id"], row["from_package"], row["items"]) == (
+        gguf.ref, None, pkg.name, len(MC_ROWS))
+    acc = summary["metrics"]["acc"]
+    assert row["metrics"]["acc"] == pytest.approx(
+        {"mean": acc["mean"], "ci_low": acc["ci_low"], "ci_high": acc["ci_high"],
+         "n": len(MC_ROWS)})
+    header = page.matrix.headerData(0, Qt.Orientation.Vertical)
+    assert header == f"{gguf.ref} (package)"
+    assert f"from the package {pkg.name}" in page.matrix.headerData(
+        0, Qt.Orientation.Vertical, Qt.ItemDataRole.ToolTipRole)
+    assert "not part of paired comparisons" in page.matrix.data(
+        page.matrix.index(0, 0), Qt.ItemDataRole.ToolTipRole)
+    assert page.results_status.text() == ("1 artifact with a finished run on arc-here@1 "
+                                          "(1 measured elsewhere, from packages)")
+    assert page.compare.a_combo.count() == 0  # nothing to pair it with
+    assert page.csv_button.isEnabled() and not page.html_button.isEnabled()
+    written = page.export_csv(str(tmp_path / "matrix.csv"))
+    assert f"{gguf.ref},,acc,{acc['mean']}" in Path(written).read_text()
+
+    with Catalog.open(home_b) as cat_b:
         result, _ = run_eval(cat_b, artifacts=[gguf.ref], suite="arc-here")
-        [row] = suite_matrix(cat_b, local.id)[0]
-        assert row["run_id"] == result["runs"][0]["run_id"] and "from_package" not in row
+    page.load_matrix()
+    [row] = page.rows
+    assert row["run_id"] == result["runs"][0]["run_id"] and "from_package" not in row
+    assert page.matrix.headerData(0, Qt.Orientation.Vertical) == gguf.ref
+    assert page.compare.a_combo.currentText() == gguf.ref and page.html_button.isEnabled()

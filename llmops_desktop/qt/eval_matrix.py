@@ -34,29 +34,29 @@ def suite_matrix(catalog: Catalog, suite_version_id: int) -> tuple[list[dict[str
     latest: dict[int, run_store.EvalRun] = {}
     for run in run_store.runs_of(catalog, suite_version_id=suite_version_id, state="succeeded"):
         latest.setdefault(run.artifact_id, run)  # newest first
-    found: list[tuple[int, dict[str, Any]]] = []
-    for artifact_id, run in sorted(latest.items()):
-        found.append((artifact_id, {"run_id": run.id, "items": run.summary.get("items", 0),
-                                    "stored": run.summary.get("metrics", {})}))
+    found = [(artifact_id, {"run_id": run.id, "items": run.summary.get("items", 0),
+                            "metrics": run.summary.get("metrics", {})})
+             for artifact_id, run in sorted(latest.items())]
     carried = carried_on_suite(catalog, resolve_suite(catalog, suite_version_id).sha256)
     for artifact_id, run in sorted(carried.items()):
         if artifact_id in latest:
             continue  # evaluated here: that run is the one to compare
         items = int(run.get("items") or 0)
-        stored = {m: {**s, "n": items} for m, s in run["metrics"].items()
-                  if s.get("ci_low") is not None and s.get("ci_high") is not None}
-        found.append((artifact_id, {"run_id": None, "items": items, "stored": stored,
-                                    "from_package": run.get("from_package") or "a package",
-                                    "finished_at": run.get("finished_at") or ""}))
-    metrics = sorted({m for _, row in found for m in row["stored"]})
+        found.append((artifact_id, {
+            "run_id": None, "items": items,
+            "metrics": {m: {**s, "n": items} for m, s in run["metrics"].items()
+                        if s.get("ci_low") is not None and s.get("ci_high") is not None},
+            "from_package": run.get("from_package") or "a package",
+            "finished_at": run.get("finished_at") or ""}))
+    metrics = sorted({m for _, row in found for m in row["metrics"]})
     rows = []
     for artifact_id, row in found:
         try:
             ref = catalog.artifact(artifact_id).ref
         except LookupError:
             continue  # removed from the catalog since
-        stored = row.pop("stored")
-        rows.append({"artifact": ref, **row, "metrics": {m: stored.get(m) for m in metrics}})
+        rows.append({"artifact": ref, **row,
+                     "metrics": {m: row["metrics"].get(m) for m in metrics}})
     return rows, metrics
 
 

@@ -163,7 +163,8 @@ class EvaluatePage(Page):
             self.rows, self.metrics = suite_matrix(self.ctx.catalog, int(version_id))
             carried = sum(1 for r in self.rows if r["run_id"] is None)
             self.results_status.setText(
-                f"{len(self.rows)} artifacts with a finished run on "
+                f"{len(self.rows)} artifact{'' if len(self.rows) == 1 else 's'} with a "
+                f"finished run on "
                 f"{self.results_suite.currentText()}"
                 + (f" ({carried} measured elsewhere, from packages)" if carried else "")
                 if self.rows else
@@ -171,12 +172,16 @@ class EvaluatePage(Page):
                 "Run tab.")
         self.matrix.set_matrix(self.rows, self.metrics)
         self.chart.set_matrix(self.rows, self.metrics)
-        # runs carried in packages have no per-item results: no paired tests, no report
-        here = [r["artifact"] for r in self.rows if r["run_id"] is not None]
+        here = self.measured_here()
         self.compare.set_artifacts(self.results_suite.currentText(), here)
         self.csv_button.setEnabled(bool(self.rows))
         self.html_button.setEnabled(bool(here))
         self.sig_matrix_loaded.emit(len(self.rows))
+
+    def measured_here(self) -> list[str]:
+        """The matrix's artifacts whose run was made here: runs carried in packages have no
+        per-item results, so no paired tests and no report."""
+        return [r["artifact"] for r in self.rows if r["run_id"] is not None]
 
     def _on_suite_chosen(self, version_id: int) -> None:
         from llmops_desktop.evaluate.suites import resolve_suite
@@ -236,7 +241,7 @@ class EvaluatePage(Page):
         """The self-contained HTML report of every artifact in the matrix, A first (off the
         GUI thread: the paired tests resample)."""
         path = self._ask_path("Export an HTML report", "html", path)
-        here = [r["artifact"] for r in self.rows if r["run_id"] is not None]
+        here = self.measured_here()
         if not path or not here:
             return
         refs = self.compare.order() if len(here) > 1 else here
