@@ -225,8 +225,10 @@ class _Transfer:
                 if offset:
                     yield Log(f"resuming {f.path} at byte {offset:,}")
         self.counter[0] += offset
-        # hashes on its own thread while the next chunks arrive
-        with HashPipe(MAX_READ, HASH_BUFFERS) as pipe:
+        # hashes on its own thread while the next chunks arrive; a small file's buffers are
+        # its size, not 4 x MAX_READ zeroed for a config.json
+        buffer = min(MAX_READ, max(f.size or MAX_READ, MIN_READ))
+        with HashPipe(buffer, HASH_BUFFERS) as pipe:
             offset = yield from self._fetch(f, part, hashers, offset, pipe)
             hashers = self._hashers
             pipe.drain()
